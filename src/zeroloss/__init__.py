@@ -1,0 +1,45 @@
+"""zeroloss — a PyTorch laboratory for the convergence theory of gradient descent on neural networks.
+
+The curated public API. Everything listed in ``__all__`` is documented and stable; modules behind it may change.
+
+Example:
+    >>> import zeroloss
+    >>> X, y = zeroloss.sphere_data(n=8, d=5, seed=0)
+    >>> net = zeroloss.nets.FullyConnected(d=5, width=64, depth=2, activation="softplus", members=2, seed=0)
+    >>> zeroloss.gram(net, X, layer="all").shape
+    torch.Size([2, 8, 8])
+"""
+
+from __future__ import annotations
+
+from zeroloss import nets
+from zeroloss.activations import ACTIVATIONS, Activation, get_activation
+from zeroloss.data import digits_data, patch_data, sphere_data, teacher_labels, validate_inputs
+from zeroloss.errors import ZerolossInputError
+from zeroloss.kernels.empirical import gram, gram_memory_bytes
+from zeroloss.spectrum import Spectrum, eigenvalues, lambda_max, lambda_min, spectrum
+from zeroloss.train.gd import GDRun, train_gd
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "GDRun",
+    "Spectrum",
+    "ZerolossInputError",
+    "digits_data",
+    "eigenvalues",
+    "get_activation",
+    "gram",
+    "gram_memory_bytes",
+    "lambda_max",
+    "lambda_min",
+    "nets",
+    "patch_data",
+    "spectrum",
+    "sphere_data",
+    "teacher_labels",
+    "train_gd",
+    "validate_inputs",
+]

@@ -1,0 +1,97 @@
+"""Shared CLI conventions: one-line errors with exit status 2, device/dtype parsing, atomic output files.
+
+Every command body is wrapped in :func:`cli_errors`, so a :class:`~zeroloss.errors.ZerolossInputError` (or a
+pydantic validation error) becomes ``error: <field>: <what is accepted>, got <value>`` on stderr and exit
+status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import typer
+
+from zeroloss.errors import ZerolossInputError, choice
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on one line to stderr and exit with status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def cli_errors(fn: F) -> F:
+    """Turn input errors raised by ``fn`` into a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ZerolossInputError as exc:
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except Exception as exc:  # pydantic errors: name the field, keep one line
+            if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
+                first = exc.errors()[0]  # type: ignore[attr-defined]
+                loc = ".".join(str(part) for part in first.get("loc", ())) or "spec"
+                fail(f"{loc}: {first.get('msg', 'invalid value')}")
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available else CPU; ``cpu``; ``cuda`` (an error if CUDA is absent)."""
+    choice(device, "--device", ("auto", "cpu", "cuda"))
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ZerolossInputError("--device: cuda was asked for but torch.cuda.is_available() is False; use cpu")
+    return torch.device(device)
+
+
+def parse_dtype(dtype: str) -> torch.dtype:
+    """``float32`` or ``float64``."""
+    choice(dtype, "--dtype", tuple(DTYPES))
+    return DTYPES[dtype]
+
+
+def parse_int_list(text: str, field: str) -> list[int]:
+    """Parse ``"64,64"`` into ``[64, 64]``; every entry a positive integer."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ZerolossInputError(f"{field}: must be comma-separated positive integers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ZerolossInputError(f"{field}: must be comma-separated positive integers, got {text!r}")
+    return values
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def echo_err(message: str) -> None:
+    """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
+    print(message, file=sys.stderr)

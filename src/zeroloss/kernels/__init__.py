@@ -1,0 +1,1 @@
+"""Gram matrices: finite-width (:mod:`empirical`, :mod:`jacobian`) and infinite-width (:mod:`limit`)."""

@@ -1,0 +1,176 @@
+"""Exact finite-width Gram matrices, structured: no Jacobian is formed (MATH §1.3, DESIGN).
+
+For a trainable linear map z_i = W a_i the per-sample gradient is ∂u_i/∂W = δ_i a_iᵀ with δ_i = ∂u_i/∂z_i, so
+
+    G^(W)_ij = ⟨∂u_i/∂W, ∂u_j/∂W⟩ = (a_i · a_j)(δ_i · δ_j)
+
+— one forward pass, one backward pass of Σ_i u_i (samples are independent, so ∂(Σ_k u_k)/∂z_i = δ_i), and two
+n×n Gram products per layer. For a convolution z_i[:, l] = W φ_l(a_i) the per-sample gradient is
+J_i = Σ_l δ_il φ_l(a_i)ᵀ (an m × q·c matrix, formed per sample) and G_ij = ⟨J_i, J_j⟩. A bias contributes δ_i · δ_j.
+The Jacobian contraction of :mod:`zeroloss.kernels.jacobian` is the reference these are tested against.
+
+Layers: ``layer="all"`` is the full Gram Σ_h G^(h) (the empirical NTK), ``"last"`` is G^(H), ``"output"`` the
+Gram of the output weights a (layer H + 1), an integer h the layer h (1-based).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from zeroloss.errors import ZerolossInputError
+from zeroloss.nets.base import EnsembleNet, LinearMap
+from zeroloss.precision import no_tf32
+
+#: Samples per forward/backward chunk when ``chunk_size`` is not given (bounds the autograd graph's memory).
+DEFAULT_CHUNK = 2048
+
+
+def resolve_layers(net: EnsembleNet, layer: str | int) -> set[int]:
+    """Translate a layer selector into 1-based layer indices (H + 1 is the output layer)."""
+    H = net.depth
+    if layer == "all":
+        return set(range(1, H + 2))
+    if layer == "last":
+        return {H}
+    if layer == "output":
+        return {H + 1}
+    if isinstance(layer, int) and not isinstance(layer, bool) and 1 <= layer <= H + 1:
+        return {layer}
+    raise ZerolossInputError(
+        f"layer: must be 'all', 'last', 'output' or an integer in 1..{H + 1} (H + 1 = output), got {layer!r}"
+    )
+
+
+def _map_features(m: LinearMap, delta: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Per-sample factors of one map: (inputs, deltas) for dense, (None, J flattened) for conv and bias.
+
+    Shapes: dense → inputs (S, c, fan_in), deltas (S, c, fan_out); conv → J (S, c, fan_out·fan_in);
+    bias → deltas (S, c, fan_out).
+    """
+    if m.kind == "dense":
+        return m.inputs, delta
+    if m.kind == "conv":
+        J = torch.einsum("snmp,snkp->snmk", delta, m.inputs)
+        return None, J.flatten(-2)
+    if m.kind == "bias":
+        return None, delta
+    raise ValueError(f"unknown linear-map kind {m.kind!r}")
+
+
+def gram_by_layer(
+    net: EnsembleNet,
+    X: torch.Tensor,
+    layer: str | int = "all",
+    dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+) -> dict[int, torch.Tensor]:
+    """Per-layer Gram matrices from one forward/backward pass: 1-based layer → (S, n, n).
+
+    Same arguments as :func:`gram`; the selected layers are the keys (H + 1 is the output layer).
+    """
+    layers = resolve_layers(net, layer)
+    X = net.check_inputs(X).to(dtype)
+    n = X.shape[0]
+    chunk = DEFAULT_CHUNK if chunk_size is None else chunk_size
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk <= 0:
+        raise ZerolossInputError(f"chunk_size: must be a positive integer, got {chunk_size!r}")
+    params = {k: p.detach().to(dtype).requires_grad_(True) for k, p in net.named_parameters()}
+    layer_of: dict[str, int] = {}
+    dense_in: dict[str, list[torch.Tensor]] = {}
+    factors: dict[str, list[torch.Tensor]] = {}
+    with no_tf32(), torch.enable_grad():
+        for start in range(0, n, chunk):
+            u, maps = net.functional_forward(params, X[start : start + chunk], record=True)
+            chosen = [m for m in maps if m.layer in layers]
+            deltas = torch.autograd.grad(u.sum(), [m.preact for m in chosen])
+            for m, delta in zip(chosen, deltas, strict=True):
+                inputs, factor = _map_features(m, delta)
+                layer_of[m.param] = m.layer
+                factors.setdefault(m.param, []).append(factor.detach())
+                if inputs is not None:
+                    dense_in.setdefault(m.param, []).append(inputs.detach())
+            del u, maps, chosen, deltas
+        out: dict[int, torch.Tensor] = {}
+        for name, parts in factors.items():
+            F = torch.cat(parts, dim=1)
+            K = F @ F.transpose(-1, -2)
+            if name in dense_in:
+                A = torch.cat(dense_in[name], dim=1)
+                K.mul_(A @ A.transpose(-1, -2))
+            h = layer_of[name]
+            out[h] = out[h] + K if h in out else K
+    return dict(sorted(out.items()))
+
+
+def gram(
+    net: EnsembleNet,
+    X: torch.Tensor,
+    layer: str | int = "all",
+    dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Exact finite-width Gram matrix of every member at the net's current parameters.
+
+    Args:
+        net: an ensemble net (:mod:`zeroloss.nets`).
+        X: inputs, (n, d) or (n, channels, positions) for the convolutional ResNet.
+        layer: ``"all"`` (Σ_h G^(h), the empirical NTK), ``"last"`` (G^(H)), ``"output"`` (Gram of a), or an int h.
+        dtype: computation dtype (float64 by default; parameters are cast, the net is not changed).
+        chunk_size: samples per forward/backward pass (default :data:`DEFAULT_CHUNK`); the result is exact
+            whatever the chunking. See :func:`gram_memory_bytes` for the memory it needs.
+
+    Returns:
+        (S, n, n) tensor, G_ij = Σ_{W in layers} ⟨∂u_i/∂W, ∂u_j/∂W⟩.
+
+    Example:
+        >>> from zeroloss.nets import FullyConnected
+        >>> net = FullyConnected(d=4, width=32, depth=2, members=3)
+        >>> gram(net, torch.eye(4), layer="last").shape
+        torch.Size([3, 4, 4])
+    """
+    per_layer = list(gram_by_layer(net, X, layer, dtype, chunk_size).values())
+    total = per_layer[0]
+    for K in per_layer[1:]:
+        total += K  # in place: the per-layer matrices are fresh tensors owned here
+    return total
+
+
+def gram_memory_bytes(
+    net: EnsembleNet, n: int, layer: str | int = "all", dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+) -> int:
+    """An upper estimate of the memory :func:`gram` needs, stated before anything is allocated.
+
+    Counts the stored per-sample factors (inputs and δ for dense maps, per-sample gradients for convolutions),
+    the autograd graph of one chunk (about four tensors the size of each layer's output per sample, plus the
+    parameters), and three n×n matrices per member (result and two products).
+    """
+    layers = resolve_layers(net, layer)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    chunk = min(n, chunk_size or DEFAULT_CHUNK)
+    probe_params = {k: p.detach()[:1].to("meta") for k, p in net.named_parameters()}
+    sample = _meta_sample(net)
+    _, maps = net.functional_forward(probe_params, sample, record=True)
+    stored = graph = 0
+    for m in maps:
+        out_numel = m.preact[0, 0].numel()
+        graph += 4 * out_numel
+        if m.layer not in layers:
+            continue
+        if m.kind == "dense":
+            stored += m.inputs[0, 0].numel() + out_numel
+        elif m.kind == "conv":
+            stored += m.preact.shape[2] * m.inputs.shape[2]
+        else:
+            stored += out_numel
+    S = net.members
+    params = sum(p.numel() for p in net.parameters())
+    total = S * (n * stored + chunk * graph + 3 * n * n) + params
+    return int(total * itemsize)
+
+
+def _meta_sample(net: EnsembleNet) -> torch.Tensor:
+    """One input sample on the meta device (shapes only), used to size a forward pass without computing it."""
+    if hasattr(net, "positions"):
+        return torch.empty(1, net.channels, net.positions, device="meta")  # type: ignore[attr-defined]
+    return torch.empty(1, net.d, device="meta")  # type: ignore[attr-defined]

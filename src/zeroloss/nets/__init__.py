@@ -1,0 +1,11 @@
+"""Theory-exact, ensemble-native networks (a leading members dimension S on every parameter).
+
+- :class:`FullyConnected`, :class:`ResNet`, :class:`ConvResNet`: Du et al. (MATH §1.2).
+- :class:`EnsembleNet` and :class:`LinearMap`: the interface :func:`zeroloss.gram` and :func:`zeroloss.train_gd`
+  rely on.
+"""
+
+from zeroloss.nets.base import EnsembleNet, LinearMap
+from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet, patches
+
+__all__ = ["ConvResNet", "EnsembleNet", "FullyConnected", "LinearMap", "ResNet", "patches"]

@@ -1,0 +1,85 @@
+"""Spectra of Gram matrices, always in float64 with the symmetric eigensolver.
+
+Round-off can make the smallest eigenvalue of a PSD Gram matrix slightly negative; zeroloss reports it as it is
+(and counts such eigenvalues) instead of clipping it to zero, so a user can tell round-off from a real defect.
+
+Example:
+    >>> import torch
+    >>> s = spectrum(torch.diag(torch.tensor([3.0, 1.0, 2.0])))
+    >>> (s.lambda_min, s.lambda_max, s.condition)
+    (1.0, 3.0, 3.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from zeroloss.errors import ZerolossInputError
+from zeroloss.precision import no_tf32
+
+
+def _check_square(G: torch.Tensor) -> torch.Tensor:
+    G = torch.as_tensor(G)
+    if G.ndim < 2 or G.shape[-1] != G.shape[-2]:
+        raise ZerolossInputError(f"G: must be a square matrix or a stack of them (..., n, n), got {tuple(G.shape)}")
+    if not torch.isfinite(G).all():
+        raise ZerolossInputError("G: contains NaN or inf entries")
+    return G
+
+
+def eigenvalues(G: torch.Tensor) -> torch.Tensor:
+    """All eigenvalues, ascending, in float64: shape (..., n) for G of shape (..., n, n).
+
+    G is symmetrised as (G + Gᵀ)/2 before ``torch.linalg.eigvalsh`` (the asymmetry is round-off only).
+    """
+    G = _check_square(G).to(torch.float64)
+    with no_tf32():
+        return torch.linalg.eigvalsh(0.5 * (G + G.transpose(-1, -2)))
+
+
+def lambda_min(G: torch.Tensor) -> torch.Tensor:
+    """Smallest eigenvalue (float64), shape (...). May be slightly negative from round-off: not clipped."""
+    return eigenvalues(G)[..., 0]
+
+
+def lambda_max(G: torch.Tensor) -> torch.Tensor:
+    """Largest eigenvalue (float64), shape (...)."""
+    return eigenvalues(G)[..., -1]
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """Summary of one symmetric matrix's spectrum.
+
+    Attributes:
+        lambda_min: smallest eigenvalue (not clipped).
+        lambda_max: largest eigenvalue.
+        condition: λ_max / λ_min (inf when λ_min ≤ 0).
+        negative_count: how many eigenvalues are below zero (round-off for a PSD Gram matrix).
+        most_negative: the most negative eigenvalue, 0.0 when none is negative.
+    """
+
+    lambda_min: float
+    lambda_max: float
+    condition: float
+    negative_count: int
+    most_negative: float
+
+
+def spectrum(G: torch.Tensor) -> Spectrum:
+    """The :class:`Spectrum` of a single (n, n) matrix, computed in float64."""
+    G = _check_square(G)
+    if G.ndim != 2:
+        raise ZerolossInputError(f"G: spectrum() takes one (n, n) matrix, got shape {tuple(G.shape)}")
+    eig = eigenvalues(G)
+    lo, hi = float(eig[0]), float(eig[-1])
+    negative = eig[eig < 0]
+    return Spectrum(
+        lambda_min=lo,
+        lambda_max=hi,
+        condition=hi / lo if lo > 0 else float("inf"),
+        negative_count=int(negative.numel()),
+        most_negative=float(negative.min()) if negative.numel() else 0.0,
+    )

@@ -1,0 +1,1 @@
+"""Training engines: full-batch gradient descent on ensembles (:mod:`zeroloss.train.gd`)."""

@@ -1,0 +1,202 @@
+"""Full-batch gradient descent on an ensemble, the papers' way (Du et al. §1.2 Training; Chatterjee §2.1).
+
+    L_s(θ_s) = ½ Σ_i (u_si − y_i)²,   θ_s(k+1) = θ_s(k) − η_s ∇L_s(θ_s(k)),   every layer trained (a included).
+
+All S members take their step together: the total loss Σ_s L_s is a sum over independent members, so one
+backward pass gives every member its own gradient, and η is a vector of per-member step sizes. A member whose
+loss becomes non-finite or exceeds ``divergence_factor`` × its initial loss is marked diverged at that step and
+frozen (its parameters are no longer updated); the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from zeroloss.errors import ZerolossInputError, positive_int
+from zeroloss.nets.base import EnsembleNet
+from zeroloss.probes import DEFAULT_PROBES, PROBES, ProbeContext
+
+#: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
+DIVERGENCE_FACTOR = 1e6
+
+
+@dataclass
+class GDRun:
+    """The outcome of :func:`train_gd`.
+
+    Attributes:
+        net: the trained ensemble (the same object that was passed in, updated in place).
+        history: tidy DataFrame with columns ``step``, ``member``, ``metric``, ``value`` (probe schedule).
+        losses: (steps_done + 1, S) loss of every member at every step (NaN after a member diverged).
+        lr: (S,) step sizes.
+        diverged_at: member → step at which it diverged.
+        reached_target_at: member → first step with loss ≤ target_loss (when a target was given).
+        steps: steps taken.
+        seconds: wall time of the loop.
+    """
+
+    net: EnsembleNet
+    history: pd.DataFrame
+    losses: np.ndarray
+    lr: np.ndarray
+    diverged_at: dict[int, int] = field(default_factory=dict)
+    reached_target_at: dict[int, int] = field(default_factory=dict)
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def final_loss(self) -> np.ndarray:
+        """(S,) last finite loss of each member (its loss when it diverged is not used: NaN there)."""
+        return self.losses[-1]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per member: lr, initial and final loss, diverged (step or None), steps to the target."""
+        rows = []
+        for s in range(self.losses.shape[1]):
+            rows.append({
+                "member": s,
+                "lr": float(self.lr[s]),
+                "initial_loss": float(self.losses[0, s]),
+                "final_loss": float(self.losses[-1, s]),
+                "diverged_at": self.diverged_at.get(s),
+                "reached_target_at": self.reached_target_at.get(s),
+            })
+        return pd.DataFrame(rows)
+
+    def metric(self, name: str) -> pd.DataFrame:
+        """History of one metric as a (step × member) table."""
+        sub = self.history[self.history["metric"] == name]
+        if sub.empty:
+            raise ZerolossInputError(f"metric: not in the history; recorded: {sorted(self.history['metric'].unique())}")
+        return sub.pivot(index="step", columns="member", values="value")
+
+
+def _lr_vector(lr: float | Sequence[float] | torch.Tensor, members: int) -> torch.Tensor:
+    values = torch.as_tensor(lr, dtype=torch.float64).flatten()
+    if values.numel() == 1:
+        values = values.expand(members).clone()
+    if values.numel() != members:
+        raise ZerolossInputError(f"lr: must be a scalar or one value per member ({members}), got {values.numel()}")
+    if not torch.isfinite(values).all() or (values <= 0).any():
+        raise ZerolossInputError(f"lr: every step size must be positive and finite, got {values.tolist()}")
+    return values
+
+
+def _labels(y: torch.Tensor, members: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    y = torch.as_tensor(y)
+    if y.shape not in ((n,), (members, n)):
+        raise ZerolossInputError(f"y: must have shape ({n},) or ({members}, {n}), got {tuple(y.shape)}")
+    if not torch.isfinite(y).all():
+        raise ZerolossInputError("y: contains NaN or inf")
+    return y.to(dtype=dtype, device=device)
+
+
+def train_gd(
+    net: EnsembleNet,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    lr: float | Sequence[float] | torch.Tensor,
+    steps: int,
+    probe_every: int | None = None,
+    target_loss: float | None = None,
+    probes: Sequence[str] = DEFAULT_PROBES,
+    divergence_factor: float = DIVERGENCE_FACTOR,
+    progress: bool | None = None,
+) -> GDRun:
+    """Full-batch gradient descent on L = ½ Σ (u − y)² for every member, all layers trained.
+
+    Args:
+        net: ensemble net (updated in place).
+        X: inputs (n, d) or (n, channels, positions).
+        y: labels (n,) shared by the members, or (S, n).
+        lr: a step size, or one per member (S,).
+        steps: maximum number of steps.
+        probe_every: probe schedule (default: about 100 probes over the run); step 0 and the last step are
+            always probed.
+        target_loss: stop once every non-diverged member has loss ≤ target_loss.
+        probes: names from :data:`zeroloss.probes.PROBES`.
+        divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged.
+        progress: tqdm bar (None: only on a terminal).
+
+    Returns:
+        A :class:`GDRun` with the tidy history.
+
+    Example:
+        >>> from zeroloss.nets import FullyConnected
+        >>> from zeroloss.data import sphere_data
+        >>> X, y = sphere_data(n=8, d=4, seed=0)
+        >>> net = FullyConnected(d=4, width=128, depth=2, members=2, dtype=torch.float64)
+        >>> run = train_gd(net, X, y, lr=[0.1, 0.2], steps=50, probes=["loss"], progress=False)
+        >>> bool((run.final_loss < run.losses[0]).all())
+        True
+    """
+    steps = positive_int(steps, "steps")
+    unknown = [p for p in probes if p not in PROBES]
+    if unknown:
+        raise ZerolossInputError(f"probes: must be among {', '.join(PROBES)}, got {unknown}")
+    X = net.check_inputs(X)
+    S, n = net.members, X.shape[0]
+    Y = _labels(y, S, n, net.dtype, net.device)
+    eta = _lr_vector(lr, S).to(device=net.device)
+    every = probe_every if probe_every is not None else max(1, steps // 100)
+    positive_int(every, "probe_every")
+    params = dict(net.named_parameters())
+    initial = {k: p.detach().clone() for k, p in params.items()}
+    active = torch.ones(S, dtype=torch.bool, device=net.device)
+    losses = torch.full((steps + 1, S), float("nan"), dtype=torch.float64)
+    records: list[tuple[int, int, str, float]] = []
+    persistent: dict[str, object] = {}
+    run = GDRun(net=net, history=pd.DataFrame(), losses=np.empty(0), lr=eta.cpu().numpy())
+    start_loss: torch.Tensor | None = None
+    t0 = time.perf_counter()
+    bar = tqdm(total=steps, desc="train_gd", unit="step", leave=False,
+               disable=None if progress is None else not progress)
+    k = 0
+    for k in range(steps + 1):
+        for p in params.values():
+            p.grad = None
+        u = net(X)
+        member_loss = 0.5 * (u - Y).pow(2).sum(dim=1)  # (S,)
+        loss_now = member_loss.detach().double()
+        if start_loss is None:
+            start_loss = loss_now.clone()
+        blown = active & (~torch.isfinite(loss_now) | (loss_now > divergence_factor * start_loss))
+        for s in torch.nonzero(blown).flatten().tolist():
+            run.diverged_at[s] = k
+        active &= ~blown
+        losses[k] = torch.where(active, loss_now, torch.full_like(loss_now, float("nan"))).cpu()
+        if target_loss is not None:
+            for s in torch.nonzero(active & (loss_now <= target_loss)).flatten().tolist():
+                run.reached_target_at.setdefault(s, k)
+        done = k == steps or not bool(active.any()) or (
+            target_loss is not None and all(s in run.reached_target_at for s in torch.nonzero(active).flatten().tolist())
+        )
+        torch.where(active, member_loss, torch.zeros_like(member_loss)).sum().backward()
+        if k % every == 0 or done:
+            ctx = ProbeContext(net, X, Y, loss_now, {name: p.grad for name, p in params.items()}, initial,
+                               persistent=persistent)
+            for name in probes:
+                for metric, values in PROBES[name](ctx).items():
+                    vals = values.detach().double().cpu().tolist()
+                    records.extend((k, s, metric, v) for s, v in enumerate(vals) if bool(active[s]))
+        if done:
+            break
+        with torch.no_grad():
+            for p in params.values():
+                mask = active.view(-1, *([1] * (p.ndim - 1)))
+                step = eta.to(p.dtype).view(-1, *([1] * (p.ndim - 1))) * p.grad
+                p.copy_(torch.where(mask, p - step, p))
+        bar.update(1)
+    bar.close()
+    run.seconds = time.perf_counter() - t0
+    run.steps = k
+    run.losses = losses[: k + 1].numpy()
+    run.history = pd.DataFrame.from_records(records, columns=["step", "member", "metric", "value"])
+    return run
