@@ -95,3 +95,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def echo_err(message: str) -> None:
     """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
     print(message, file=sys.stderr)
+
+
+class AtomicDirectory:
+    """Build a result directory under a temporary name and rename it into place only when complete.
+
+    ``with AtomicDirectory(out, overwrite=False) as tmp: write files into tmp`` — on success ``tmp`` becomes
+    ``out``; on any error the temporary directory is removed and ``out`` is untouched, so a failed or killed command
+    never leaves a half-written result directory.
+    """
+
+    def __init__(self, out: Path | str, overwrite: bool = False) -> None:
+        self.out = Path(out)
+        self.overwrite = overwrite
+        if self.out.exists() and not overwrite:
+            raise ZerolossInputError(f"--out: {self.out} already exists; choose a new directory or pass --overwrite")
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        import shutil
+
+        assert self.tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        os.replace(self.tmp, self.out)

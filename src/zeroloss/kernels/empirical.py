@@ -149,7 +149,7 @@ def gram_memory_bytes(
     itemsize = torch.empty((), dtype=dtype).element_size()
     chunk = min(n, chunk_size or DEFAULT_CHUNK)
     probe_params = {k: p.detach()[:1].to("meta") for k, p in net.named_parameters()}
-    sample = _meta_sample(net)
+    sample = _meta_sample(net).to(next(iter(probe_params.values())).dtype)
     _, maps = net.functional_forward(probe_params, sample, record=True)
     stored = graph = 0
     for m in maps:

@@ -1,0 +1,5 @@
+"""``python -m zeroloss`` runs the command line."""
+
+from zeroloss.cli import main
+
+main()

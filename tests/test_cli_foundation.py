@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+from typer.testing import CliRunner
+
+from zeroloss.cli import app
+from zeroloss.data import sphere_data
+from zeroloss.kernels.empirical import gram
+from zeroloss.nets import FullyConnected
+
+runner = CliRunner()
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--n", "8", "--d", "5", "--width", "64", "--members", "2", "--lr",
+                                 "0.1,0.2", "--steps", "20", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {"spec.json", "metrics.parquet", "losses.npy", "summary.json",
+                                               "summary.csv"}
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["lr"] == [0.1, 0.2] and spec["members"] == 2
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert set(metrics["member"]) == {0, 1} and "loss" in set(metrics["metric"])
+    assert np.load(out / "losses.npy").shape == (21, 2)
+    assert "final_loss" in result.output
+
+
+def test_bad_flag_gives_one_line_error_exit_2_and_nothing_written(tmp_path):
+    out = tmp_path / "run"
+    for args, field in ([["--activation", "swish"], "activation"], [["--width", "0"], "width"],
+                        [["--lr", "abc"], "--lr"], [["--dtype", "float16"], "--dtype"]):
+        proc = subprocess.run([sys.executable, "-m", "zeroloss", "train", "--out", str(out), "--steps", "2", *args],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and field in lines[0]
+        assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_gram_command_writes_the_gram_at_initialisation(tmp_path):
+    X, _ = sphere_data(n=6, d=4, seed=0)
+    np.save(tmp_path / "X.npy", X.numpy())
+    out = tmp_path / "G.npy"
+    result = runner.invoke(app, ["gram", "--inputs", str(tmp_path / "X.npy"), "--out", str(out), "--width", "32",
+                                 "--depth", "2", "--layer", "last", "--seed", "3", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    net = FullyConnected(4, 32, 2, "softplus", members=1, seed=3, dtype=torch.float64)
+    np.testing.assert_allclose(np.load(out), gram(net, X, layer="last")[0].numpy(), rtol=1e-12)
+    assert "lambda_min" in result.output
+
+
+def test_gram_command_rejects_unnormalised_inputs(tmp_path):
+    np.save(tmp_path / "X.npy", 3 * np.eye(3))
+    result = runner.invoke(app, ["gram", "--inputs", str(tmp_path / "X.npy"), "--out", str(tmp_path / "G.npy")])
+    assert result.exit_code == 2 and not (tmp_path / "G.npy").exists()
