@@ -95,6 +95,20 @@ class EnsembleNet(nn.Module):
         raise NotImplementedError
 
 
+def stack_members(nets: list[EnsembleNet]) -> EnsembleNet:
+    """One ensemble whose member k is ``nets[k]`` (single-member nets of one architecture, any seeds).
+
+    Used to train runs with arbitrary seeds side by side; the result's ``seed`` is that of ``nets[0]``.
+    """
+    if not nets or any(net.members != 1 for net in nets):
+        raise ZerolossInputError("nets: must be a non-empty list of single-member nets")
+    stacked = nets[0]._empty_like(members=len(nets), seed=nets[0].seed)
+    with torch.no_grad():
+        for name, param in stacked.named_parameters():
+            param.copy_(torch.cat([dict(net.named_parameters())[name] for net in nets]))
+    return stacked
+
+
 def member_generators(seed: int, members: int) -> list[torch.Generator]:
     """One CPU generator per member, seeded seed + k (the member-equivalence rule)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
