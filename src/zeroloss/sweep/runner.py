@@ -1,0 +1,164 @@
+"""The sweep driver: hash, skip what is done, batch the rest, execute, write each run as its batch returns.
+
+Resumability: a run is done exactly when ``runs/<id>/_SUCCESS`` exists, and a run directory appears only
+complete (see :mod:`zeroloss.store`). So killing a sweep at any moment and running it again runs exactly the
+runs that are missing, and the set of runs and their values equal an uninterrupted sweep's (the same ids; the
+same values up to float round-off when a resumed ensemble holds fewer members than the original batch).
+
+Failures: a member that diverges is a result (``summary["diverged"]``), never an error. A batch whose
+``run_batch`` raises is retried one run at a time, so one bad configuration does not sink its neighbours; a
+run that still raises is reported in :attr:`SweepResult.failed` and the sweep goes on.
+
+Example:
+    >>> from zeroloss.sweep.runner import resolve_device
+    >>> resolve_device("cpu")
+    'cpu'
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.experiments.base import Experiment, Spec
+from zeroloss.store import RunStore, run_id, sweep_lock
+from zeroloss.sweep.executors import Executor, Task, make_executor
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: its run ids (in spec order), how many ran now / were already done, and problems."""
+
+    out: Path
+    experiment: str
+    run_ids: list[str]
+    ran: int = 0
+    skipped: int = 0
+    diverged: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available else ``cpu``; ``cuda`` without CUDA is an input error."""
+    import torch
+
+    choice(device.split(":")[0], "--device", ("auto", "cpu", "cuda"))
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ZerolossInputError("--device: cuda was asked for but torch.cuda.is_available() is False; use cpu")
+    return device
+
+
+def unique_runs(experiment: str, specs: Sequence[Spec]) -> list[tuple[str, Spec]]:
+    """(id, spec) for each distinct run, first occurrence order (identical specs are one run)."""
+    seen: dict[str, Spec] = {}
+    for spec in specs:
+        seen.setdefault(run_id(experiment, spec), spec)
+    return list(seen.items())
+
+
+def plan_batches(experiment: Experiment, runs: Sequence[tuple[str, Spec]]) -> list[list[tuple[str, Spec]]]:
+    """Group runs by ``experiment.batch_key`` (first-appearance order): each group trains as one ensemble."""
+    groups: dict[str, list[tuple[str, Spec]]] = {}
+    for rid, spec in runs:
+        groups.setdefault(experiment.batch_key(spec), []).append((rid, spec))
+    return list(groups.values())
+
+
+def run_sweep(
+    experiment: Experiment,
+    specs: Sequence[Spec],
+    out: Path | str,
+    executor: str | Executor = "local",
+    device: str = "auto",
+    workers: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    manifest: dict[str, Any] | None = None,
+) -> SweepResult:
+    """Run (or resume) ``specs`` of ``experiment`` into the sweep directory ``out``.
+
+    Args:
+        experiment: a registered :class:`~zeroloss.experiments.base.Experiment`.
+        specs: run specs (JSON-ready dicts); duplicates are run once.
+        out: sweep directory; finished runs go to ``out/runs/<id>/``, the run list to ``out/sweep.json``.
+        executor: ``local``, ``process``, ``ray`` or an :class:`Executor` instance (left open).
+        device: ``auto``, ``cpu``, ``cuda`` (``cuda:k``).
+        workers: pool size for ``process`` / CPUs for a local ``ray``.
+        address: Ray cluster address.
+        progress: show a tqdm bar over runs on stderr (hidden when stderr is not a terminal).
+        manifest: extra fields for ``sweep.json`` (scale, command, sweep file).
+
+    Returns:
+        :class:`SweepResult`.
+    """
+    device = resolve_device(device)
+    runs = unique_runs(experiment.name, specs)
+    ids = [rid for rid, _ in runs]
+    store = RunStore(out)
+    result = SweepResult(Path(out), experiment.name, ids)
+    module = experiment.run_batch.__module__
+    with sweep_lock(out):
+        store.clean_stale()
+        store.write_manifest(experiment.name, ids, {"specs": [s for _, s in runs], **(manifest or {})})
+        done = store.done_ids()
+        pending = [(rid, spec) for rid, spec in runs if rid not in done]
+        result.skipped = len(runs) - len(pending)
+        if not pending:
+            return result
+        own = isinstance(executor, str)
+        ex = make_executor(executor, workers, device, address) if isinstance(executor, str) else executor
+        bar = tqdm(total=len(runs), initial=result.skipped, unit="run", desc=experiment.name, file=sys.stderr,
+                   disable=None if progress else True, dynamic_ncols=True)
+        try:
+            batches = plan_batches(experiment, pending)
+            while batches:
+                tasks = [Task(i, experiment.name, module, [s for _, s in b], device) for i, b in enumerate(batches)]
+                retry: list[list[tuple[str, Spec]]] = []
+                for res in ex.run(tasks):
+                    batch = batches[res.index]
+                    if res.outputs is None:
+                        if len(batch) > 1:
+                            retry.extend([[run] for run in batch])  # isolate the failing configuration
+                        else:
+                            result.failed[batch[0][0]] = res.error or "unknown error"
+                            bar.update(1)
+                        continue
+                    for (rid, spec), output in zip(batch, res.outputs, strict=True):
+                        env = {**res.env, "dtype": spec.get("dtype", res.env.get("dtype")),
+                               "executor": ex.name}
+                        store.write(experiment.name, spec, output, env)
+                        result.ran += 1
+                        if bool(output.summary.get("diverged", False)):
+                            result.diverged.append(rid)
+                        bar.update(1)
+                batches = retry
+        finally:
+            bar.close()
+            if own:
+                ex.close()
+    # a run whose experiment did not say "diverged" is classified by the store; pick those up too
+    result.diverged = sorted(set(result.diverged) | _diverged_in_store(store, ids))
+    return result
+
+
+def _diverged_in_store(store: RunStore, ids: Sequence[str]) -> set[str]:
+    import json
+
+    out = set()
+    for rid in ids:
+        path = store.run_dir(rid) / "summary.json"
+        if path.is_file() and json.loads(path.read_text()).get("diverged"):
+            out.add(rid)
+    return out
