@@ -124,8 +124,6 @@ def _fc_layers(K0: Tensor, depth: int, e: _Expect, layers: set[int]) -> dict[int
         out[H + 1] = sigma[H]
     D: Tensor | None = None  # Π_{l=h}^{H} c_σ Ė^(l)
     for h in range(H, low - 1, -1):
-        if h > H:
-            continue
         D = dots[h] if D is None else D * dots[h]
         if h in layers:
             out[h] = sigma[h - 1] * D
