@@ -66,7 +66,7 @@ def main() -> None:
     G_nt = peer().reshape(args.n, args.n)
     G_ours = gram(net, X)[0].numpy()
     err = float(np.linalg.norm(G_ours - G_nt) / np.linalg.norm(G_nt))
-    print(f"machine: {machine()}, jax {jax.__version__}, neural-tangents {nt.__version__ if hasattr(nt, '__version__') else '0.6.5'}")
+    print(f"machine: {machine()}, jax {jax.__version__}, neural-tangents {getattr(nt, '__version__', '0.6.5')}")
     print(f"n={args.n} d={args.d} m={args.width} H={args.depth} float64, erf; relative difference {err:.1e}")
     if err > 1e-8:
         raise SystemExit("the two Gram matrices disagree: the nets are not the same, timing would be meaningless")

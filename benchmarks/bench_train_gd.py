@@ -53,7 +53,8 @@ def main() -> None:
     X, y = sphere_data(args.n, args.d, seed=0)
     X, y = X.float().to(device), y.float().to(device)
     print(f"machine: {machine()}")
-    print(f"S={args.members} n={args.n} d={args.d} m={args.width} H={args.depth} steps={args.steps} float32 on {device}")
+    print(f"S={args.members} n={args.n} d={args.d} m={args.width} H={args.depth} steps={args.steps} "
+          f"float32 on {device}")
     template = FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)
 
     net = FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)

@@ -2,8 +2,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tests.conftest import make_net
+
 from zeroloss.data import sphere_data
 from zeroloss.errors import ZerolossInputError
 from zeroloss.kernels.empirical import gram, gram_by_layer, gram_memory_bytes

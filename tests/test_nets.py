@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from tests.conftest import make_net
+
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import ConvResNet, FullyConnected, ResNet, patches
 
@@ -88,3 +88,16 @@ def test_wrong_input_shape_names_X():
 def test_member_copy():
     net, X, _ = make_net("resnet", members=3)
     assert torch.equal(net.member(2)(X)[0], net(X)[2])
+
+
+def test_stack_members_keeps_each_nets_weights(net_kind):
+    from zeroloss.nets.base import stack_members
+
+    nets = [make_net(net_kind, members=1, seed=s)[0] for s in (4, 9, 2)]
+    stacked = stack_members(nets)
+    X = make_net(net_kind)[1]
+    assert stacked.members == 3
+    for k, net in enumerate(nets):
+        assert torch.allclose(stacked(X)[k], net(X)[0], rtol=1e-13, atol=1e-13)
+    with pytest.raises(ZerolossInputError):
+        stack_members([stacked])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from tests.conftest import make_net
+
 from zeroloss.data import sphere_data
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FullyConnected

@@ -47,9 +47,10 @@ def gram(
 
     X = _load_inputs(inputs, normalise)
     layer_sel: str | int = int(layer) if layer.lstrip("-").isdigit() else layer
-    if net == "conv-resnet" and X.ndim != 3 or net != "conv-resnet" and X.ndim != 2:
-        raise ZerolossInputError(f"--inputs: {net} needs {'(n, channels, positions)' if net == 'conv-resnet' else '(n, d)'}"
-                                 f" arrays, got shape {tuple(X.shape)}")
+    wanted = 3 if net == "conv-resnet" else 2
+    if X.ndim != wanted:
+        shape = "(n, channels, positions)" if wanted == 3 else "(n, d)"
+        raise ZerolossInputError(f"--inputs: {net} needs {shape} arrays, got shape {tuple(X.shape)}")
     model = build_net(net, d=X.shape[1], channels=X.shape[1], positions=X.shape[-1], width=width, depth=depth,
                       activation=activation, members=members, seed=seed, dtype=torch.float64,
                       device=parse_device(device), c_res=c_res)

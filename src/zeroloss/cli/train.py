@@ -40,7 +40,8 @@ def make_data(data: str, net: str, n: int, d: int, channels: int, positions: int
 
     choice(data, "--data", DATA)
     if (net == "conv-resnet") != (data == "patches"):
-        raise ZerolossInputError(f"--data: conv-resnet needs --data patches and fc/resnet sphere or digits, got {data!r}")
+        raise ZerolossInputError(
+            f"--data: conv-resnet needs --data patches, fc/resnet need sphere or digits, got {data!r} for {net}")
     if data == "sphere":
         return sphere_data(n, d, seed, labels)
     if data == "digits":

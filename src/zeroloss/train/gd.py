@@ -175,8 +175,9 @@ def train_gd(
         if target_loss is not None:
             for s in torch.nonzero(active & (loss_now <= target_loss)).flatten().tolist():
                 run.reached_target_at.setdefault(s, k)
-        done = k == steps or not bool(active.any()) or (
-            target_loss is not None and all(s in run.reached_target_at for s in torch.nonzero(active).flatten().tolist())
+        still_running = torch.nonzero(active).flatten().tolist()
+        done = k == steps or not still_running or (
+            target_loss is not None and all(s in run.reached_target_at for s in still_running)
         )
         torch.where(active, member_loss, torch.zeros_like(member_loss)).sum().backward()
         if k % every == 0 or done:
