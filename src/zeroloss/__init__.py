@@ -16,8 +16,20 @@ from zeroloss import nets
 from zeroloss.activations import ACTIVATIONS, Activation, get_activation
 from zeroloss.data import digits_data, patch_data, sphere_data, teacher_labels, validate_inputs
 from zeroloss.errors import ZerolossInputError
+from zeroloss.init import INITIALISERS, initialise
 from zeroloss.kernels.empirical import gram, gram_memory_bytes
+from zeroloss.kernels.limit import lambda0, limit_gram_by_layer, limit_kernel
 from zeroloss.spectrum import Spectrum, eigenvalues, lambda_max, lambda_min, spectrum
+from zeroloss.store import load
+from zeroloss.sweep.reproduce import reproduce
+from zeroloss.theory.chatterjee2022 import Certificate, certify, criterion_probability, trajectory_check
+from zeroloss.theory.du2019 import (
+    compare_contraction,
+    contraction_bound,
+    largest_stable_step,
+    step_scaling,
+    width_scaling,
+)
 from zeroloss.train.gd import GDRun, train_gd
 
 __version__ = "0.1.0"
@@ -25,21 +37,37 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "Certificate",
     "GDRun",
+    "INITIALISERS",
     "Spectrum",
     "ZerolossInputError",
+    "certify",
+    "compare_contraction",
+    "contraction_bound",
+    "criterion_probability",
     "digits_data",
     "eigenvalues",
     "get_activation",
     "gram",
     "gram_memory_bytes",
+    "initialise",
+    "lambda0",
     "lambda_max",
     "lambda_min",
+    "largest_stable_step",
+    "limit_gram_by_layer",
+    "limit_kernel",
+    "load",
     "nets",
     "patch_data",
+    "reproduce",
     "spectrum",
     "sphere_data",
+    "step_scaling",
     "teacher_labels",
     "train_gd",
+    "trajectory_check",
     "validate_inputs",
+    "width_scaling",
 ]

@@ -26,8 +26,9 @@ ResNet's b terms need E[σ(u)], u ∼ N(0, a). Pairs are named by two letters: `
   K_ii equal, MATH §1.4), F(ρ) = E[g(√v z₁) h(√v z₂)] with corr(z₁, z₂) = ρ is a function of one variable.
   It is tabulated by the same quadrature on a uniform ρ grid together with its derivative, which Price's
   theorem gives exactly, dF/dρ = v E[g′(u) h′(v)], and interpolated by cubic Hermite splines. The
-  interpolation error is at most Δρ⁴ max|F⁗| / 384 (F⁗ = v⁴ E[g⁽⁴⁾h⁽⁴⁾] by Price again): about 1e-14 with the
-  default grid for the smooth activations. This is what makes n = 2000 kernels of quadrature-only activations
+  interpolation error is at most Δρ⁴ max|F⁗| / 384 (F⁗ = v⁴ E[g⁽⁴⁾h⁽⁴⁾] by Price again): below 1e-13 with the
+  default grid for the smooth activations. Tables are cached per (activation, variance, pair, settings).
+  This is what makes n = 2000 kernels of quadrature-only activations
   take seconds instead of minutes (the per-block rule costs nodes² evaluations for each of the n² blocks).
 
 ``method="auto"`` picks closed, else table (analytic σ and constant variances), else quadrature.
@@ -56,18 +57,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from zeroloss.activations import Activation, get_activation
+from zeroloss.activations import ACTIVATIONS, Activation, get_activation
 from zeroloss.errors import ZerolossInputError, choice, positive_int
 
-#: Gauss–Hermite nodes per axis by default; MATH §1.4: 60–80 reach about 1e-10 for softplus in float64.
-DEFAULT_NODES = 64
-#: Intervals of the ρ grid of the "table" method (cubic Hermite error ≤ (2/4096)⁴ max|F⁗|/384 ≈ 1.5e-16·|F⁗|).
-DEFAULT_TABLE_INTERVALS = 4096
+#: Gauss–Hermite nodes per axis by default. Measured errors per expectation at unit variance: softplus ~1e-14
+#: already at 64 nodes (MATH §1.4: "60–80 reach about 1e-10"); tanh (poles at ±iπ/2, closer than softplus's
+#: ±iπ) 1e-7 at 64, 7e-10 at 96, 1e-11 at 128. erf′ = e^{−u²} narrows as the variance grows (1e-5 at variance
+#: 3 with 64 nodes), but erf uses its closed form. 96 keeps every registry activation near 1e-9 or better.
+DEFAULT_NODES = 96
+#: Intervals of the ρ grid of the "table" method (cubic Hermite error ≤ (2/1024)⁴ max|F⁗|/384 ≈ 4e-14·|F⁗|).
+DEFAULT_TABLE_INTERVALS = 1024
 #: Memory the quadrature may hold at once (bytes); chunks are sized from it before allocating.
 DEFAULT_MAX_BYTES = 256 * 2**20
 #: Two variances count as "the same" for the table method when they differ by at most this, relatively
 #: (a few float64 round-offs; anything larger is a genuinely different block and takes the exact per-block rule).
 EQUAL_VARIANCE_RTOL = 1e-13
+#: numpy's Gauss–Hermite weights overflow to NaN beyond about 370 nodes; more are refused.
+MAX_NODES = 360
 PAIRS = ("ss", "dd", "sd")
 METHODS = ("auto", "closed", "quadrature", "table")
 
@@ -128,6 +134,9 @@ CLOSED_FORMS: dict[str, ClosedForm] = {
 def hermite_rule(nodes: int, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
     """Probabilists' Gauss–Hermite nodes x (nodes,) and weights w (nodes,), Σ w = 1: E f(z) ≈ Σ_k w_k f(x_k)."""
     nodes = positive_int(nodes, "nodes")
+    if nodes > MAX_NODES:
+        raise ZerolossInputError(f"nodes: must be at most {MAX_NODES} (Gauss–Hermite weights overflow beyond), "
+                                 f"got {nodes}")
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     w = w / w.sum()
     return (torch.from_numpy(x).to(device=device, dtype=torch.float64),
@@ -204,6 +213,26 @@ def correlation_table(variance: float, act: Activation, pair: str, nodes: int = 
     return res[pair], variance * res[deriv]
 
 
+_TABLE_CACHE: dict[tuple, tuple[Tensor, Tensor]] = {}
+#: Tables kept (each is two (intervals + 1,) float64 vectors: a few tens of kB).
+_TABLE_CACHE_SIZE = 256
+
+
+def _cached_table(variance: float, act: Activation, pair: str, nodes: int, intervals: int,
+                  device: torch.device, max_bytes: int) -> tuple[Tensor, Tensor]:
+    """:func:`correlation_table`, cached for registry activations (keyed by name, variance, pair, settings)."""
+    if ACTIVATIONS.get(act.name) is not act:
+        return correlation_table(variance, act, pair, nodes, intervals, device, max_bytes)
+    # variances equal to 13 significant digits share a table (the table method already treats variances within
+    # EQUAL_VARIANCE_RTOL as equal; a 1e-13 relative variance change moves F by ~1e-13)
+    key = (act.name, f"{variance:.13g}", pair, nodes, intervals, str(device))
+    if key not in _TABLE_CACHE:
+        if len(_TABLE_CACHE) >= _TABLE_CACHE_SIZE:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+        _TABLE_CACHE[key] = correlation_table(variance, act, pair, nodes, intervals, device, max_bytes)
+    return _TABLE_CACHE[key]
+
+
 def _hermite_interpolate(values: Tensor, slopes: Tensor, rho: Tensor) -> Tensor:
     """Cubic Hermite interpolation of a uniform-grid table on [−1, 1] at ρ (any shape, clipped to [−1, 1])."""
     intervals = values.numel() - 1
@@ -262,10 +291,11 @@ def bivariate_expectations(
     for p in pairs:
         choice(p, "pairs", PAIRS)
     nodes = positive_int(nodes, "nodes")
-    a, b, c = torch.broadcast_tensors(*(torch.as_tensor(t, dtype=torch.float64) for t in (a, b, c)))
+    a, b, c = (torch.as_tensor(t, dtype=torch.float64) for t in (a, b, c))
     for name, t in (("a", a), ("b", b), ("c", c)):
         if not torch.isfinite(t).all():
             raise ZerolossInputError(f"{name}: block entries must be finite, got NaN or inf")
+    a, b, c = torch.broadcast_tensors(a, b, c)
     shape = a.shape
     closed = CLOSED_FORMS.get(act.name)
     has_closed = closed is not None and all(p in ("ss", "dd") for p in pairs)
@@ -283,7 +313,7 @@ def bivariate_expectations(
         rho = b / variance
         out = {}
         for p in pairs:
-            values, slopes = correlation_table(variance, act, p, nodes, table_intervals, a.device, max_bytes)
+            values, slopes = _cached_table(variance, act, p, nodes, table_intervals, a.device, max_bytes)
             out[p] = _hermite_interpolate(values, slopes, rho)
         return out
     res = _quadrature(a.reshape(-1), b.reshape(-1), c.reshape(-1), _functions(act), pairs, nodes, max_bytes)

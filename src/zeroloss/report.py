@@ -34,7 +34,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from zeroloss.store import (  # noqa: E402
     MANIFEST,
@@ -183,6 +182,8 @@ def format_value(value: Any) -> str:
     """Numbers to 4 significant digits; other values as text."""
     if isinstance(value, bool) or value is None:
         return str(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)

@@ -98,10 +98,22 @@ def run_id(experiment: str, spec: Mapping[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------- writing
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Modes for files and directories (mkstemp/mkdtemp create them private; results are ordinary files).
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary name beside ``path``, fsync it, and rename it over ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -137,11 +149,22 @@ def environment(device: str, dtype: str | None = None) -> dict[str, Any]:
         "numpy": np.__version__,
         "device": str(device),
         "device_name": (torch.cuda.get_device_name(torch.device(device))
-                        if str(device).startswith("cuda") and torch.cuda.is_available() else platform.processor()),
+                        if str(device).startswith("cuda") and torch.cuda.is_available() else cpu_name()),
         "dtype": dtype or str(torch.get_default_dtype()).replace("torch.", ""),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
     }
+
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux, else platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def now_iso() -> str:
@@ -211,6 +234,7 @@ class RunStore:
         self.runs.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{rid}-", dir=self.runs))
         try:
+            os.chmod(tmp, DIR_MODE)
             buf = io.BytesIO()
             metrics.to_parquet(buf, index=False)
             _atomic_write(tmp / "spec.json", _json_bytes({"experiment": experiment, "spec": dict(spec)}))

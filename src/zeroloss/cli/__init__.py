@@ -23,6 +23,11 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "zeroloss.cli.train",
     "zeroloss.cli.gram",
+    "zeroloss.cli.kernel",
+    "zeroloss.cli.certify",
+    "zeroloss.cli.sweep",
+    "zeroloss.cli.reproduce",
+    "zeroloss.cli.report",
 ]
 
 for _module in COMMAND_MODULES:

@@ -88,7 +88,7 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
         finite = losses[np.isfinite(losses)]
         rate = (finite[-1] / finite[0]) ** (1.0 / max(1, len(finite) - 1)) if len(finite) > 1 else float("nan")
         outputs.append(RunOutput(hist, {
-            "lr": float(lr[k]),
+            "eta": float(lr[k]),
             "lambda0": lam0,
             "lambda_max_G0": float(lam_max0[k]),
             "lambda_min_G0": float(eig0[k, 0]),
@@ -143,7 +143,7 @@ def _convergence_claims(df: pd.DataFrame) -> list[Claim]:
     runs = _runs(df)
     claims = []
     for net, group in runs.groupby("net"):
-        bound = 1.0 - group["lr"] * group["lambda0"] / 2.0
+        bound = 1.0 - group["eta"] * group["lambda0"] / 2.0
         worst = float((group["mean_contraction"] - bound).max())
         claims.append(Claim(
             "du2019.convergence", f"{net}: mean per-step loss contraction ≤ 1 − ηλ₀/2 (MATH §1.5)",
@@ -167,7 +167,7 @@ register(Experiment(
     name="du2019.convergence", paper=PAPER,
     description="Wide fully-connected (H=2) and residual (H=3) nets trained by full-batch GD on random ±1 labels "
                 "(n=10 points on S^9, η = ½·2/λ_max(G(0))): geometric loss decay against Du et al.'s 1 − ηλ₀/2.",
-    specs={"tiny": _convergence_specs(256, 2, 1000), "paper": _convergence_specs(4096, 5, 3000)},
+    specs={"tiny": _convergence_specs(256, 2, 1500), "paper": _convergence_specs(4096, 5, 3000)},
     run_batch=run_batch, plot=_convergence_plot, claims=_convergence_claims,
 ))
 

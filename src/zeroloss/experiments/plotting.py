@@ -27,7 +27,7 @@ def loss_curves_with_bound(df: pd.DataFrame, runs: pd.DataFrame, bound: bool = T
             ax.semilogy(curve["step"], curve["value"], color=f"C{i}", lw=1.2, label=f"seed {run.seed}")
             if bound and np.isfinite(run.lambda0):
                 k = curve["step"].to_numpy()
-                rate = 1.0 - run.lr * run.lambda0 / 2.0
+                rate = 1.0 - run.eta * run.lambda0 / 2.0
                 ax.semilogy(k, run.initial_loss * rate**k, color=f"C{i}", ls="--", lw=0.8)
         ax.set_title(f"{net}: loss (dashed: Du et al.'s bound)" if bound else f"{net}: loss")
         ax.set_xlabel("GD step")

@@ -319,14 +319,18 @@ def lambda0(X: Tensor, net: str = "fc", depth: int = 2, activation: str | Activa
     return float(lambda_min(K))
 
 
-def limit_kernel_memory_bytes(n: int, positions: int = 1, nodes: int = DEFAULT_NODES,
+def limit_kernel_memory_bytes(n: int, depth: int, positions: int = 1, nodes: int = DEFAULT_NODES,
                               max_bytes: int = DEFAULT_MAX_BYTES, quadrature: bool = True) -> int:
     """Upper estimate of the memory :func:`limit_kernel` needs, in bytes, stated before anything is allocated.
 
-    About twelve (n, n, positions) float64 arrays are live at once at the worst point of the NTK recursion
-    (Σ, Q per layer kept for the backward pass counts as ~2 per layer, but the estimate is for the held working
-    set of a few layers at once), plus one quadrature chunk when no closed form or table applies.
+    The NTK recursion keeps one (n, n, positions) float64 array per layer for the backward pass (Σ^(h) or Q^(h))
+    and one Ė^(h) per layer, plus about eight working arrays (expectations, interpolation temporaries, the
+    accumulated kernel); add one quadrature chunk when no closed form or table applies (``quadrature=True``).
+
+    Example:
+        >>> limit_kernel_memory_bytes(2000, depth=5, quadrature=False) / 2**30  # GiB
+        0.5364418029785156
     """
-    arrays = 12 * n * n * positions * 8
+    arrays = (2 * positive_int(depth, "depth") + 8) * n * n * positions * 8
     chunk = quadrature_memory_bytes(n * (n + 1) // 2 * positions, nodes, max_bytes) if quadrature else 0
     return arrays + chunk

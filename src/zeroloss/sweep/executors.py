@@ -179,9 +179,9 @@ class RayExecutor(Executor):
                 kwargs["job_config"] = ray.job_config.JobConfig(code_search_path=paths)
                 if workers:
                     kwargs["num_cpus"] = int(workers)
-                extra = os.environ.get("ZEROLOSS_EXTRA_EXPERIMENTS")
-                if extra:
-                    kwargs["runtime_env"] = {"env_vars": {"ZEROLOSS_EXTRA_EXPERIMENTS": extra}}
+            extra = os.environ.get("ZEROLOSS_EXTRA_EXPERIMENTS")
+            if extra:  # workers import the same extra experiment modules as this process
+                kwargs["runtime_env"] = {"env_vars": {"ZEROLOSS_EXTRA_EXPERIMENTS": extra}}
             ray.init(**kwargs)
             self._started = True
         gpus = 1 if device.startswith("cuda") else 0

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.base import Experiment
+
+if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
+    from zeroloss.experiments.base import Experiment
 
 #: Environment variable: comma-separated modules that register extra experiments.
 EXTRA_ENV = "ZEROLOSS_EXTRA_EXPERIMENTS"

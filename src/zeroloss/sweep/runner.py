@@ -21,14 +21,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from zeroloss.errors import ZerolossInputError, choice
-from zeroloss.experiments.base import Experiment, Spec
 from zeroloss.store import RunStore, run_id, sweep_lock
 from zeroloss.sweep.executors import Executor, Task, make_executor
+
+if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
+    from zeroloss.experiments.base import Experiment, Spec
 
 
 @dataclass

@@ -1,0 +1,46 @@
+"""``zeroloss reproduce PAPER``: run (or resume) every registered experiment of a paper; claims and report.
+
+Exit status 0 when everything ran, even if a claim fails (a failed claim is a finding); 1 when a run, a claim
+evaluation or a figure raised; 2 on bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from zeroloss.cli.common import cli_errors, echo_err
+
+
+@cli_errors
+def reproduce(
+    paper: str = typer.Argument(..., help="du2019 | chatterjee2022 | marion2023 | all"),
+    scale: str = typer.Option("tiny", help="tiny (minutes on a CPU) | paper (one GPU)"),
+    executor: str = typer.Option("local", help="local | process | ray"),
+    workers: int | None = typer.Option(None, help="process pool size / Ray CPUs"),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local instance)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    out: Path = typer.Option(Path("zeroloss-results"), help="results directory; re-running resumes"),
+    json_out: bool = typer.Option(False, "--json", help="print claims.json's content on stdout"),
+) -> None:
+    """Reproduce a paper's experiments: sweeps, claims.json, report.html, and the claims table."""
+    from zeroloss.report import claims_table
+    from zeroloss.sweep.reproduce import reproduce as run
+
+    result = run(paper, scale=scale, out=out, executor=executor, device=device, workers=workers,
+                 address=address)
+    if json_out:
+        typer.echo(json.dumps(result.report.claims, default=str))
+    else:
+        typer.echo(claims_table(result.report.claims))
+        typer.echo(f"report: {result.report.html_path}")
+    for err in result.errors:
+        echo_err(f"error: {err}")
+    if result.errors:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reproduce")(reproduce)

@@ -1,0 +1,100 @@
+"""``zeroloss sweep FILE.yaml``: a user's own sweep over a registered experiment's run function.
+
+The file is validated (unknown keys and malformed values rejected with the key named, exit status 2) and
+expanded before anything is written; ``--dry-run`` prints the runs and their count; otherwise the runs go to
+``--out DIR/runs/<id>/`` and re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from zeroloss.cli.common import cli_errors, echo_err
+from zeroloss.errors import ZerolossInputError
+from zeroloss.experiments.base import Experiment, Spec
+from zeroloss.sweep.spec import SweepSpec
+
+
+def check_run_keys(sweep: SweepSpec, experiment: Experiment, runs: list[Spec]) -> list[str]:
+    """Missing keys are an error; keys no registered run of ``experiment`` has come back as warnings.
+
+    A run spec must set every key that all of the experiment's registered runs set (otherwise ``run_batch``
+    would fail deep inside). A key that none of them sets may be an optional key the experiment reads with a
+    default, or a typo: it is passed on (and is part of the run id) with a warning naming it.
+    """
+    registered = [s for specs in experiment.specs.values() for s in specs]
+    if not registered:
+        return []
+    known = set().union(*(s.keys() for s in registered))
+    required = set.intersection(*(set(s.keys()) for s in registered))
+    for spec in runs:
+        missing = sorted(required - set(spec))
+        if missing:
+            raise ZerolossInputError(f"base: missing {', '.join(missing)} (every {experiment.name} run sets them)")
+    warnings = []
+    for where, keys in (("base", sweep.base), ("grid", sweep.grid), ("zip", sweep.zip)):
+        for key in keys:
+            if key.split(".")[0] not in known:
+                warnings.append(f"{where}.{key}: not a key of {experiment.name}'s registered runs "
+                                f"(known: {', '.join(sorted(known))}); passed to its run function as is")
+    return warnings
+
+
+@cli_errors
+def sweep(
+    file: Path = typer.Argument(..., help="sweep file (YAML): experiment, base, grid, zip, seeds"),
+    set_: list[str] = typer.Option([], "--set", help="override KEY=VALUE, dotted key (base.steps=50); repeatable"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the expanded runs and their count; run nothing"),
+    out: Path | None = typer.Option(None, help="sweep directory (runs go to OUT/runs/<id>/)"),
+    executor: str = typer.Option("local", help="local | process | ray"),
+    workers: int | None = typer.Option(None, help="process pool size / Ray CPUs"),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: start a local instance)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
+) -> None:
+    """Run (or resume) a sweep of a registered experiment; finished runs are skipped."""
+    from zeroloss.sweep.executors import make_executor
+    from zeroloss.sweep.registry import get_experiment
+    from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
+    from zeroloss.sweep.spec import load_sweep_file
+
+    spec = load_sweep_file(file, set_)
+    experiment = get_experiment(spec.name)
+    runs = spec.expand()
+    for warning in check_run_keys(spec, experiment, runs):
+        echo_err(f"warning: {warning}")
+    if dry_run:
+        unique = unique_runs(experiment.name, runs)
+        if json_out:
+            typer.echo(json.dumps({"experiment": experiment.name, "count": len(unique),
+                                   "runs": [{"run_id": rid, "spec": s} for rid, s in unique]}))
+        else:
+            for rid, s in unique:
+                typer.echo(f"{rid}  {json.dumps(s, sort_keys=True)}")
+            typer.echo(f"{len(unique)} runs of {experiment.name}")
+        return
+    if out is None:
+        raise ZerolossInputError("--out: a sweep directory is needed unless --dry-run, got nothing")
+    device = resolve_device(device)
+    with make_executor(executor, workers, device, address) as ex:
+        result = run_sweep(experiment, runs, out, executor=ex, device=device,
+                           manifest={"sweep_file": str(file), "overrides": list(set_)})
+    line = (f"{len(result.run_ids)} runs of {experiment.name}: {result.ran} ran, {result.skipped} already done, "
+            f"{len(result.diverged)} diverged, {len(result.failed)} failed → {out}")
+    if json_out:
+        typer.echo(json.dumps({"experiment": experiment.name, "out": str(out), "runs": len(result.run_ids),
+                               "ran": result.ran, "skipped": result.skipped, "diverged": result.diverged,
+                               "failed": sorted(result.failed)}))
+    else:
+        typer.echo(line)
+    for rid, msg in result.failed.items():
+        echo_err(f"error: run {rid} failed: {msg.strip().splitlines()[-1]}")
+    if result.failed:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep)

@@ -1,0 +1,94 @@
+"""``reproduce(paper)``: run (or resume) every registered experiment of a paper, then claims and the report.
+
+Layout of ``out``: one sweep directory per experiment (``out/<experiment>/runs/<id>/...``), ``reproduce.json``
+(paper, scale, experiments, command), ``claims.json`` and ``report.html`` (see :mod:`zeroloss.report`).
+
+Example:
+    >>> from zeroloss.sweep.reproduce import SCALES
+    >>> SCALES
+    ('tiny', 'paper')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.store import _atomic_write, python_command, sweep_lock
+from zeroloss.sweep.executors import make_executor
+from zeroloss.sweep.registry import experiments_for_paper
+from zeroloss.sweep.runner import SweepResult, resolve_device, run_sweep
+
+if TYPE_CHECKING:  # zeroloss.experiments (every paper module) and the report import matplotlib: lazily
+    from zeroloss.experiments.base import Experiment
+    from zeroloss.report import Report
+
+SCALES = ("tiny", "paper")
+
+
+@dataclass
+class ReproduceResult:
+    """The sweeps run and the report written."""
+
+    sweeps: list[SweepResult]
+    report: Report
+
+    @property
+    def errors(self) -> list[str]:
+        """Runs that raised and claims/plots that raised: anything that is an error, not a finding."""
+        errs = [f"{s.experiment}: run {rid} failed: {msg.strip().splitlines()[-1]}"
+                for s in self.sweeps for rid, msg in s.failed.items()]
+        return errs + self.report.errors
+
+
+def plan(paper: str, scale: str) -> list[Experiment]:
+    """The experiments to run, checked before anything is written."""
+    choice(scale, "--scale", SCALES)
+    experiments = experiments_for_paper(paper)
+    for e in experiments:
+        if not e.specs.get(scale):
+            raise ZerolossInputError(f"--scale: experiment {e.name} has no {scale!r} runs "
+                                     f"(it has: {', '.join(sorted(e.specs))})")
+    return experiments
+
+
+def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-results", executor: str = "local",
+              device: str = "auto", workers: int | None = None, address: str | None = None,
+              progress: bool = True) -> ReproduceResult:
+    """Run (or resume) each registered experiment of ``paper`` (``"all"`` for every paper) and write the report.
+
+    Args:
+        paper: ``du2019``, ``chatterjee2022``, ``marion2023`` or ``all``.
+        scale: ``tiny`` (CI, minutes on a laptop CPU) or ``paper`` (one GPU).
+        out: results directory; re-running into it resumes (finished runs are skipped).
+        executor: ``local``, ``process`` or ``ray``; ``workers`` and ``address`` as in
+            :func:`zeroloss.sweep.run_sweep`.
+        device: ``auto``, ``cpu`` or ``cuda``.
+
+    Returns:
+        :class:`ReproduceResult`; ``result.report.claims`` holds the claims (a failed claim is a finding).
+
+    Example:
+        >>> import zeroloss
+        >>> callable(zeroloss.reproduce)
+        True
+    """
+    from zeroloss.report import REPRODUCE_MANIFEST, write_report
+
+    experiments = plan(paper, scale)
+    device = resolve_device(device)
+    out = Path(out)
+    command = python_command()
+    sweeps = []
+    with make_executor(executor, workers, device, address) as ex:
+        for e in experiments:
+            sweeps.append(run_sweep(e, e.specs[scale], out / e.name, executor=ex, device=device,
+                                    progress=progress, manifest={"scale": scale, "paper": e.paper}))
+    with sweep_lock(out):
+        meta = {"paper": paper, "scale": scale, "experiments": [e.name for e in experiments], "command": command}
+        _atomic_write(out / REPRODUCE_MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
+        report = write_report(out, [e.name for e in experiments])
+    return ReproduceResult(sweeps, report)

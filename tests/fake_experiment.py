@@ -1,0 +1,100 @@
+"""A fast, deterministic stand-in experiment for testing the sweep machinery (no training involved).
+
+The "loss" of a run is L_k = L_0 · (1 − lr·width/10)^k · (1 + 0.05·z) with z ~ N(0, 1) drawn from the run's
+seed, so every value depends on the run's spec and seed only (never on which other runs share its batch).
+Spec flags: ``diverge`` (the loss blows up to inf: summary ``diverged``), ``fail`` (run_batch raises),
+``sleep`` (seconds per batch: lets a test kill a sweep mid-way).
+
+Tests register it with the :func:`fake_registered` fixture; subprocesses (CLI, process pool, Ray workers) get
+it through ``ZEROLOSS_EXTRA_EXPERIMENTS=fake_experiment_plugin``, which the fixture sets.
+"""
+
+from __future__ import annotations
+
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from zeroloss.experiments.base import REGISTRY, Claim, Experiment, RunOutput, register  # noqa: E402
+
+NAME = "fake.decay"
+PAPER = "fakepaper"
+STEPS = 5
+#: Every call of run_batch in this process: the list of batch sizes (to check batching).
+CALLS: list[int] = []
+
+
+def _one(spec: dict) -> RunOutput:
+    rng = np.random.default_rng(spec["seed"])
+    factor = 1.0 + 0.05 * rng.standard_normal()
+    rate = 1.0 - spec["lr"] * spec["width"] / 10.0
+    steps = np.arange(STEPS + 1)
+    if spec.get("diverge"):
+        loss = np.array([factor * 10.0**k for k in steps[:-1]] + [np.inf])
+    else:
+        loss = factor * rate**steps
+    metrics = pd.DataFrame({"step": steps, "metric": "loss", "value": loss})
+    summary = {"initial_loss": float(loss[0]), "final_loss": float(loss[-1]),
+               "diverged": bool(not np.isfinite(loss).all())}
+    return RunOutput(metrics, summary)
+
+
+def run_batch(specs: list[dict], device: str = "cpu") -> list[RunOutput]:
+    CALLS.append(len(specs))
+    time.sleep(max(s.get("sleep", 0.0) for s in specs))
+    if any(s.get("fail") for s in specs):
+        raise RuntimeError("fake failure asked for by the spec")
+    return [_one(s) for s in specs]
+
+
+def plot(df: pd.DataFrame) -> dict:
+    fig, ax = plt.subplots(figsize=(4, 3))
+    loss = df[df["metric"] == "loss"]
+    for rid, curve in loss.groupby("run_id", sort=True):
+        ax.semilogy(curve["step"], curve["value"], label=rid)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    return {"loss curves": fig}
+
+
+def claims(df: pd.DataFrame) -> list[Claim]:
+    runs = df.drop_duplicates("run_id")
+    ok = runs[~runs["diverged"].astype(bool)]
+    ratio = float((ok["final_loss"] / ok["initial_loss"]).max()) if len(ok) else float("nan")
+    return [
+        Claim(NAME, "every non-diverged run decreases its loss", ratio, "< 1", bool(ratio < 1)),
+        Claim(NAME, "no run diverges", int(runs["diverged"].astype(bool).sum()), "0",
+              bool(not runs["diverged"].astype(bool).any())),
+    ]
+
+
+def specs(widths=(1, 2), seeds=(0, 1), **extra) -> list[dict]:
+    return [{"width": w, "lr": 0.1, "seed": s, **extra} for w in widths for s in seeds]
+
+
+EXPERIMENT = Experiment(
+    name=NAME, paper=PAPER, description="A fake experiment for the sweep tests.",
+    specs={"tiny": specs(), "paper": specs(widths=(1, 2, 3), seeds=(0, 1, 2))},
+    run_batch=run_batch, plot=plot, claims=claims,
+)
+
+
+def register_fake() -> Experiment:
+    return register(EXPERIMENT)
+
+
+@pytest.fixture
+def fake_registered(monkeypatch):
+    """Register the fake experiment for one test (and for its subprocesses), remove it afterwards."""
+    monkeypatch.setenv("ZEROLOSS_EXTRA_EXPERIMENTS", "fake_experiment_plugin")
+    CALLS.clear()
+    register_fake()
+    yield EXPERIMENT
+    REGISTRY.pop(NAME, None)
