@@ -92,6 +92,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def load_inputs(path: Path, normalise: bool) -> torch.Tensor:
+    """Read ``--inputs`` (a numeric .npy array) and validate it for Du et al.'s nets (unit norm, no parallel rows)."""
+    import numpy as np
+
+    from zeroloss.data import validate_inputs
+
+    if not path.exists():
+        raise ZerolossInputError(f"--inputs: no such file {str(path)!r}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ZerolossInputError(f"--inputs: not a readable .npy array ({exc})") from None
+    if array.dtype.kind not in "fiu":
+        raise ZerolossInputError(f"--inputs: must be a numeric array, got dtype {array.dtype}")
+    return validate_inputs(array, unit_norm=True, normalise=normalise, name="--inputs")
+
+
 def echo_err(message: str) -> None:
     """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
     print(message, file=sys.stderr)

@@ -8,21 +8,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from zeroloss.cli.common import atomic_write_bytes, cli_errors, parse_device
+from zeroloss.cli.common import atomic_write_bytes, cli_errors, load_inputs, parse_device
 from zeroloss.cli.train import build_net
 from zeroloss.errors import ZerolossInputError
-
-
-def _load_inputs(path: Path, normalise: bool):
-    from zeroloss.data import validate_inputs
-
-    if not path.exists():
-        raise ZerolossInputError(f"--inputs: no such file {str(path)!r}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ZerolossInputError(f"--inputs: not a readable .npy array ({exc})") from None
-    return validate_inputs(array, unit_norm=True, normalise=normalise, name="--inputs")
 
 
 def gram(
@@ -45,7 +33,7 @@ def gram(
     from zeroloss.kernels.empirical import gram as gram_fn
     from zeroloss.spectrum import spectrum
 
-    X = _load_inputs(inputs, normalise)
+    X = load_inputs(inputs, normalise)
     layer_sel: str | int = int(layer) if layer.lstrip("-").isdigit() else layer
     wanted = 3 if net == "conv-resnet" else 2
     if X.ndim != wanted:

@@ -16,22 +16,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from zeroloss.cli.common import atomic_write_bytes, cli_errors, echo_err, parse_device
+from zeroloss.cli.common import atomic_write_bytes, cli_errors, echo_err, load_inputs, parse_device
 from zeroloss.errors import ZerolossInputError
-
-
-def _load_inputs(path: Path, normalise: bool):
-    from zeroloss.data import validate_inputs
-
-    if not path.exists():
-        raise ZerolossInputError(f"--inputs: no such file {str(path)!r}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ZerolossInputError(f"--inputs: not a readable .npy array ({exc})") from None
-    if array.dtype.kind not in "fiu":
-        raise ZerolossInputError(f"--inputs: must be a numeric array, got dtype {array.dtype}")
-    return validate_inputs(array, unit_norm=True, normalise=normalise, name="--inputs")
 
 
 def kernel(
@@ -55,7 +41,7 @@ def kernel(
 
     choice(net, "--net", NETS)
     choice(kind, "--kind", KINDS)
-    X = _load_inputs(inputs, normalise)
+    X = load_inputs(inputs, normalise)
     if (net == "conv-resnet") != (X.ndim == 3):
         need = "(n, channels, positions)" if net == "conv-resnet" else "(n, d)"
         raise ZerolossInputError(f"--inputs: {net} needs {need} arrays, got shape {tuple(X.shape)}")
