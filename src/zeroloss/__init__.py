@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from zeroloss import nets
+from zeroloss import nets, twotimescale
 from zeroloss.activations import ACTIVATIONS, Activation, get_activation
 from zeroloss.data import digits_data, patch_data, sphere_data, teacher_labels, validate_inputs
 from zeroloss.errors import ZerolossInputError
@@ -67,6 +67,7 @@ __all__ = [
     "step_scaling",
     "teacher_labels",
     "train_gd",
+    "twotimescale",
     "trajectory_check",
     "validate_inputs",
     "width_scaling",

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "zeroloss.cli.gram",
     "zeroloss.cli.kernel",
     "zeroloss.cli.certify",
+    "zeroloss.cli.two_timescale",
     "zeroloss.cli.sweep",
     "zeroloss.cli.reproduce",
     "zeroloss.cli.report",

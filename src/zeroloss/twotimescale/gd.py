@@ -135,7 +135,9 @@ def two_optimizer_gd(model: str, d: int, n: int, lr_a: float, lr_u: float, epoch
             crit.append(torch.where(alive, criterion, torch.nan).numpy().copy())
         if epoch == epochs:
             break
-        loss = (resid.pow(2).mean(dim=1) * alive).sum()  # members are independent: one backward for all
+        # The official code descends the criterion itself, ‖ŷ − y‖₂/n (not the mean squared error): its gradient
+        # r/(n‖r‖) is what makes lr = 1.0 a sensible step. Members are independent: one backward for all.
+        loss = torch.where(alive, resid.norm(dim=1) / n, torch.zeros_like(criterion)).sum()
         loss.backward()
         with torch.no_grad():  # a diverged member stays frozen: its gradient is zeroed, NaNs never spread
             for p in (a, u):

@@ -1,0 +1,52 @@
+"""Marion & Berthier's two-timescale regime (NeurIPS 2023): the univariate lab (MATH §3).
+
+- :mod:`targets`: piecewise-constant f* (presets ``paper`` and ``code``), the sum-of-steps and ReLU teachers.
+- :mod:`model`: f(x) = a₀ + Σ a_j σ((x − u_j)/η) with the cubic smoothed step; u₀ draws; neurons per piece.
+- :mod:`risk`: the exact population risk ∫₀¹(f − f*)², its gradient, and a*(u) (cell-wise Gauss–Legendre).
+- :mod:`sgd`: online SGD with label noise, numba-compiled, repeats side by side.
+- :mod:`limit`: the ε → 0 limit, general (least squares + ODE) and sharp-step (closed form with snapping).
+- :mod:`gd`: full-batch GD with two optimisers (the appendix's additive and ReLU models).
+
+Example:
+    >>> from zeroloss import twotimescale as tt
+    >>> run = tt.online_sgd(tt.target_preset("paper"), eps=2e-5, h=1e-3, steps=1000, repeats=2, seed=0)
+    >>> run.risk.shape[1]
+    2
+"""
+
+from zeroloss.twotimescale.gd import GDRunTT, two_optimizer_gd
+from zeroloss.twotimescale.limit import (
+    LimitRun,
+    check_validity,
+    general_limit,
+    sharp_closing_time,
+    sharp_limit,
+    sharp_risk,
+)
+from zeroloss.twotimescale.model import forward, init_positions, neurons_per_piece
+from zeroloss.twotimescale.risk import exact_risk, optimal_outer, risk_and_grad
+from zeroloss.twotimescale.sgd import SGDRun, online_sgd
+from zeroloss.twotimescale.targets import PiecewiseConstant, relu_teacher, sum_of_steps, target_preset
+
+__all__ = [
+    "GDRunTT",
+    "LimitRun",
+    "PiecewiseConstant",
+    "SGDRun",
+    "check_validity",
+    "exact_risk",
+    "forward",
+    "general_limit",
+    "init_positions",
+    "neurons_per_piece",
+    "online_sgd",
+    "optimal_outer",
+    "relu_teacher",
+    "risk_and_grad",
+    "sharp_closing_time",
+    "sharp_limit",
+    "sharp_risk",
+    "sum_of_steps",
+    "target_preset",
+    "two_optimizer_gd",
+]
