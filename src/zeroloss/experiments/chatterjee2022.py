@@ -75,7 +75,7 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     first = specs[0]
     X, y = _data(first)
     grid = first["lr_grid"]
-    G, steps, target = len(grid), first["steps"], first["target"]
+    G, steps = len(grid), first["steps"]
     starts = [_initial_net(s, X, y, device) for s in specs]
     ensemble = stack_members([net for net, _ in starts for _ in range(G)])
     lrs = np.tile(np.asarray(grid, dtype=float), len(specs))
@@ -198,11 +198,17 @@ def claims(df: pd.DataFrame) -> list[Claim]:
             continue
         top = min(baselines, key=baselines.get)
         factor = best["positive"] / baselines[top]
+        budget = float(group["steps"].iloc[0])
+        # A median at the budget means the positive init did not reach the target: then "no more steps" is not
+        # shown, whatever the ratio (two unreached medians give a ratio of 1 that proves nothing).
+        reached = best["positive"] < budget
         out.append(Claim(NAME, f"{data}: the positive init reaches F ≤ target·F(w₀) in no more steps than the "
                                "best standard init (paper: 'can substantially accelerate')",
-                         round(float(factor), 3), "steps(positive)/steps(best baseline) ≤ 1", bool(factor <= 1.0),
+                         round(float(factor), 3), "steps(positive)/steps(best baseline) ≤ 1, target reached",
+                         bool(reached and factor <= 1.0),
                          f"median over seeds; best baseline {top}; unreached runs count the full budget "
-                         f"({int(group['steps'].iloc[0])}); each init at its largest stable grid step"))
+                         f"({int(budget)}); positive {'reached' if reached else 'did not reach'} the target; "
+                         "each init at its largest stable grid step"))
     return out
 
 
