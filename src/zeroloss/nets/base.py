@@ -66,8 +66,15 @@ class EnsembleNet(nn.Module):
         return self.functional_forward(dict(self.named_parameters()), X)[0]
 
     def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        """Validate the shape of X and move it to the net's device and dtype."""
-        raise NotImplementedError
+        """Validate the shape of X — (n, d) for nets with an input dimension ``d`` — and move it to the net's
+        device and dtype. Nets with other input shapes override this."""
+        X = torch.as_tensor(X)
+        d = getattr(self, "d", None)
+        if d is None:
+            raise NotImplementedError
+        if X.ndim != 2 or X.shape[1] != d:
+            raise ZerolossInputError(f"X: must have shape (n, {d}), got {tuple(X.shape)}")
+        return X.to(dtype=self.dtype, device=self.device)
 
     @property
     def dtype(self) -> torch.dtype:

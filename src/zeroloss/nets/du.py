@@ -116,12 +116,6 @@ class FullyConnected(_DuNet):
     def _empty_like(self, members: int, seed: int) -> FullyConnected:
         return FullyConnected(self.d, self.width, self.depth, self.activation, members, seed, self.dtype, self.device)
 
-    def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        X = torch.as_tensor(X)
-        if X.ndim != 2 or X.shape[1] != self.d:
-            raise ZerolossInputError(f"X: must have shape (n, {self.d}), got {tuple(X.shape)}")
-        return X.to(dtype=self.dtype, device=self.device)
-
     def functional_forward(
         self, params: dict[str, torch.Tensor], X: torch.Tensor, record: bool = False
     ) -> tuple[torch.Tensor, list[LinearMap]]:
@@ -177,8 +171,6 @@ class ResNet(_DuNet):
     def _empty_like(self, members: int, seed: int) -> ResNet:
         return ResNet(self.d, self.width, self.depth, self.activation, members, seed, self.dtype, self.device,
                       self.c_res)
-
-    check_inputs = FullyConnected.check_inputs
 
     def functional_forward(
         self, params: dict[str, torch.Tensor], X: torch.Tensor, record: bool = False

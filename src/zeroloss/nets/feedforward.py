@@ -110,12 +110,6 @@ class FeedForward(EnsembleNet):
         return FeedForward(self.d, self.widths, self.activation, members, seed, self.dtype, self.device,
                            self.bias, self.output_bias, init=None)
 
-    def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        X = torch.as_tensor(X)
-        if X.ndim != 2 or X.shape[1] != self.d:
-            raise ZerolossInputError(f"X: must have shape (n, {self.d}), got {tuple(X.shape)}")
-        return X.to(dtype=self.dtype, device=self.device)
-
     def functional_forward(
         self, params: dict[str, torch.Tensor], X: torch.Tensor, record: bool = False
     ) -> tuple[torch.Tensor, list[LinearMap]]:
