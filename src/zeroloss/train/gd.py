@@ -25,6 +25,9 @@ from zeroloss.probes import DEFAULT_PROBES, PROBES, ProbeContext
 
 #: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
 DIVERGENCE_FACTOR = 1e6
+#: How often (in steps) the loop asks the device whether every member has stopped (diverged or reached the target);
+#: a run may therefore take up to this many steps past the point where all members stopped.
+STOP_CHECK_EVERY = 16
 
 
 @dataclass
@@ -120,7 +123,8 @@ def train_gd(
         steps: maximum number of steps.
         probe_every: probe schedule (default: about 100 probes over the run); step 0 and the last step are
             always probed.
-        target_loss: stop once every non-diverged member has loss ≤ target_loss.
+        target_loss: stop once every non-diverged member has loss ≤ target_loss (checked every
+            :data:`STOP_CHECK_EVERY` steps and at probe steps; ``reached_target_at`` is exact).
         probes: names from :data:`zeroloss.probes.PROBES`.
         divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged.
         progress: tqdm bar (None: only on a terminal).
@@ -149,8 +153,13 @@ def train_gd(
     positive_int(every, "probe_every")
     params = dict(net.named_parameters())
     initial = {k: p.detach().clone() for k, p in params.items()}
-    active = torch.ones(S, dtype=torch.bool, device=net.device)
-    losses = torch.full((steps + 1, S), float("nan"), dtype=torch.float64)
+    device = net.device
+    active = torch.ones(S, dtype=torch.bool, device=device)
+    # Bookkeeping stays on the device: the loop synchronises with the host only at probe steps and every
+    # STOP_CHECK_EVERY steps (to decide whether to stop), never every step.
+    losses = torch.full((steps + 1, S), float("nan"), dtype=torch.float64, device=device)
+    diverged_step = torch.full((S,), -1, dtype=torch.long, device=device)
+    reached_step = torch.full((S,), -1, dtype=torch.long, device=device)
     records: list[tuple[int, int, str, float]] = []
     persistent: dict[str, object] = {}
     run = GDRun(net=net, history=pd.DataFrame(), losses=np.empty(0), lr=eta.cpu().numpy())
@@ -168,25 +177,25 @@ def train_gd(
         if start_loss is None:
             start_loss = loss_now.clone()
         blown = active & (~torch.isfinite(loss_now) | (loss_now > divergence_factor * start_loss))
-        for s in torch.nonzero(blown).flatten().tolist():
-            run.diverged_at[s] = k
+        diverged_step = torch.where(blown, k, diverged_step)
         active &= ~blown
-        losses[k] = torch.where(active, loss_now, torch.full_like(loss_now, float("nan"))).cpu()
+        losses[k] = torch.where(active, loss_now, torch.full_like(loss_now, float("nan")))
         if target_loss is not None:
-            for s in torch.nonzero(active & (loss_now <= target_loss)).flatten().tolist():
-                run.reached_target_at.setdefault(s, k)
-        still_running = torch.nonzero(active).flatten().tolist()
-        done = k == steps or not still_running or (
-            target_loss is not None and all(s in run.reached_target_at for s in still_running)
-        )
+            reached_step = torch.where(active & (loss_now <= target_loss) & (reached_step < 0), k, reached_step)
+        probe_now = k % every == 0
+        done = k == steps
+        if not done and (probe_now or k % STOP_CHECK_EVERY == 0):
+            finished = ~active | (reached_step >= 0) if target_loss is not None else ~active
+            done = bool(finished.all())
         torch.where(active, member_loss, torch.zeros_like(member_loss)).sum().backward()
-        if k % every == 0 or done:
+        if probe_now or done:
             ctx = ProbeContext(net, X, Y, loss_now, {name: p.grad for name, p in params.items()}, initial,
                                persistent=persistent)
+            alive = active.tolist()
             for name in probes:
                 for metric, values in PROBES[name](ctx).items():
                     vals = values.detach().double().cpu().tolist()
-                    records.extend((k, s, metric, v) for s, v in enumerate(vals) if bool(active[s]))
+                    records.extend((k, s, metric, v) for s, v in enumerate(vals) if alive[s])
         if done:
             break
         with torch.no_grad():
@@ -198,6 +207,8 @@ def train_gd(
     bar.close()
     run.seconds = time.perf_counter() - t0
     run.steps = k
-    run.losses = losses[: k + 1].numpy()
+    run.losses = losses[: k + 1].cpu().numpy()
+    run.diverged_at = {s: int(v) for s, v in enumerate(diverged_step.tolist()) if v >= 0}
+    run.reached_target_at = {s: int(v) for s, v in enumerate(reached_step.tolist()) if v >= 0}
     run.history = pd.DataFrame.from_records(records, columns=["step", "member", "metric", "value"])
     return run
