@@ -14,10 +14,13 @@ from zeroloss.twotimescale import (
     general_limit,
     init_positions,
     online_sgd,
+    optimal_outer,
+    risk_and_grad,
     sharp_closing_time,
     sharp_limit,
     target_preset,
 )
+from zeroloss.twotimescale.limit import sharp_velocity
 from zeroloss.twotimescale.model import features, sigma_d1
 from zeroloss.twotimescale.sgd import sgd_on_samples
 
@@ -91,3 +94,58 @@ def test_cli_json_and_atomic_errors(tmp_path):
     assert {p.name for p in out.iterdir()} == {"spec.json", "metrics.parquet", "summary.json"}
     bad = runner.invoke(app, ["two-timescale", "--target", "nope", "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_sharp_flow_is_the_small_eta_limit_of_the_general_flow():
+    """MATH §3.3: as η → 0, −∇_u L(a*(u), u) tends to the sharp-step velocities (flanking neurons only)."""
+    target = target_preset("paper")
+    u = np.array([[0.05, 0.12, 0.17, 0.26, 0.3, 0.4, 0.46, 0.53, 0.6, 0.7, 0.75, 0.85, 0.93]])  # ≥ 2 per piece
+    sharp, _ = sharp_velocity(u[0], target)
+    errors = []
+    for eta in (1e-3, 1e-4):
+        a_star = optimal_outer(u, eta, target)
+        errors.append(np.abs(-risk_and_grad(a_star, u, eta, target)[2][0] - sharp).max())
+    # The smoothing perturbs the cell averages by O(η/distance): a first-order error, so dividing η by 10 divides
+    # it by ~10 (5–20 allows for the next-order term); at η = 10⁻⁴ it is below 10⁻³ of the largest velocity (4).
+    assert 5 < errors[0] / errors[1] < 20, errors
+    assert errors[1] < 1e-3 * np.abs(sharp).max()
+
+
+def test_box_surrogate_follows_the_same_limit():
+    """The official code's 1{|x − u| ≤ η/2}/η has the same integral as σ′/η: same slow dynamics to O(η)."""
+    target = target_preset("paper")
+    u0 = np.concatenate([init_positions(20, 1, s, valid_for=target) for s in range(2)])
+    exact = online_sgd(target, eps=2e-5, h=1e-3, steps=1_750_000, u0=u0, seed=0, logs=5)
+    box = online_sgd(target, eps=2e-5, h=1e-3, steps=1_750_000, u0=u0, seed=0, logs=5, derivative="box")
+    # Same samples, so the two runs differ only through the derivative: positions within η = 4·10⁻³ of each
+    # other at the end (measured 8·10⁻⁴) and final risks within 10 % (measured < 1 %).
+    assert np.abs(box.u[-1] - exact.u[-1]).max() < 4e-3
+    np.testing.assert_allclose(box.final_risk, exact.final_risk, rtol=0.1)
+    assert np.all(box.final_risk < 0.2 * box.risk[0])  # and it does learn
+
+
+def test_member_k_equals_the_single_run_seeded_s_plus_k():
+    target = target_preset("code")
+    both = online_sgd(target, eps=0.1, h=1e-3, steps=5000, neurons=8, repeats=2, seed=3, logs=2)
+    second = online_sgd(target, eps=0.1, h=1e-3, steps=5000, neurons=8, repeats=1, seed=4, logs=2)
+    np.testing.assert_array_equal(both.u[:, 1], second.u[:, 0])
+    np.testing.assert_array_equal(both.risk[:, 1], second.risk[:, 0])
+
+
+def test_cli_rejects_a_bad_step_in_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["two-timescale", "--h", "-1", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and not (tmp_path / "x").exists()
+    assert result.output.strip().splitlines() == ["error: --h: must be a positive number, got -1.0"]
+
+
+def test_general_limit_euler_agrees_with_rk45():
+    """The paper's 1000 Euler steps in τ against scipy's adaptive RK45 (rtol 1e-6) on the same flow."""
+    target = target_preset("paper")
+    u0 = init_positions(20, 2, 0, valid_for=target)
+    euler = general_limit(u0, 4e-3, target, 0.035, n_steps=1000, logs=5)
+    rk45 = general_limit(u0, 4e-3, target, 0.035, method="rk45", logs=5)
+    np.testing.assert_allclose(euler.tau, rk45.tau, rtol=1e-12)
+    # Euler is first order with dτ = 3.5·10⁻⁵: measured risk differences ≤ 2·10⁻⁴ relative; 10⁻³ leaves room for
+    # a neuron's arrival at a jump falling one Euler step earlier or later, not for a wrong velocity.
+    np.testing.assert_allclose(euler.risk, rk45.risk, rtol=1e-3)
+    assert np.all(euler.risk[-1] < 0.2 * euler.risk[0])

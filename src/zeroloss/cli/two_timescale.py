@@ -9,12 +9,13 @@ and ``tau``) and ``summary.json``. ``--json`` prints one object with ``final_ris
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
 
 from zeroloss.cli.common import AtomicDirectory, cli_errors
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import ZerolossInputError, choice, positive_int
 
 #: Refuse runs longer than this many steps per repeat from the CLI (the paper's largest is 1.75·10⁸).
 MAX_STEPS = 10**10
@@ -38,11 +39,17 @@ def two_timescale(
 ) -> None:
     """Online SGD in (or out of) the two-timescale regime; the exact population risk is logged along the way."""
     from zeroloss.twotimescale import online_sgd, target_preset
+    from zeroloss.twotimescale.sgd import DERIVATIVES
 
     choice(target, "--target", ("paper", "code"))
+    choice(derivative, "--derivative", DERIVATIVES)
     for name, value in (("--eps", eps), ("--h", h), ("--t-max", t_max), ("--eta", eta)):
-        if not value > 0:
+        if not (math.isfinite(value) and value > 0):
             raise ZerolossInputError(f"{name}: must be a positive number, got {value!r}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ZerolossInputError(f"--noise: must be a number ≥ 0, got {noise!r}")
+    for name, value in (("--neurons", neurons), ("--repeats", repeats), ("--logs", logs)):
+        positive_int(value, name)
     steps = int(round(t_max / (h * eps)))
     if not 1 <= steps <= MAX_STEPS:
         raise ZerolossInputError(f"--t-max: t_max/(h·eps) must give between 1 and {MAX_STEPS:.0e} steps, got {steps}")

@@ -4,7 +4,9 @@ Registered experiments (each with ``tiny`` and ``paper`` scales):
 
 - ``marion2023.regimes``: online SGD on the univariate net in the two-timescale regime (ε = 2·10⁻⁵) against its
   ε → 0 limit from the same u₀ (general limit, 1000 Euler steps in τ), and the same u₀ trained with ε = 1
-  (same step sizes); claims: SGD tracks the limit at matched slow time, and ε = 1 ends far higher.
+  (one step h = 10⁻⁵ for both a and u); claims: SGD tracks the limit at matched slow time, and ε = 1 ends far
+  higher. Figures: risk against the SGD step on log axes with the limit overlaid at matched τ = p·h·ε; the final
+  f of both regimes with their neuron positions; snapshots of f (SGD and limit) at τ/τ_max ∈ {0, 0.1, 0.4, 1}.
 - ``marion2023.eps_sweep``: ε ∈ {0.01, 0.1, 1}, repeats per ε; claim: smaller ε, lower median final risk.
 - ``marion2023.appendix``: full-batch GD with two optimisers on the additive 2-D and 10-D models and the ReLU
   model; standard regime (lr 1.0 for a and u) vs two-timescale (lr_a = 1.0, lr_u = 0.01); claim per setting: the
@@ -51,9 +53,27 @@ def _tidy(steps: np.ndarray, metrics: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ online SGD
+#: Fractions of the slow-time horizon at which (u, a) are stored for the snapshot panels (0 and the end included).
+SNAPSHOT_FRACTIONS = (0.0, 0.1, 0.4, 1.0)
+
+
+def _snapshot_indices(tau: np.ndarray) -> list[int]:
+    """Log indices nearest to :data:`SNAPSHOT_FRACTIONS` of the horizon (the last log always included)."""
+    return sorted({int(np.argmin(np.abs(tau - f * tau[-1]))) for f in SNAPSHOT_FRACTIONS})
+
+
+def _parameters_frame(step: int, u: np.ndarray, a: np.ndarray, prefix: str = "") -> pd.DataFrame:
+    """Tidy rows ``{prefix}u_j`` (j < m) and ``{prefix}a_j`` (j ≤ m, a_0 the bias) at ``step``."""
+    names = [f"{prefix}u_{j}" for j in range(u.size)] + [f"{prefix}a_{j}" for j in range(a.size)]
+    return pd.DataFrame({"step": int(step), "metric": names, "value": np.concatenate([u, a])})
+
 
 def run_sgd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
-    """One online-SGD run per spec (seeds side by side in one numba call), plus its ε → 0 limit when asked."""
+    """One online-SGD run per spec, plus its ε → 0 limit from the same u₀ when the spec asks (``limit``).
+
+    Metrics per log: ``risk``, ``tau`` (and ``limit_risk``); at the snapshot steps the parameters ``u_j``, ``a_j``
+    (and the limit's ``limit_u_j``, ``limit_a_j``).
+    """
     first = specs[0]
     target = target_preset(first["target"])
     u0 = np.concatenate([init_positions(first["neurons"], 1, s["seed"], valid_for=target) for s in specs])
@@ -66,15 +86,20 @@ def run_sgd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
                          u0=u0[k : k + 1], logs=spec.get("logs", 100), derivative=spec.get("derivative", "exact"))
         metrics = {"risk": run.risk[:, 0], "tau": run.tau}
         summary = {"final_risk": float(run.final_risk[0]), "steps_done": run.steps, "seconds": run.seconds}
+        limit = None
         if spec.get("limit", False):
             limit = general_limit(u0[k : k + 1], spec["eta"], target, spec["t_max"], n_steps=1000,
                                   logs=len(run.tau) - 1)
             metrics["limit_risk"] = np.interp(run.tau, limit.tau, limit.risk[:, 0])
             summary["limit_final_risk"] = float(limit.final_risk[0])
         frame = _tidy(run.log_steps, metrics)
-        final = pd.DataFrame({"step": run.steps, "metric": [f"u_{j}" for j in range(run.u.shape[2])] +
-                              [f"a_{j}" for j in range(run.a.shape[2])],
-                              "value": np.concatenate([run.u[-1, 0], run.a[-1, 0]])})
+        shots = _snapshot_indices(run.tau)
+        snapshots = [_parameters_frame(run.log_steps[i], run.u[i, 0], run.a[i, 0]) for i in shots]
+        if limit is not None:  # the limit's (u, a*(u)) at the log nearest in slow time to each snapshot
+            for i in shots:
+                j = int(np.argmin(np.abs(limit.tau - run.tau[i])))
+                snapshots.append(_parameters_frame(run.log_steps[i], limit.u[j, 0], limit.a[j, 0], "limit_"))
+        final = pd.concat(snapshots, ignore_index=True)
         outputs.append(RunOutput(pd.concat([frame, final], ignore_index=True), summary))
     return outputs
 
@@ -124,11 +149,23 @@ def _regimes_claims(df: pd.DataFrame) -> list[Claim]:
     ]
 
 
+def _parameters_at(rows: pd.DataFrame, step: int, m: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray] | None:
+    """(u (m,), a (m + 1,)) stored at ``step`` under ``prefix``, or None when that snapshot is absent."""
+    at = rows[rows["step"] == step]
+    values = dict(zip(at["metric"], at["value"], strict=False))
+    if f"{prefix}u_0" not in values:
+        return None
+    return (np.array([values[f"{prefix}u_{j}"] for j in range(m)]),
+            np.array([values[f"{prefix}a_{j}"] for j in range(m + 1)]))
+
+
 def _regimes_plot(df: pd.DataFrame) -> dict[str, Any]:
     runs = _runs(df)
-    fig, (ax, snap) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, snap, track) = plt.subplots(1, 3, figsize=(16, 4.3))
     for i, run in enumerate(runs.itertuples()):
-        sub = df[df["run_id"] == run.run_id].pivot_table(index="step", columns="metric", values="value")
+        sub = df[df["run_id"] == run.run_id]
+        sub = sub[sub["metric"].isin(["risk", "tau", "limit_risk"])].pivot_table(index="step", columns="metric",
+                                                                                  values="value")
         p = sub.index.to_numpy()
         style = "-" if run.eps < 1 else ":"
         ax.loglog(np.maximum(p, 1), sub["risk"], style, color=f"C{i % 10}", lw=1,
@@ -136,31 +173,48 @@ def _regimes_plot(df: pd.DataFrame) -> dict[str, Any]:
         if "limit_risk" in sub and sub["limit_risk"].notna().any():
             # The limit is plotted at the SGD step p with the same slow time τ = p·h·ε.
             ax.loglog(np.maximum(p, 1), sub["limit_risk"], "--", color=f"C{i % 10}", lw=1.5)
-    ax.set_xlabel("SGD step p")
+    ax.set_xlabel("SGD step p  (slow time τ = p·h·ε)")
     ax.set_ylabel("population risk ∫(f − f*)²")
     ax.set_title("risk (dashed: ε → 0 limit at matched τ)")
     ax.legend(fontsize=6)
     target = target_preset("paper")
     x = np.linspace(0, 1, 2001)
-    snap.plot(x, target(x), "k-", lw=2, label="f*")
+    for panel in (snap, track):
+        panel.plot(x, target(x), "k-", lw=2, label="f*")
     for eps, color in ((2e-5, "C0"), (1.0, "C3")):
         chosen = runs[(runs["eps"] == eps)]
         if chosen.empty:
             continue
         first = chosen.iloc[0]
         rows = df[df["run_id"] == first["run_id"]]
-        final = rows[rows["step"] == rows["step"].max()]
-        values = dict(zip(final["metric"], final["value"], strict=False))
         m = int(first["neurons"])
-        u = np.array([values[f"u_{j}"] for j in range(m)])
-        a = np.array([values[f"a_{j}"] for j in range(m + 1)])
+        u, a = _parameters_at(rows, int(rows["step"].max()), m)
         snap.plot(x, forward(a[None], u[None], x, first["eta"])[0], color=color, label=f"f, ε = {eps:g}")
         snap.plot(u, np.full(m, -0.3 if eps < 1 else -0.6), "|", color=color, ms=12)
-    snap.set_title("end of training, seed 0 (ticks: neuron positions)")
+    snap.set_title("end of training, first seed (ticks: neuron positions)")
     snap.set_xlabel("x")
     snap.legend(fontsize=7)
+    two = runs[runs["eps"] < 1]
+    if not two.empty:
+        first = two.iloc[0]
+        rows = df[df["run_id"] == first["run_id"]]
+        m = int(first["neurons"])
+        tau = rows[rows["metric"] == "tau"].set_index("step")["value"]
+        steps = sorted(int(s) for s in rows[rows["metric"] == "u_0"]["step"].unique())
+        for k, step in enumerate(steps):
+            color = plt.cm.viridis(k / max(len(steps) - 1, 1))
+            u, a = _parameters_at(rows, step, m)
+            track.plot(x, forward(a[None], u[None], x, first["eta"])[0], color=color, lw=1,
+                       label=f"τ = {tau.get(step, np.nan):.3g}")
+            track.plot(u, np.full(m, -0.3 - 0.3 * k), "|", color=color, ms=8)
+            limit = _parameters_at(rows, step, m, "limit_")
+            if limit is not None:
+                track.plot(x, forward(limit[1][None], limit[0][None], x, first["eta"])[0], "--", color=color, lw=1)
+        track.set_title(f"ε = {first['eps']:g}, seed {first['seed']}: SGD (solid) and limit (dashed)")
+        track.set_xlabel("x")
+        track.legend(fontsize=7)
     fig.tight_layout()
-    return {"risk against steps, SGD and its limit; final f and neurons": fig}
+    return {"risk against steps, SGD and its limit; snapshots of f, f* and the neurons": fig}
 
 
 register(Experiment(
@@ -240,7 +294,7 @@ def _appendix_specs(settings: list[tuple[str, int, int, int, int]], repeats: int
 
 
 def _setting(row: Any) -> str:
-    return f"{row['model']} d={row['d']}"
+    return f"{row['model']} d={int(row['d'])}"
 
 
 def _appendix_claims(df: pd.DataFrame) -> list[Claim]:
@@ -274,7 +328,7 @@ def _appendix_plot(df: pd.DataFrame) -> dict[str, Any]:
     figures = {"final criterion per regime (box-plots)": fig}
     two_d = runs[(runs["model"] == "additive") & (runs["d"] == 2)]
     if not two_d.empty:
-        fig2, axes2 = plt.subplots(1, 2, figsize=(8, 4))
+        fig2, axes2 = plt.subplots(1, 2, figsize=(9, 4.6))
         for ax, regime in zip(axes2, ("standard", "two-timescale"), strict=True):
             chosen = two_d[two_d["regime"] == regime]
             if chosen.empty:
@@ -282,15 +336,19 @@ def _appendix_plot(df: pd.DataFrame) -> dict[str, Any]:
             run_id = chosen.iloc[0]["run_id"]
             final = df[(df["run_id"] == run_id) & df["metric"].str.startswith("u_")]
             u = final.sort_values("metric", key=lambda s: s.str[2:].astype(int))["value"].to_numpy().reshape(-1, 2)
-            for t in (0.3, 0.5, 0.7):
-                ax.axvline(t, color="C0")
-                ax.axhline(t, color="C0")
-            for x1, x2 in u:
+            for t in (0.3, 0.5, 0.7):  # the target's jumps, wide and light so that a neuron on one shows
+                ax.axvline(t, color="0.8", lw=5)
+                ax.axhline(t, color="0.8", lw=5)
+            for x1, x2 in u:  # neuron j's step along x₁ (vertical line) and along x₂ (horizontal line)
                 ax.axvline(x1, color="C1", ls="--", lw=1)
-                ax.axhline(x2, color="C1", ls="--", lw=1)
+                ax.axhline(x2, color="C3", ls="--", lw=1)
             ax.set_xlim(-0.05, 1.05)
             ax.set_ylim(-0.05, 1.05)
-            ax.set_title(f"2-D {regime}: neurons (dashed)")
+            ax.set_title(f"2-D, {regime} regime")
+            ax.set_xlabel("x₁")
+            ax.set_ylabel("x₂")
+        fig2.suptitle("seed 0: neuron steps (dashed; x₁ orange, x₂ red) against the target's jumps (grey)",
+                      fontsize=9)
         fig2.tight_layout()
         figures["neuron positions on the 2-D target, seed 0"] = fig2
     return figures
@@ -303,8 +361,8 @@ register(Experiment(
                 "d = 2 and d = 10, and the ReLU model on its teacher; standard lr 1.0 for both (300 epochs) vs "
                 "lr_a = 1.0, lr_u = 0.01 (5000 epochs); criterion ‖ŷ − y‖₂/n, which is also what is descended (as "
                 "in the official code).",
-    specs={"tiny": _appendix_specs([("additive", 2, 500, 300, 3000), ("relu", 1, 1000, 300, 5000),
-                                    ("additive", 10, 500, 300, 3000)], 2),
+    specs={"tiny": _appendix_specs([("additive", 2, 1000, 300, 5000), ("relu", 1, 1000, 300, 5000),
+                                    ("additive", 10, 1000, 300, 5000)], 3),
            "paper": _appendix_specs([("additive", 2, 1000, 300, 5000), ("relu", 1, 1000, 300, 5000),
                                      ("additive", 10, 10_000, 300, 5000)], 20)},
     run_batch=run_gd_batch, plot=_appendix_plot, claims=_appendix_claims,

@@ -25,8 +25,19 @@ from zeroloss.twotimescale.limit import (
 )
 from zeroloss.twotimescale.model import forward, init_positions, neurons_per_piece
 from zeroloss.twotimescale.risk import exact_risk, optimal_outer, risk_and_grad
-from zeroloss.twotimescale.sgd import SGDRun, online_sgd
 from zeroloss.twotimescale.targets import PiecewiseConstant, relu_teacher, sum_of_steps, target_preset
+
+#: Names served by the numba module :mod:`~zeroloss.twotimescale.sgd`, imported on first use so that
+#: ``import zeroloss`` does not pay numba's import (~0.4 s) when the online SGD is not used.
+_LAZY = {"SGDRun": "zeroloss.twotimescale.sgd", "online_sgd": "zeroloss.twotimescale.sgd"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "GDRunTT",

@@ -30,7 +30,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate
 
 from zeroloss.errors import ZerolossInputError, positive_int
 from zeroloss.twotimescale.model import neurons_per_piece
@@ -121,6 +120,8 @@ def general_limit(u0: np.ndarray, eta: float, target, t_max: float, n_steps: int
                 taus.append(k * dtau)
                 states.append(u.copy())
     else:
+        from scipy import integrate  # deferred: scipy's import is a third of a second
+
         grid = np.linspace(0.0, t_max, logs + 1)
         sol = integrate.solve_ivp(lambda _t, y: velocity(y.reshape(R, m)).reshape(-1), (0.0, t_max),
                                   u.reshape(-1), t_eval=grid, rtol=1e-6, atol=1e-9)
@@ -209,6 +210,8 @@ def sharp_closing_time(d_left: float, d_right: float, jump_size: float) -> float
     if not (d_left > 0 and d_right > 0 and jump_size != 0):
         raise ZerolossInputError(f"d_left, d_right, jump_size: positive distances and a non-zero jump, got "
                                  f"{(d_left, d_right, jump_size)!r}")
+    from scipy import integrate  # deferred: scipy's import is a third of a second
+
     near, far = min(d_left, d_right), max(d_left, d_right)
     c = far**3 - near**3
     if c == 0:
