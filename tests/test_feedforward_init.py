@@ -44,7 +44,7 @@ def test_member_k_equals_single_net_with_seed_plus_k():
 ])
 def test_initialisation_laws_have_their_variance(name, variance):
     net = FeedForward(200, [300], "tanh", members=1, seed=0, dtype=torch.float64, init=name)
-    W = net.W1[0]
+    W = net.W1[0].detach()
     expected = variance(200, 300)
     # 60 000 i.i.d. draws: the sample variance's relative standard error is √(2/N) ≈ 0.6 % (Gaussian) and less
     # for the uniform law; 4 % is over six standard errors.
