@@ -109,6 +109,23 @@ def load_inputs(path: Path, normalise: bool) -> torch.Tensor:
     return validate_inputs(array, unit_norm=True, normalise=normalise, name="--inputs")
 
 
+def print_claims(claims: list[dict], html_path: Path, errors: list[str], json_out: bool) -> None:
+    """Print a report's claims (table or JSON) and its errors; exit 1 when anything raised (claims may fail)."""
+    import json
+
+    from zeroloss.report import claims_table
+
+    if json_out:
+        typer.echo(json.dumps(claims, default=str))
+    else:
+        typer.echo(claims_table(claims))
+        typer.echo(f"report: {html_path}")
+    for err in errors:
+        echo_err(f"error: {err}")
+    if errors:
+        raise typer.Exit(code=1)
+
+
 def echo_err(message: str) -> None:
     """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
     print(message, file=sys.stderr)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err
+from zeroloss.cli.common import cli_errors, print_claims
 from zeroloss.errors import ZerolossInputError
 
 
@@ -17,7 +16,7 @@ def report(
     json_out: bool = typer.Option(False, "--json", help="print claims.json's content on stdout"),
 ) -> None:
     """Re-evaluate claims and figures of stored runs; write DIR/claims.json and DIR/report.html."""
-    from zeroloss.report import claims_table, write_report
+    from zeroloss.report import write_report
     from zeroloss.store import sweep_dirs
 
     if not directory.is_dir():
@@ -25,15 +24,7 @@ def report(
     if not sweep_dirs(directory):
         raise ZerolossInputError(f"DIR: holds no sweep (no runs/ or sweep.json), got {str(directory)!r}")
     result = write_report(directory)
-    if json_out:
-        typer.echo(json.dumps(result.claims, default=str))
-    else:
-        typer.echo(claims_table(result.claims))
-        typer.echo(f"report: {result.html_path}")
-    for err in result.errors:
-        echo_err(f"error: {err}")
-    if result.errors:
-        raise typer.Exit(code=1)
+    print_claims(result.claims, result.html_path, result.errors, json_out)
 
 
 def register(app: typer.Typer) -> None:

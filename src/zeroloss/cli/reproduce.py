@@ -6,12 +6,11 @@ evaluation or a figure raised; 2 on bad input (nothing written).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err
+from zeroloss.cli.common import cli_errors, print_claims
 
 
 @cli_errors
@@ -26,20 +25,11 @@ def reproduce(
     json_out: bool = typer.Option(False, "--json", help="print claims.json's content on stdout"),
 ) -> None:
     """Reproduce a paper's experiments: sweeps, claims.json, report.html, and the claims table."""
-    from zeroloss.report import claims_table
     from zeroloss.sweep.reproduce import reproduce as run
 
     result = run(paper, scale=scale, out=out, executor=executor, device=device, workers=workers,
                  address=address)
-    if json_out:
-        typer.echo(json.dumps(result.report.claims, default=str))
-    else:
-        typer.echo(claims_table(result.report.claims))
-        typer.echo(f"report: {result.report.html_path}")
-    for err in result.errors:
-        echo_err(f"error: {err}")
-    if result.errors:
-        raise typer.Exit(code=1)
+    print_claims(result.report.claims, result.report.html_path, result.errors, json_out)
 
 
 def register(app: typer.Typer) -> None:
