@@ -8,8 +8,15 @@ Peers, measured in the same process:
   nodes² evaluations per block), timed on a small n and scaled by n² — the ρ-table (``method="auto"``) is what
   zeroloss adds. The two are also compared on the small n for their largest difference.
 
-    python benchmarks/bench_limit_kernel.py                      # CPU, n=2000, H=5, FC, kind du and ntk
-    python benchmarks/bench_limit_kernel.py --device cuda --n 20000 --no-peer
+Memory: each row prints what ``limit_kernel_memory_bytes`` states before the call and, on CUDA, the peak
+measured during it (``torch.cuda.max_memory_allocated``). On the CPU an in-process resident-set reading is
+blurred by pages glibc keeps between calls, so measure the whole process instead (``/usr/bin/time -v``: its
+maximum resident set size includes torch itself, ≈ 0.4 GB); tests/test_limit_blocks.py checks the per-call
+peak against the statement in fresh processes.
+
+    python -m benchmarks.bench_limit_kernel                      # CPU, n=2000, H=5, FC, kind du and ntk
+    python -m benchmarks.bench_limit_kernel --n 20000 --no-peer --repeats 1   # chunked, CPU (≈ 3.2 GB result)
+    python -m benchmarks.bench_limit_kernel --device cuda --n 20000 --no-peer
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -24,7 +32,17 @@ from benchmarks._common import best_time, machine
 from zeroloss.activations import get_activation
 from zeroloss.data import sphere_data
 from zeroloss.gaussian import _TABLE_CACHE
-from zeroloss.kernels.limit import limit_kernel
+from zeroloss.kernels.limit import limit_kernel, limit_kernel_memory_bytes
+
+
+def _cuda_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak CUDA memory allocated during one call of fn, above what was allocated before it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
 
 
 def _loop_fc_du(X: torch.Tensor, depth: int, activation: str) -> list[list[float]]:
@@ -60,6 +78,7 @@ def main() -> None:
     parser.add_argument("--peer-n", type=int, default=100, help="n at which the peers are timed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--max-bytes", type=int, default=None, help="block budget (default: the device's)")
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = device.type == "cuda"
@@ -73,10 +92,15 @@ def main() -> None:
         for kind in ("du", "ntk"):
             def run(a: str = activation, k: str = kind) -> torch.Tensor:
                 _TABLE_CACHE.clear()  # cold: every call builds its ρ-tables, as a fresh process would
-                return limit_kernel(X, "fc", args.depth, a, k)
+                return limit_kernel(X, "fc", args.depth, a, k, max_bytes=args.max_bytes)
 
+            # unit inputs: closed forms, or the ρ-table, which is built by one quadrature chunk
+            stated = limit_kernel_memory_bytes(args.n, args.depth, max_bytes=args.max_bytes, device=device,
+                                               quadrature=activation == "softplus")
             ours = best_time(run, args.repeats, sync)
-            line = f"  {activation:8s} {kind:4s} zeroloss {ours:8.3f} s"
+            line = f"  {activation:8s} {kind:4s} zeroloss {ours:8.3f} s | memory stated {stated / 2**30:.2f} GiB"
+            if sync:
+                line += f", peak {_cuda_peak_bytes(run) / 2**30:.2f} GiB"
             if not args.no_peer and kind == "du":
                 if activation == "softplus":
                     t0 = time.perf_counter()

@@ -154,9 +154,13 @@ def quadrature_memory_bytes(blocks: int, nodes: int = DEFAULT_NODES, max_bytes: 
     is the largest that keeps this under ``max_bytes`` (at least one block), plus the (blocks,) inputs and
     outputs (eight arrays).
     """
+    return quadrature_chunk_bytes(blocks, nodes, max_bytes) + 8 * blocks * 8
+
+
+def quadrature_chunk_bytes(blocks: int, nodes: int = DEFAULT_NODES, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """Memory of one quadrature chunk alone: (chunk, nodes, nodes) arrays, at most ``max_bytes`` (≥ one block)."""
     per_block = 4 * nodes * nodes * 8
-    chunk = max(1, min(blocks, max_bytes // per_block))
-    return chunk * per_block + 8 * blocks * 8
+    return max(1, min(blocks, max_bytes // per_block)) * per_block
 
 
 def _quadrature(a: Tensor, b: Tensor, c: Tensor, fns: dict[str, Callable[[Tensor], Tensor]],
@@ -249,12 +253,44 @@ def _hermite_interpolate(values: Tensor, slopes: Tensor, rho: Tensor) -> Tensor:
 
 
 def _common_variance(a: Tensor, c: Tensor) -> float | None:
-    """The shared variance when every a and c equal one value v > 0 (within :data:`EQUAL_VARIANCE_RTOL`)."""
-    both = torch.cat([a.reshape(-1), c.reshape(-1)])
-    lo, hi = float(both.min()), float(both.max())
+    """The shared variance when every a and c equal one value v > 0 (within :data:`EQUAL_VARIANCE_RTOL`).
+
+    a and c may be broadcast views (a (r, 1), c (1, n)): their extremes are taken without materialising them.
+    """
+    if a.numel() == 0 or c.numel() == 0:
+        return None
+    lo = min(float(a.min()), float(c.min()))
+    hi = max(float(a.max()), float(c.max()))
     if lo > 0 and hi - lo <= EQUAL_VARIANCE_RTOL * hi:
         return 0.5 * (lo + hi)
     return None
+
+
+def resolve_method(activation: str | Activation, pairs: Sequence[str], method: str, a: Tensor,
+                   c: Tensor) -> str:
+    """The concrete method (``"closed"``, ``"table"`` or ``"quadrature"``) that ``method`` means for these blocks.
+
+    ``"auto"`` picks the closed form when the activation has one for every pair, else the ρ-table when σ is
+    analytic and every variance in a and c is the same, else the per-block quadrature. An explicit method is
+    returned as it is, once it is checked to apply.
+
+    Raises:
+        ZerolossInputError: ``closed`` without a closed form, ``table`` with unequal variances.
+    """
+    act = get_activation(activation)
+    choice(method, "method", METHODS)
+    has_closed = act.name in CLOSED_FORMS and all(p in ("ss", "dd") for p in pairs)
+    if method == "closed" and not has_closed:
+        raise ZerolossInputError(f"method: 'closed' needs an activation among {', '.join(CLOSED_FORMS)} and pairs "
+                                 f"among ss, dd, got {act.name!r} with {list(pairs)}")
+    if method == "closed" or (method == "auto" and has_closed):
+        return "closed"
+    equal = _common_variance(torch.as_tensor(a), torch.as_tensor(c)) is not None
+    if method == "table" and not equal:
+        raise ZerolossInputError("method: 'table' needs every block to have the same variances a = c > 0")
+    if method == "table" or (method == "auto" and equal and act.analytic):
+        return "table"
+    return "quadrature"
 
 
 def bivariate_expectations(
@@ -297,18 +333,12 @@ def bivariate_expectations(
             raise ZerolossInputError(f"{name}: block entries must be finite, got NaN or inf")
     a, b, c = torch.broadcast_tensors(a, b, c)
     shape = a.shape
-    closed = CLOSED_FORMS.get(act.name)
-    has_closed = closed is not None and all(p in ("ss", "dd") for p in pairs)
-    if method == "closed" and not has_closed:
-        raise ZerolossInputError(f"method: 'closed' needs an activation among {', '.join(CLOSED_FORMS)} and pairs "
-                                 f"among ss, dd, got {act.name!r} with {list(pairs)}")
-    if method == "closed" or (method == "auto" and has_closed):
-        assert closed is not None
+    method = resolve_method(act, pairs, method, a, c)
+    if method == "closed":
+        closed = CLOSED_FORMS[act.name]
         return {p: getattr(closed, p)(a, b, c) for p in pairs}
-    variance = _common_variance(a, c) if a.numel() else None
-    if method == "table" and variance is None:
-        raise ZerolossInputError("method: 'table' needs every block to have the same variances a = c > 0")
-    if method == "table" or (method == "auto" and variance is not None and act.analytic):
+    if method == "table":
+        variance = _common_variance(a, c)
         assert variance is not None
         rho = b / variance
         out = {}
@@ -377,10 +407,7 @@ def kernel_expectations(
     c = diag[None, :]
     act = get_activation(activation)
     symmetric = all(p in ("ss", "dd") for p in pairs)
-    direct = method == "quadrature" or (
-        method == "auto" and not (act.name in CLOSED_FORMS and symmetric)
-        and not (act.analytic and _common_variance(diag, diag) is not None)
-    )
+    direct = resolve_method(act, pairs, method, diag, diag) == "quadrature"
     if not (direct and symmetric and n > 1):
         return bivariate_expectations(a, K, c, act, pairs, nodes, method, max_bytes)
     i, j = torch.triu_indices(n, n, device=K.device)

@@ -29,14 +29,14 @@ def kernel(
     kind: str = typer.Option("du", help="du (Du's K^(H), lambda_0) | nngp | ntk"),
     c_res: float = typer.Option(0.5, "--c-res", help="ResNet residual scale, in (0, 1)"),
     kernel_size: int = typer.Option(3, "--kernel-size", help="conv-resnet kernel size q (odd)"),
-    nodes: int = typer.Option(64, help="Gauss-Hermite nodes per axis where no closed form exists"),
+    nodes: int = typer.Option(96, help="Gauss-Hermite nodes per axis where no closed form exists"),
     normalise: bool = typer.Option(False, help="project inputs onto the unit sphere instead of rejecting them"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     as_json: bool = typer.Option(False, "--json", help="print the spectrum as JSON on stdout"),
 ) -> None:
     """Write the infinite-width kernel (float64) and print lambda_min, lambda_max and the condition number."""
     from zeroloss.errors import choice
-    from zeroloss.kernels.limit import KINDS, NETS, limit_kernel
+    from zeroloss.kernels.limit import KINDS, NETS, limit_kernel, limit_kernel_memory_bytes
     from zeroloss.spectrum import spectrum
 
     choice(net, "--net", NETS)
@@ -49,8 +49,13 @@ def kernel(
     if float(norms.max() - norms.min()) > 1e-13 and net != "conv-resnet":
         echo_err("note: the input norms differ by more than 1e-13, so every block is integrated separately "
                  "(slow for large n); --normalise projects onto the sphere exactly and enables the fast table")
+    where = parse_device(device)
+    positions = X.shape[2] if X.ndim == 3 else 1
+    need = limit_kernel_memory_bytes(X.shape[0], depth, positions, nodes, device=where)
+    if need > 2**30:
+        echo_err(f"note: computing a {X.shape[0]}x{X.shape[0]} kernel on {where} needs about {need / 2**30:.1f} GiB")
     K = limit_kernel(X, net=net, depth=depth, activation=activation, kind=kind, c_res=c_res,
-                     kernel_size=kernel_size, nodes=nodes, device=parse_device(device)).cpu()
+                     kernel_size=kernel_size, nodes=nodes, device=where).cpu()
     spec = spectrum(K)
     buffer = io.BytesIO()
     np.save(buffer, K.numpy())

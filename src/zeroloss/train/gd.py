@@ -168,9 +168,15 @@ def train_gd(
     bar = tqdm(total=steps, desc="train_gd", unit="step", leave=False,
                disable=None if progress is None else not progress)
     k = 0
+    names, tensors = list(params), list(params.values())
+    # θ ← θ − η_s g in one fused in-place pass per parameter (addcmul_), with g zeroed for stopped members:
+    # their gradients may be NaN (their forward pass is), so they are masked rather than multiplied by 0. On the
+    # CPU, reading whether every member is still active costs nothing, so the mask (one more pass over every
+    # gradient) is skipped while none has stopped; on an accelerator that read would synchronise with the host
+    # every step, so the mask is always applied there.
+    neg_eta = [(-eta).to(p.dtype).view(-1, *([1] * (p.ndim - 1))) for p in tensors]
+    free_reads = device.type == "cpu"
     for k in range(steps + 1):
-        for p in params.values():
-            p.grad = None
         u = net(X)
         member_loss = 0.5 * (u - Y).pow(2).sum(dim=1)  # (S,)
         loss_now = member_loss.detach().double()
@@ -187,9 +193,11 @@ def train_gd(
         if not done and (probe_now or k % STOP_CHECK_EVERY == 0):
             finished = ~active | (reached_step >= 0) if target_loss is not None else ~active
             done = bool(finished.all())
-        torch.where(active, member_loss, torch.zeros_like(member_loss)).sum().backward()
+        # autograd.grad, not backward(): the gradients are returned as computed, without .grad's copy into the
+        # parameters' layout (a full pass over every transposed weight gradient)
+        grads = torch.autograd.grad(torch.where(active, member_loss, torch.zeros_like(member_loss)).sum(), tensors)
         if probe_now or done:
-            ctx = ProbeContext(net, X, Y, loss_now, {name: p.grad for name, p in params.items()}, initial,
+            ctx = ProbeContext(net, X, Y, loss_now, dict(zip(names, grads, strict=True)), initial,
                                persistent=persistent)
             alive = active.tolist()
             for name in probes:
@@ -198,11 +206,10 @@ def train_gd(
                     records.extend((k, s, metric, v) for s, v in enumerate(vals) if alive[s])
         if done:
             break
+        masked = not (free_reads and bool(active.all()))
         with torch.no_grad():
-            for p in params.values():
-                mask = active.view(-1, *([1] * (p.ndim - 1)))
-                step = eta.to(p.dtype).view(-1, *([1] * (p.ndim - 1))) * p.grad
-                p.copy_(torch.where(mask, p - step, p))
+            for p, g, coef in zip(tensors, grads, neg_eta, strict=True):
+                p.addcmul_(torch.where(active.view(-1, *([1] * (p.ndim - 1))), g, 0.0) if masked else g, coef)
         bar.update(1)
     bar.close()
     run.seconds = time.perf_counter() - t0
