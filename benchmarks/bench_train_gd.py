@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs of each")
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one ensemble run")
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -121,6 +122,11 @@ def main() -> None:
           f"final losses {diff:.1e})")
     print(f"ratio loop / ensemble: {peer / ours:.1f}x (best over best; median over median "
           f"{statistics.median(peer_runs) / statistics.median(ours_runs):.1f}x)")
+    if args.profile:
+        net.load_state_dict(template.state_dict())
+        with torch.profiler.profile() as prof:
+            train_gd(net, X, y, args.lr, args.steps, probes=["loss"], progress=False)
+        print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12))
     print(f"flop floor: {floor:.3f} s at the best measured matmul rate {rate / 1e9:.0f} GFLOP/s; no implementation "
           f"of these steps can beat the loop by more than {peer / floor:.1f}x here "
           f"(the ensemble reaches {floor / ours:.0%} of that floor)")

@@ -160,3 +160,32 @@ def test_cli_normalise_projects_inputs(tmp_path):
                                       str(tmp_path / "K.npy"), "--normalise", "--activation", "relu"])
     assert result.exit_code == 0, result.output
     assert "lambda_min" in result.stdout
+
+
+def test_cli_kernel_states_large_memory_before_computing(tmp_path, monkeypatch):
+    """Above 1 GiB the CLI prints what limit_kernel_memory_bytes states, on stderr, before the kernel is computed.
+
+    The statement is patched to 3 GiB (a real n ≈ 20 000 kernel is too slow for a test); the order is checked by
+    recording, from inside limit_kernel, whether the note had already been written.
+    """
+    import zeroloss.cli.kernel as cli_kernel
+    import zeroloss.kernels.limit as limit
+
+    X = _inputs("fc")
+    np.save(tmp_path / "X.npy", X.numpy())
+    monkeypatch.setattr(limit, "limit_kernel_memory_bytes", lambda *args, **kwargs: 3 * 2**30)
+    notes: list[str] = []
+    seen_before: list[bool] = []
+    real_echo, real_kernel = cli_kernel.echo_err, limit.limit_kernel
+    monkeypatch.setattr(cli_kernel, "echo_err", lambda text: (notes.append(text), real_echo(text)))
+
+    def recording_kernel(*args, **kwargs):
+        seen_before.append(bool(notes))
+        return real_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(limit, "limit_kernel", recording_kernel)
+    result = CliRunner().invoke(app, ["kernel", "--inputs", str(tmp_path / "X.npy"), "--out", str(tmp_path / "K.npy"),
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert any("needs about 3.0 GiB" in note for note in notes)
+    assert seen_before == [True]
