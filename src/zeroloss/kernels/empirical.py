@@ -25,9 +25,13 @@ from zeroloss.precision import no_tf32
 DEFAULT_CHUNK = 2048
 
 
-def resolve_layers(net: EnsembleNet, layer: str | int) -> set[int]:
-    """Translate a layer selector into 1-based layer indices (H + 1 is the output layer)."""
-    H = net.depth
+def select_layers(layer: str | int, depth: int, name: str = "layer") -> set[int]:
+    """Translate a layer selector into 1-based layer indices of a depth-H net (H + 1 is the output layer).
+
+    ``"all"`` → 1..H+1, ``"last"`` → {H}, ``"output"`` → {H+1}, an int h in 1..H+1 → {h}; ``name`` is the
+    argument named in the error.
+    """
+    H = depth
     if layer == "all":
         return set(range(1, H + 2))
     if layer == "last":
@@ -37,8 +41,13 @@ def resolve_layers(net: EnsembleNet, layer: str | int) -> set[int]:
     if isinstance(layer, int) and not isinstance(layer, bool) and 1 <= layer <= H + 1:
         return {layer}
     raise ZerolossInputError(
-        f"layer: must be 'all', 'last', 'output' or an integer in 1..{H + 1} (H + 1 = output), got {layer!r}"
+        f"{name}: must be 'all', 'last', 'output' or an integer in 1..{H + 1} (H + 1 = output), got {layer!r}"
     )
+
+
+def resolve_layers(net: EnsembleNet, layer: str | int) -> set[int]:
+    """:func:`select_layers` for a net."""
+    return select_layers(layer, net.depth)
 
 
 def _map_features(m: LinearMap, delta: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

@@ -68,8 +68,9 @@ from tqdm.auto import tqdm
 
 from zeroloss.activations import Activation, get_activation
 from zeroloss.data import validate_inputs
-from zeroloss.errors import ZerolossInputError, choice, positive_int, require
+from zeroloss.errors import choice, positive_int, require
 from zeroloss.gaussian import DEFAULT_NODES, quadrature_chunk_bytes, resolve_method
+from zeroloss.kernels.empirical import select_layers
 from zeroloss.kernels.recursions import Expect, Forward, Sides, fc_forward, fc_layers, resnet_forward, resnet_layers
 from zeroloss.precision import no_tf32
 from zeroloss.spectrum import lambda_min
@@ -183,18 +184,6 @@ def _blockwise(X: Tensor, net: str, depth: int, e: Expect, layers: set[int], c_r
     return out
 
 
-def _chosen_layers(layers: str | int, H: int) -> set[int]:
-    if layers == "all":
-        return set(range(1, H + 2))
-    if layers == "last":
-        return {H}
-    if layers == "output":
-        return {H + 1}
-    if isinstance(layers, int) and not isinstance(layers, bool) and 1 <= layers <= H + 1:
-        return {layers}
-    raise ZerolossInputError(f"layers: must be 'all', 'last', 'output' or an integer in 1..{H + 1}, got {layers!r}")
-
-
 def _limit(X: Tensor, net: str, depth: int, activation: str | Activation, layers: str | int, c_res: float,
            kernel_size: int, nodes: int, method: str, device: torch.device | str | None, max_bytes: int | None,
            total: bool, progress: bool | None) -> dict[int, Tensor]:
@@ -205,7 +194,7 @@ def _limit(X: Tensor, net: str, depth: int, activation: str | Activation, layers
     require(isinstance(c_res, (int, float)) and 0.0 < c_res < 1.0, "c_res", "must be in (0, 1)", c_res)
     q = positive_int(kernel_size, "kernel_size")
     require(q % 2 == 1, "kernel_size", "must be an odd positive integer", kernel_size)
-    chosen = _chosen_layers(layers, H)
+    chosen = select_layers(layers, H, "layers")
     X = _check_X(X, net, device)
     budget = default_max_bytes(X.device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
     e = Expect(act, positive_int(nodes, "nodes"), method, budget)
