@@ -66,6 +66,27 @@ def test_divergent_member_is_recorded_and_frozen_others_continue():
     assert torch.allclose(net.W1[1], alone.W1[0], rtol=1e-10, equal_nan=True)
 
 
+def test_member_with_non_finite_gradients_stays_frozen_and_harmless():
+    """A member whose forward pass is non-finite has NaN gradients: they must be masked, not multiplied by 0.
+
+    Member 1 starts with one infinite weight, so it diverges at step 0; 0 · NaN would still write NaN into its
+    parameters, so the test fails unless the update masks the stopped member's gradient. The others must train
+    exactly as they would alone.
+    """
+    X, y = sphere_data(n=8, d=4, seed=0)
+    net = FullyConnected(4, 32, 2, "softplus", members=3, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        net.W1[1, 0, 0] = float("inf")
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    run = train_gd(net, X, y, lr=0.1, steps=20, probes=["loss"], progress=False)
+    assert run.diverged_at == {1: 0}
+    for name, p in net.named_parameters():
+        assert torch.equal(p[1], before[name][1]), name  # bit for bit, the infinite entry included
+    alone = FullyConnected(4, 32, 2, "softplus", members=1, seed=2, dtype=torch.float64)
+    train_gd(alone, X, y, lr=0.1, steps=20, probes=["loss"], progress=False)
+    assert torch.allclose(net.W2[2], alone.W2[0], rtol=1e-12, atol=0)
+
+
 def test_probes_history_is_tidy_and_complete():
     net, X, y = make_net("fc", members=2, width=32)
     run = train_gd(net, X, y, lr=0.05, steps=10, probe_every=5, progress=False)
