@@ -75,10 +75,6 @@ class Sides:
     rows: slice = field(default_factory=lambda: slice(None))
     cols: slice = field(default_factory=lambda: slice(None))
 
-    @property
-    def diagonal(self) -> bool:
-        return self.variances is None
-
     def at(self, h: int, q: Tensor, e: Expect, pairs: tuple[str, ...]) -> tuple[Tensor, Tensor, str]:
         """(a, c, method) for layer h, whose input covariance on this block is q."""
         if self.variances is None:
