@@ -81,7 +81,7 @@ KINDS = ("du", "nngp", "ntk")
 #: computed: each layer keeps its input covariance and its Ė^(h) (2 per layer); the expectations' temporaries
 #: (the ρ-table interpolation holds about twelve, the quadrature's flattened blocks about ten), the backward
 #: products and the summed kernel make up the rest. tests/test_limit_blocks.py checks the resulting statement
-#: against the resident peak of fresh processes (measured live peaks: 60–90 % of the stated block).
+#: against the resident peak of fresh processes (``pytest tests/test_limit_blocks.py -k peak -s`` prints them).
 BLOCK_ARRAYS_PER_LAYER = 2
 BLOCK_ARRAYS_EXTRA = 20
 
@@ -94,8 +94,9 @@ Tensor = torch.Tensor
 def default_max_bytes(device: torch.device | str | None = None) -> int:
     """The default block (and quadrature-chunk) budget on a device: 64 MiB on the CPU, 1 GiB on CUDA.
 
-    Measured on the 2-core CPU (n = 2000, H = 5, softplus du): 0.84 s at 16–64 MiB, 1.12 s at 256 MiB (blocks
-    that no longer fit in cache), 1.56 s at 4 MiB (per-block overhead).
+    Measured on the 2-core CPU with ``python -m benchmarks.bench_limit_kernel --no-peer --max-bytes B``
+    (n = 2000, H = 5, softplus du): 0.71–0.80 s at 16–64 MiB, 1.31 s at 256 MiB (blocks that no longer fit in
+    cache), 1.13 s at 4 MiB (per-block overhead).
     """
     kind = torch.device(device).type if device is not None else "cpu"
     return DEFAULT_BLOCK_BYTES.get(kind, DEFAULT_BLOCK_BYTES["cpu"])
