@@ -1,7 +1,8 @@
 """train_gd on an ensemble against a Python loop over the same members as separate nn.Modules + torch.optim.SGD.
 
 Both run full-batch GD on L = ½Σ(u − y)² with the same step, the same weights and the same number of steps; only
-the loss is evaluated (no probes) so the comparison is the training loop itself.
+the loss is evaluated (no probes) so the comparison is the training loop itself. The ensemble runs twice: with
+train_gd's default hand-derived backward (zeroloss.train.backprop) and with ``backprop="autograd"``.
 
 The script also prints the *flop floor* of the run: the matrix-multiply flops every exact implementation of these
 steps must do (:func:`gd_step_flops`: forward, weight gradients, input gradients), divided by the best matmul rate
@@ -99,16 +100,26 @@ def main() -> None:
     template = FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)
 
     net = FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)
-    train_gd(net, X, y, args.lr, 2, probes=["loss"], progress=False)  # warm-up
+    for mode in ("auto", "autograd"):  # warm-up
+        train_gd(net, X, y, args.lr, 2, probes=["loss"], progress=False, backprop=mode)
     ours_runs: list[float] = []
+    autograd_runs: list[float] = []
     peer_runs: list[float] = []
-    for _ in range(args.repeats):  # alternate the two, so that a noisy stretch of the machine hits both
+
+    def timed_ensemble(mode: str):
         net.load_state_dict(template.state_dict())
         sync()
         t0 = time.perf_counter()
-        run = train_gd(net, X, y, args.lr, args.steps, probes=["loss"], progress=False)
+        result = train_gd(net, X, y, args.lr, args.steps, probe_every=args.steps, probes=["loss"], progress=False,
+                          backprop=mode)
         sync()
-        ours_runs.append(time.perf_counter() - t0)
+        return result, time.perf_counter() - t0
+
+    for _ in range(args.repeats):  # alternate the three, so that a noisy stretch of the machine hits all
+        run, seconds = timed_ensemble("auto")
+        ours_runs.append(seconds)
+        autograd_run, seconds = timed_ensemble("autograd")
+        autograd_runs.append(seconds)
         t0 = time.perf_counter()
         finals = loop_of_modules(template, X, y, args.lr, args.steps)
         sync()
@@ -117,7 +128,12 @@ def main() -> None:
     diff = float((torch.as_tensor(run.losses[-1]) - finals.double().cpu()).abs().max() / finals.abs().max())
     rate = best_matmul_rate(args.members, args.n, args.width, device)
     floor = args.steps * args.members * gd_step_flops(args.n, args.d, args.width, args.depth) / rate
-    print(f"zeroloss.train_gd ensemble: {ours:.3f} s (best of {_runs(ours_runs)})")
+    autograd = min(autograd_runs)
+    gap = float((torch.as_tensor(run.losses[-1]) - torch.as_tensor(autograd_run.losses[-1])).abs().max()
+                / finals.abs().max())
+    print(f"zeroloss.train_gd ensemble: {ours:.3f} s (best of {_runs(ours_runs)}; hand-derived backward)")
+    print(f"  same, backprop='autograd': {autograd:.3f} s (best of {_runs(autograd_runs)}; "
+          f"{autograd / ours:.2f}x the hand-derived; final losses differ by {gap:.1e} relative)")
     print(f"loop of nn.Module + SGD:    {peer:.3f} s (best of {_runs(peer_runs)}; max relative difference of "
           f"final losses {diff:.1e})")
     print(f"ratio loop / ensemble: {peer / ours:.1f}x (best over best; median over median "
@@ -125,7 +141,7 @@ def main() -> None:
     if args.profile:
         net.load_state_dict(template.state_dict())
         with torch.profiler.profile() as prof:
-            train_gd(net, X, y, args.lr, args.steps, probes=["loss"], progress=False)
+            train_gd(net, X, y, args.lr, args.steps, probe_every=args.steps, probes=["loss"], progress=False)
         print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12))
     print(f"flop floor: {floor:.3f} s at the best measured matmul rate {rate / 1e9:.0f} GFLOP/s; no implementation "
           f"of these steps can beat the loop by more than {peer / floor:.1f}x here "

@@ -6,6 +6,10 @@ All S members take their step together: the total loss Σ_s L_s is a sum over in
 backward pass gives every member its own gradient, and η is a vector of per-member step sizes. A member whose
 loss becomes non-finite or exceeds ``divergence_factor`` × its initial loss is marked diverged at that step and
 frozen (its parameters are no longer updated); the others go on.
+
+Gradients come from the hand-derived backward sweep of :mod:`zeroloss.train.backprop` for the fully-connected
+net and the ResNet (which, on the CPU, also writes the update into the weights inside its matmuls), and from
+``torch.autograd.grad`` otherwise; ``backprop="autograd"`` forces the latter.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from tqdm.auto import tqdm
 from zeroloss.errors import ZerolossInputError, positive_int
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.probes import DEFAULT_PROBES, PROBES, ProbeContext
+from zeroloss.train.backprop import analytic_backprop
 
 #: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
 DIVERGENCE_FACTOR = 1e6
 #: How often (in steps) the loop asks the device whether every member has stopped (diverged or reached the target);
 #: a run may therefore take up to this many steps past the point where all members stopped.
 STOP_CHECK_EVERY = 16
+#: Accepted values of train_gd's ``backprop``.
+BACKPROP_MODES = ("auto", "analytic", "autograd")
 
 
 @dataclass
@@ -112,6 +119,7 @@ def train_gd(
     probes: Sequence[str] = DEFAULT_PROBES,
     divergence_factor: float = DIVERGENCE_FACTOR,
     progress: bool | None = None,
+    backprop: str = "auto",
 ) -> GDRun:
     """Full-batch gradient descent on L = ½ Σ (u − y)² for every member, all layers trained.
 
@@ -128,6 +136,8 @@ def train_gd(
         probes: names from :data:`zeroloss.probes.PROBES`.
         divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged.
         progress: tqdm bar (None: only on a terminal).
+        backprop: ``"auto"`` (the hand-derived backward of :mod:`zeroloss.train.backprop` where the net has one,
+            else autograd), ``"analytic"`` (require it) or ``"autograd"``. They agree to round-off.
 
     Returns:
         A :class:`GDRun` with the tidy history.
@@ -145,7 +155,13 @@ def train_gd(
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ZerolossInputError(f"probes: must be among {', '.join(PROBES)}, got {unknown}")
+    if backprop not in BACKPROP_MODES:
+        raise ZerolossInputError(f"backprop: must be one of {', '.join(BACKPROP_MODES)}, got {backprop!r}")
     X = net.check_inputs(X)
+    engine = None if backprop == "autograd" else analytic_backprop(net, X)
+    if engine is None and backprop == "analytic":
+        raise ZerolossInputError(f"backprop: 'analytic' is available for FullyConnected and ResNet, not "
+                                 f"{type(net).__name__}; use 'auto' or 'autograd'")
     S, n = net.members, X.shape[0]
     Y = _labels(y, S, n, net.dtype, net.device)
     eta = _lr_vector(lr, S).to(device=net.device)
@@ -174,11 +190,16 @@ def train_gd(
     # CPU, reading whether every member is still active costs nothing, so the mask (one more pass over every
     # gradient) is skipped while none has stopped; on an accelerator that read would synchronise with the host
     # every step, so the mask is always applied there.
+    #
+    # With the hand-derived backward on the CPU, while every member is active and no probe is due, the step goes
+    # further: the sweep starts from η_s r_s and subtracts each gradient inside the matmul that computes it.
     neg_eta = [(-eta).to(p.dtype).view(-1, *([1] * (p.ndim - 1))) for p in tensors]
+    eta_column = eta.to(net.dtype).unsqueeze(-1)  # (S, 1)
     free_reads = device.type == "cpu"
     for k in range(steps + 1):
-        u = net(X)
-        member_loss = 0.5 * (u - Y).pow(2).sum(dim=1)  # (S,)
+        u = net(X) if engine is None else engine.forward()
+        residual = u - Y  # (S, n)
+        member_loss = 0.5 * residual.pow(2).sum(dim=1)  # (S,)
         loss_now = member_loss.detach().double()
         if start_loss is None:
             start_loss = loss_now.clone()
@@ -193,9 +214,19 @@ def train_gd(
         if not done and (probe_now or k % STOP_CHECK_EVERY == 0):
             finished = ~active | (reached_step >= 0) if target_loss is not None else ~active
             done = bool(finished.all())
-        # autograd.grad, not backward(): the gradients are returned as computed, without .grad's copy into the
-        # parameters' layout (a full pass over every transposed weight gradient)
-        grads = torch.autograd.grad(torch.where(active, member_loss, torch.zeros_like(member_loss)).sum(), tensors)
+        masked = not (free_reads and bool(active.all()))
+        if engine is not None and not (probe_now or done or masked):
+            engine.step(residual * eta_column)
+            bar.update(1)
+            continue
+        if engine is not None:
+            by_name = engine.gradients(torch.where(active.unsqueeze(-1), residual, 0.0))
+            grads = tuple(by_name[name] for name in names)
+        else:
+            # autograd.grad, not backward(): the gradients are returned as computed, without .grad's copy into
+            # the parameters' layout (a full pass over every transposed weight gradient)
+            grads = torch.autograd.grad(torch.where(active, member_loss, torch.zeros_like(member_loss)).sum(),
+                                        tensors)
         if probe_now or done:
             ctx = ProbeContext(net, X, Y, loss_now, dict(zip(names, grads, strict=True)), initial,
                                persistent=persistent)
@@ -206,7 +237,6 @@ def train_gd(
                     records.extend((k, s, metric, v) for s, v in enumerate(vals) if alive[s])
         if done:
             break
-        masked = not (free_reads and bool(active.all()))
         with torch.no_grad():
             for p, g, coef in zip(tensors, grads, neg_eta, strict=True):
                 p.addcmul_(torch.where(active.view(-1, *([1] * (p.ndim - 1))), g, 0.0) if masked else g, coef)

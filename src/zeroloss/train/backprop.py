@@ -1,0 +1,162 @@
+"""Hand-derived backpropagation for Du et al.'s fully-connected net and ResNet: gradient descent's fast path.
+
+For L_s = ½ Σ_i (u_si − y_i)² the gradient of every parameter is linear in the residual r_s = u_s − y, so one
+backward sweep gives all S members their gradients, and a sweep started from η_s r_s gives η_s ∇L_s directly:
+that lets :meth:`Backprop.step` write θ ← θ − η_s ∇L_s straight into the weights with ``baddbmm_``, without ever
+forming the gradient. Every scale of the architecture (sqrt(c_σ/m), c_res/(H√m)) rides in a matmul's ``alpha``
+instead of an elementwise pass.
+
+Notation (one member; all tensors carry the leading member dimension S, and n samples):
+
+Fully connected (MATH §1.2), c = sqrt(c_σ/m), s_h = σ(z_h) so that x^(h) = c s_h:
+
+    z_1 = X W_1ᵀ,   z_h = c s_{h−1} W_hᵀ (h ≥ 2),   u = c s_H a
+    e_H = ∂L/∂s_H = c r aᵀ,   q_h = e_h ⊙ σ′(z_h) = ∂L/∂z_h,   e_{h−1} = c q_h W_h
+    ∇a = c s_Hᵀ r,   ∇W_h = c q_hᵀ s_{h−1} (h ≥ 2),   ∇W_1 = q_1ᵀ X
+
+ResNet (MATH §1.2), c₁ = sqrt(c_σ/m), c_r = c_res/(H√m):
+
+    x_1 = c₁ σ(z_1),   z_h = x_{h−1} W_hᵀ,   x_h = x_{h−1} + c_r σ(z_h) (h ≥ 2),   u = x_H a
+    e_H = ∂L/∂x_H = r aᵀ,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + c_r q_h W_h (h ≥ 2)
+    ∇a = x_Hᵀ r,   ∇W_h = c_r q_hᵀ x_{h−1} (h ≥ 2),   ∇W_1 = c₁ q_1ᵀ X
+
+Shapes: X (n, d); z_h, s_h, x_h, e_h, q_h (S, n, m); r (S, n); W_1 (S, m, d), W_h (S, m, m), a (S, m).
+
+The nets' ``functional_forward`` stays the definition; tests pin this module's predictions and gradients to it
+and to autograd (float64, ≤ 1e-12 relative). The convolutional ResNet and user subclasses use autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from zeroloss.nets.base import EnsembleNet
+from zeroloss.nets.du import FullyConnected, ResNet
+
+
+def _scaled_bmm(b1: torch.Tensor, b2: torch.Tensor, alpha: float) -> torch.Tensor:
+    """alpha · (b1 @ b2) batched, the scale applied by the matmul itself (beta = 0 ignores the empty input)."""
+    out = torch.empty(*b1.shape[:-1], b2.shape[-1], dtype=b1.dtype, device=b1.device)
+    return torch.baddbmm(out, b1, b2, beta=0.0, alpha=alpha)
+
+
+class Backprop:
+    """Forward pass that keeps what the backward sweep needs, and that sweep, for one net and one input set.
+
+    Usage: ``u = bp.forward()``, then either ``bp.gradients(r)`` (a dict name → gradient of Σ_s ½‖u_s − y‖²
+    with residual r, shaped like the parameters) or ``bp.step(eta_r)`` (θ ← θ − gradient for residual
+    ``eta_r`` = η_s r_s, in place). Both must follow the ``forward`` of the current parameters.
+    """
+
+    def __init__(self, net: EnsembleNet, X: torch.Tensor) -> None:
+        self.net = net
+        self.X = X
+        self.weights = [getattr(net, f"W{h}") for h in range(1, net.depth + 1)]
+        self.act = net.activation
+        self._z: list[torch.Tensor] = []
+        self._inputs: list[torch.Tensor] = []  # what layer h multiplies (index h − 1), and the last for a
+
+    def forward(self) -> torch.Tensor:
+        """Predictions u (S, n) of the current parameters."""
+        raise NotImplementedError
+
+    def gradients(self, r: torch.Tensor) -> dict[str, torch.Tensor]:
+        """∇θ of Σ_s ½‖u_s − y‖² where r = u − y (S, n), for every parameter name."""
+        grads: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            self._sweep(r, grads)
+        return grads
+
+    def step(self, eta_r: torch.Tensor) -> None:
+        """θ ← θ − ∇θ for the residual ``eta_r`` (S, n): pass η_s r_s for a step of size η_s per member."""
+        with torch.no_grad():
+            self._sweep(eta_r, None)
+
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        raise NotImplementedError
+
+    def _weight_update(self, h: int, q: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
+        """∇W_h = alpha · q_hᵀ (layer h's input), stored in ``grads`` or subtracted from W_h in place."""
+        inputs = self._inputs[h - 1]
+        if inputs.ndim == 2:  # the data X, shared by the members
+            inputs = inputs.expand(q.shape[0], *inputs.shape)
+        if grads is None:
+            self.weights[h - 1].baddbmm_(q.transpose(-1, -2), inputs, alpha=-alpha)
+        else:
+            grads[f"W{h}"] = _scaled_bmm(q.transpose(-1, -2), inputs, alpha)
+
+    def _output_update(self, r: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
+        """∇a = alpha · (last hidden input)ᵀ r, stored or subtracted from a in place."""
+        last = self._inputs[-1]
+        a = self.net.a
+        if grads is None:
+            a.unsqueeze(1).baddbmm_(r.unsqueeze(1), last, alpha=-alpha)
+        else:
+            grads["a"] = _scaled_bmm(r.unsqueeze(1), last, alpha).squeeze(1)
+
+
+class FullyConnectedBackprop(Backprop):
+    """:class:`Backprop` for :class:`~zeroloss.nets.FullyConnected` (equations in the module docstring)."""
+
+    def forward(self) -> torch.Tensor:
+        c = self.net.scale
+        with torch.no_grad():
+            z = torch.matmul(self.X, self.weights[0].transpose(-1, -2))  # (S, n, m)
+            self._z, self._inputs = [z], [self.X]
+            s = self.act.fn(z)
+            for W in self.weights[1:]:
+                self._inputs.append(s)
+                z = _scaled_bmm(s, W.transpose(-1, -2), c)
+                self._z.append(z)
+                s = self.act.fn(z)
+            self._inputs.append(s)
+            return _scaled_bmm(s, self.net.a.unsqueeze(-1), c).squeeze(-1)
+
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        c = self.net.scale
+        e = (c * r).unsqueeze(-1) * self.net.a.unsqueeze(-2)  # ∂L/∂s_H, before a moves
+        self._output_update(r, c, grads)
+        for h in range(self.net.depth, 0, -1):
+            q = torch.mul(self.act.d1(self._z[h - 1]), e)  # ∂L/∂z_h
+            if h > 1:
+                e = _scaled_bmm(q, self.weights[h - 1], c)  # ∂L/∂s_{h−1}, before W_h moves
+            self._weight_update(h, q, c if h > 1 else 1.0, grads)
+
+
+class ResNetBackprop(Backprop):
+    """:class:`Backprop` for :class:`~zeroloss.nets.ResNet` (equations in the module docstring)."""
+
+    def forward(self) -> torch.Tensor:
+        net = self.net
+        with torch.no_grad():
+            z = torch.matmul(self.X, self.weights[0].transpose(-1, -2))
+            self._z, self._inputs = [z], [self.X]
+            x = net.first_scale * self.act.fn(z)
+            for W in self.weights[1:]:
+                self._inputs.append(x)
+                z = torch.bmm(x, W.transpose(-1, -2))
+                self._z.append(z)
+                x = torch.add(x, self.act.fn(z), alpha=net.residual_scale)
+            self._inputs.append(x)
+            return torch.bmm(x, net.a.unsqueeze(-1)).squeeze(-1)
+
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        net = self.net
+        e = r.unsqueeze(-1) * net.a.unsqueeze(-2)  # ∂L/∂x_H, before a moves
+        self._output_update(r, 1.0, grads)
+        for h in range(net.depth, 1, -1):
+            q = torch.mul(self.act.d1(self._z[h - 1]), e)  # ∂L/∂z_h / c_r
+            e = torch.baddbmm(e, q, self.weights[h - 1], alpha=net.residual_scale)  # ∂L/∂x_{h−1}, before W_h moves
+            self._weight_update(h, q, net.residual_scale, grads)
+        q = torch.mul(self.act.d1(self._z[0]), e)
+        self._weight_update(1, q, net.first_scale, grads)
+
+
+#: Nets with a hand-derived backward, by exact type (a subclass may change the forward pass, so it uses autograd).
+BACKPROPS: dict[type, type[Backprop]] = {FullyConnected: FullyConnectedBackprop, ResNet: ResNetBackprop}
+
+
+def analytic_backprop(net: EnsembleNet, X: torch.Tensor) -> Backprop | None:
+    """The hand-derived :class:`Backprop` of ``net`` on inputs X (already checked), or None if it has none."""
+    cls = BACKPROPS.get(type(net))
+    return None if cls is None else cls(net, X)

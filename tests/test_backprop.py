@@ -1,0 +1,105 @@
+"""The hand-derived backward sweep (zeroloss.train.backprop) against the nets' definition and autograd.
+
+Tolerances: everything is float64 and the two sides do the same arithmetic in another order (scales folded into
+matmuls, sums regrouped), so they agree to a few ulps of the largest term; 1e-12 relative leaves room for the
+∼10 accumulated roundings of depth-3 nets without letting any real error (a wrong scale or transposition is
+O(1)) through.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import make_net
+
+from zeroloss.activations import ACTIVATIONS
+from zeroloss.errors import ZerolossInputError
+from zeroloss.nets import FullyConnected
+from zeroloss.train.backprop import analytic_backprop
+from zeroloss.train.gd import train_gd
+
+RTOL = 1e-12
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def _autograd(net, X, r_weights):
+    """Gradients of Σ_s ½‖u_s − y_s‖² for y = u − r (so that the residual is r), by autograd."""
+    params = dict(net.named_parameters())
+    u = net(X)
+    y = (u - r_weights).detach()
+    loss = 0.5 * (u - y).pow(2).sum()
+    return dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
+
+
+@pytest.mark.parametrize("kind", ["fc", "resnet"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("depth", [1, 3])
+def test_forward_and_gradients_match_the_definition_and_autograd(kind, activation, depth):
+    net, X, _ = make_net(kind, members=3, width=24, depth=depth, activation=activation)
+    X = net.check_inputs(X)
+    bp = analytic_backprop(net, X)
+    u = bp.forward()
+    with torch.no_grad():
+        assert _relative(u, net(X)) < RTOL
+    r = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=u.dtype)
+    ours = bp.gradients(r)
+    reference = _autograd(net, X, r)
+    assert set(ours) == set(reference)
+    for name, g in reference.items():
+        assert ours[name].shape == g.shape, name
+        assert _relative(ours[name], g) < RTOL, (name, _relative(ours[name], g))
+
+
+@pytest.mark.parametrize("kind", ["fc", "resnet"])
+def test_fused_step_equals_parameters_minus_gradients(kind):
+    """step(η r) writes θ − ∇θ(η r) in place: the same numbers as forming the gradient first."""
+    net, X, _ = make_net(kind, members=3, width=24, depth=3)
+    X = net.check_inputs(X)
+    bp = analytic_backprop(net, X)
+    u = bp.forward()
+    eta_r = torch.tensor([0.1, 0.5, 2.0], dtype=u.dtype).unsqueeze(-1) * torch.randn(u.shape, dtype=u.dtype)
+    grads = bp.gradients(eta_r)
+    expected = {name: p.detach() - grads[name] for name, p in net.named_parameters()}
+    bp.step(eta_r)
+    for name, p in net.named_parameters():
+        assert _relative(p.detach(), expected[name]) < RTOL, name
+
+
+@pytest.mark.parametrize("kind", ["fc", "resnet"])
+def test_train_gd_analytic_and_autograd_runs_agree(kind):
+    """Whole runs, per-member step sizes, the fused steps between probes included: the same trajectory."""
+    runs = {}
+    for mode in ("analytic", "autograd"):
+        net, X, y = make_net(kind, members=3, width=32, depth=3)
+        runs[mode] = (train_gd(net, X, y, lr=[0.05, 0.1, 0.2], steps=40, probe_every=10,
+                               probes=["loss", "pl_ratio", "movement"], progress=False, backprop=mode), net)
+    (ours, net_a), (ref, net_b) = runs["analytic"], runs["autograd"]
+    np.testing.assert_allclose(ours.losses, ref.losses, rtol=1e-10)
+    np.testing.assert_allclose(ours.history["value"], ref.history["value"], rtol=1e-9, atol=1e-14)
+    for (name, p), q in zip(net_a.named_parameters(), net_b.parameters(), strict=True):
+        assert _relative(p.detach(), q.detach()) < 1e-10, name
+
+
+def test_nets_without_a_hand_derived_backward_use_autograd():
+    conv, X, y = make_net("conv-resnet", members=2)
+    assert analytic_backprop(conv, conv.check_inputs(X)) is None
+    with pytest.raises(ZerolossInputError, match="backprop: 'analytic' is available for FullyConnected and ResNet"):
+        train_gd(conv, X, y, lr=0.01, steps=2, progress=False, backprop="analytic")
+
+    class Doubled(FullyConnected):  # a subclass may change the forward pass: never assumed to be Du's net
+        def functional_forward(self, params, X, record=False):
+            out, maps = super().functional_forward(params, X, record)
+            return 2 * out, maps
+
+    net = Doubled(4, 16, 2, members=2, dtype=torch.float64)
+    assert analytic_backprop(net, net.check_inputs(torch.eye(4, dtype=torch.float64))) is None
+
+
+def test_bad_backprop_value():
+    net, X, y = make_net("fc", members=2)
+    with pytest.raises(ZerolossInputError, match="backprop: must be one of auto, analytic, autograd, got 'jax'"):
+        train_gd(net, X, y, lr=0.1, steps=2, progress=False, backprop="jax")
