@@ -75,7 +75,7 @@ class Backprop:
     def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
         raise NotImplementedError
 
-    def _weight_update(self, h: int, q: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
+    def _weight_gradient(self, h: int, q: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
         """∇W_h = alpha · q_hᵀ (layer h's input), stored in ``grads`` or subtracted from W_h in place."""
         inputs = self._inputs[h - 1]
         if inputs.ndim == 2:  # the data X, shared by the members
@@ -85,7 +85,7 @@ class Backprop:
         else:
             grads[f"W{h}"] = _scaled_bmm(q.transpose(-1, -2), inputs, alpha)
 
-    def _output_update(self, r: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
+    def _output_gradient(self, r: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
         """∇a = alpha · (last hidden input)ᵀ r, stored or subtracted from a in place."""
         last = self._inputs[-1]
         a = self.net.a
@@ -115,12 +115,12 @@ class FullyConnectedBackprop(Backprop):
     def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
         c = self.net.scale
         e = (c * r).unsqueeze(-1) * self.net.a.unsqueeze(-2)  # ∂L/∂s_H, before a moves
-        self._output_update(r, c, grads)
+        self._output_gradient(r, c, grads)
         for h in range(self.net.depth, 0, -1):
             q = torch.mul(self.act.d1(self._z[h - 1]), e)  # ∂L/∂z_h
             if h > 1:
                 e = _scaled_bmm(q, self.weights[h - 1], c)  # ∂L/∂s_{h−1}, before W_h moves
-            self._weight_update(h, q, c if h > 1 else 1.0, grads)
+            self._weight_gradient(h, q, c if h > 1 else 1.0, grads)
 
 
 class ResNetBackprop(Backprop):
@@ -143,13 +143,13 @@ class ResNetBackprop(Backprop):
     def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
         net = self.net
         e = r.unsqueeze(-1) * net.a.unsqueeze(-2)  # ∂L/∂x_H, before a moves
-        self._output_update(r, 1.0, grads)
+        self._output_gradient(r, 1.0, grads)
         for h in range(net.depth, 1, -1):
             q = torch.mul(self.act.d1(self._z[h - 1]), e)  # ∂L/∂z_h / c_r
             e = torch.baddbmm(e, q, self.weights[h - 1], alpha=net.residual_scale)  # ∂L/∂x_{h−1}, before W_h moves
-            self._weight_update(h, q, net.residual_scale, grads)
+            self._weight_gradient(h, q, net.residual_scale, grads)
         q = torch.mul(self.act.d1(self._z[0]), e)
-        self._weight_update(1, q, net.first_scale, grads)
+        self._weight_gradient(1, q, net.first_scale, grads)
 
 
 #: Nets with a hand-derived backward, by exact type (a subclass may change the forward pass, so it uses autograd).

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from zeroloss.errors import ZerolossInputError, positive_int
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.probes import DEFAULT_PROBES, PROBES, ProbeContext
-from zeroloss.train.backprop import analytic_backprop
+from zeroloss.train.backprop import BACKPROPS, analytic_backprop
 
 #: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
 DIVERGENCE_FACTOR = 1e6
@@ -160,8 +160,9 @@ def train_gd(
     X = net.check_inputs(X)
     engine = None if backprop == "autograd" else analytic_backprop(net, X)
     if engine is None and backprop == "analytic":
-        raise ZerolossInputError(f"backprop: 'analytic' is available for FullyConnected and ResNet, not "
-                                 f"{type(net).__name__}; use 'auto' or 'autograd'")
+        available = " and ".join(cls.__name__ for cls in BACKPROPS)
+        raise ZerolossInputError(f"backprop: 'analytic' is available for {available}, not {type(net).__name__}; "
+                                 f"use 'auto' or 'autograd'")
     S, n = net.members, X.shape[0]
     Y = _labels(y, S, n, net.dtype, net.device)
     eta = _lr_vector(lr, S).to(device=net.device)
