@@ -16,7 +16,7 @@ from tests.conftest import make_net
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FullyConnected
-from zeroloss.train.backprop import analytic_backprop
+from zeroloss.train.backprop import Backprop, analytic_backprop
 from zeroloss.train.gd import train_gd
 
 RTOL = 1e-12
@@ -103,3 +103,20 @@ def test_bad_backprop_value():
     net, X, y = make_net("fc", members=2)
     with pytest.raises(ZerolossInputError, match="backprop: must be one of auto, analytic, autograd, got 'jax'"):
         train_gd(net, X, y, lr=0.1, steps=2, progress=False, backprop="jax")
+
+
+@pytest.mark.parametrize("probes, gradient_steps",
+                         [(["loss", "movement", "lambda_min"], 0), (["loss", "pl_ratio"], 11)])
+def test_gradients_are_formed_only_for_probes_that_read_them(monkeypatch, probes, gradient_steps):
+    """probe_every=1 over 10 steps: only pl_ratio reads the gradient (11 probed steps, the last included); every
+    other step is the fused one, and the trajectory is still autograd's."""
+    calls = []
+    original = Backprop.gradients
+    monkeypatch.setattr(Backprop, "gradients", lambda self, r: calls.append(1) or original(self, r))
+    net, X, y = make_net("fc", members=2, width=32)
+    ours = train_gd(net, X, y, lr=0.1, steps=10, probe_every=1, probes=probes, progress=False)
+    assert len(calls) == gradient_steps
+    net, X, y = make_net("fc", members=2, width=32)
+    ref = train_gd(net, X, y, lr=0.1, steps=10, probe_every=1, probes=probes, progress=False, backprop="autograd")
+    np.testing.assert_allclose(ours.losses, ref.losses, rtol=1e-10)
+    np.testing.assert_allclose(ours.history["value"], ref.history["value"], rtol=1e-9, atol=1e-14)

@@ -35,7 +35,8 @@ class ProbeContext:
         net: the ensemble at step k.
         X: inputs; y: labels (n,) or (S, n).
         loss: (S,) current loss per member.
-        grads: parameter name → gradient at step k (same shapes as the parameters).
+        gradients: computes parameter name → gradient at step k (same shapes as the parameters); read it as
+            ``ctx.grads``, which calls it once, on first use, so steps whose probes need no gradient skip it.
         initial: parameter name → value at step 0.
         cache: per-step scratch space shared by the probes (e.g. the Gram matrices, computed once).
         persistent: scratch space kept across steps (e.g. the full Gram at the first probed step).
@@ -45,10 +46,17 @@ class ProbeContext:
     X: torch.Tensor
     y: torch.Tensor
     loss: torch.Tensor
-    grads: dict[str, torch.Tensor]
+    gradients: Callable[[], dict[str, torch.Tensor]]
     initial: dict[str, torch.Tensor]
     cache: dict[str, object] = field(default_factory=dict)
     persistent: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def grads(self) -> dict[str, torch.Tensor]:
+        """Parameter name → gradient at step k, computed on first use."""
+        if "grads" not in self.cache:
+            self.cache["grads"] = self.gradients()
+        return self.cache["grads"]  # type: ignore[return-value]
 
     def grams(self) -> dict[int, torch.Tensor]:
         """Per-layer Gram matrices at step k (float64), computed once per step."""

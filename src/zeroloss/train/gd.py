@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from zeroloss.errors import ZerolossInputError, positive_int
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.probes import DEFAULT_PROBES, PROBES, ProbeContext
-from zeroloss.train.backprop import BACKPROPS, analytic_backprop
+from zeroloss.train.backprop import BACKPROPS, Backprop, analytic_backprop
 
 #: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
 DIVERGENCE_FACTOR = 1e6
@@ -106,6 +106,38 @@ def _labels(y: torch.Tensor, members: int, n: int, dtype: torch.dtype, device: t
     if not torch.isfinite(y).all():
         raise ZerolossInputError("y: contains NaN or inf")
     return y.to(dtype=dtype, device=device)
+
+
+class _StepGradients:
+    """One step's gradients of Σ_s L_s, stopped members' losses replaced by 0, computed on the first call.
+
+    From the hand-derived sweep (``engine``) when there is one, else by ``torch.autograd.grad`` — not
+    ``backward()``: the gradients are returned as computed, without ``.grad``'s copy into the parameters'
+    layout (a full pass over every transposed weight gradient).
+    """
+
+    def __init__(self, engine: Backprop | None, names: list[str], tensors: list[torch.Tensor], active: torch.Tensor,
+                 residual: torch.Tensor, member_loss: torch.Tensor) -> None:
+        self.engine, self.names, self.tensors = engine, names, tensors
+        self.active, self.residual, self.member_loss = active, residual, member_loss
+        self.value: tuple[torch.Tensor, ...] | None = None
+
+    @property
+    def computed(self) -> bool:
+        return self.value is not None
+
+    def __call__(self) -> tuple[torch.Tensor, ...]:
+        if self.value is None:
+            if self.engine is not None:
+                by_name = self.engine.gradients(torch.where(self.active.unsqueeze(-1), self.residual, 0.0))
+                self.value = tuple(by_name[name] for name in self.names)
+            else:
+                kept = torch.where(self.active, self.member_loss, torch.zeros_like(self.member_loss))
+                self.value = torch.autograd.grad(kept.sum(), self.tensors)
+        return self.value
+
+    def by_name(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self(), strict=True))
 
 
 def train_gd(
@@ -192,8 +224,9 @@ def train_gd(
     # gradient) is skipped while none has stopped; on an accelerator that read would synchronise with the host
     # every step, so the mask is always applied there.
     #
-    # With the hand-derived backward on the CPU, while every member is active and no probe is due, the step goes
-    # further: the sweep starts from η_s r_s and subtracts each gradient inside the matmul that computes it.
+    # With the hand-derived backward on the CPU, while every member is active and no probe has asked for this
+    # step's gradient (only pl_ratio does), the step goes further: the sweep starts from η_s r_s and subtracts
+    # each gradient inside the matmul that computes it.
     neg_eta = [(-eta).to(p.dtype).view(-1, *([1] * (p.ndim - 1))) for p in tensors]
     eta_column = eta.to(net.dtype).unsqueeze(-1)  # (S, 1)
     free_reads = device.type == "cpu"
@@ -215,22 +248,9 @@ def train_gd(
         if not done and (probe_now or k % STOP_CHECK_EVERY == 0):
             finished = ~active | (reached_step >= 0) if target_loss is not None else ~active
             done = bool(finished.all())
-        masked = not (free_reads and bool(active.all()))
-        if engine is not None and not (probe_now or done or masked):
-            engine.step(residual * eta_column)
-            bar.update(1)
-            continue
-        if engine is not None:
-            by_name = engine.gradients(torch.where(active.unsqueeze(-1), residual, 0.0))
-            grads = tuple(by_name[name] for name in names)
-        else:
-            # autograd.grad, not backward(): the gradients are returned as computed, without .grad's copy into
-            # the parameters' layout (a full pass over every transposed weight gradient)
-            grads = torch.autograd.grad(torch.where(active, member_loss, torch.zeros_like(member_loss)).sum(),
-                                        tensors)
+        step_gradients = _StepGradients(engine, names, tensors, active, residual, member_loss)
         if probe_now or done:
-            ctx = ProbeContext(net, X, Y, loss_now, dict(zip(names, grads, strict=True)), initial,
-                               persistent=persistent)
+            ctx = ProbeContext(net, X, Y, loss_now, step_gradients.by_name, initial, persistent=persistent)
             alive = active.tolist()
             for name in probes:
                 for metric, values in PROBES[name](ctx).items():
@@ -238,9 +258,14 @@ def train_gd(
                     records.extend((k, s, metric, v) for s, v in enumerate(vals) if alive[s])
         if done:
             break
-        with torch.no_grad():
-            for p, g, coef in zip(tensors, grads, neg_eta, strict=True):
-                p.addcmul_(torch.where(active.view(-1, *([1] * (p.ndim - 1))), g, 0.0) if masked else g, coef)
+        masked = not (free_reads and bool(active.all()))
+        if engine is not None and not masked and not step_gradients.computed:
+            engine.step(residual * eta_column)
+        else:
+            grads = step_gradients()  # outside no_grad: autograd builds its last node here
+            with torch.no_grad():
+                for p, g, coef in zip(tensors, grads, neg_eta, strict=True):
+                    p.addcmul_(torch.where(active.view(-1, *([1] * (p.ndim - 1))), g, 0.0) if masked else g, coef)
         bar.update(1)
     bar.close()
     run.seconds = time.perf_counter() - t0
