@@ -21,7 +21,7 @@ from tests.conftest import NET_KINDS, make_net
 
 from zeroloss.kernels.empirical import gram
 from zeroloss.kernels.limit import limit_kernel
-from zeroloss.nets import ConvResNet, FullyConnected, ResNet
+from zeroloss.nets import ConvResNet, FeedForward, FullyConnected, ResNet
 from zeroloss.precision import no_tf32
 from zeroloss.train.gd import train_gd
 
@@ -43,6 +43,9 @@ def _twin(net, device: torch.device):
     if isinstance(net, ConvResNet):
         return ConvResNet(net.channels, net.positions, net.width, net.depth, net.kernel_size, net.activation,
                           net.members, net.seed, net.dtype, device, net.c_res)
+    if isinstance(net, FeedForward):
+        return FeedForward(net.d, net.widths, net.activation, net.members, net.seed, net.dtype, device, net.bias,
+                           net.output_bias)
     if isinstance(net, ResNet):
         return ResNet(net.d, net.width, net.depth, net.activation, net.members, net.seed, net.dtype, device,
                       net.c_res)
@@ -109,10 +112,14 @@ def test_float32_gram_is_computed_without_tf32_even_when_the_user_enabled_it():
     assert _relative(G, reference) < 1e-4
 
 
-@pytest.mark.parametrize("kind", NET_KINDS)
+@pytest.mark.parametrize("kind", [*NET_KINDS, "feedforward"])
 @pytest.mark.parametrize("backprop", ["auto", "autograd"])
 def test_training_matches_the_cpu(kind, backprop):
-    net, X, y = make_net(kind, members=3, width=32)
+    if kind == "feedforward":  # Chatterjee's net, lecun initialisation, biases
+        net = FeedForward(4, [32, 16], "tanh", members=3, seed=0, dtype=torch.float64)
+        X, y = make_net("fc")[1:]
+    else:
+        net, X, y = make_net(kind, members=3, width=32)
     twin = _twin(net, ACCELERATOR)
     lrs = [0.02, 0.05, 0.1]
     probes = ["loss", "pl_ratio", "lambda_min", "movement"]

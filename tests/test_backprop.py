@@ -15,7 +15,7 @@ from tests.conftest import make_net
 
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
-from zeroloss.nets import FullyConnected
+from zeroloss.nets import FeedForward, FullyConnected
 from zeroloss.train.backprop import Backprop, analytic_backprop
 from zeroloss.train.gd import train_gd
 
@@ -54,6 +54,29 @@ def test_forward_and_gradients_match_the_definition_and_autograd(kind, activatio
         assert _relative(ours[name], g) < RTOL, (name, _relative(ours[name], g))
 
 
+@pytest.mark.parametrize("widths", [[], [12], [12, 7]])
+@pytest.mark.parametrize("bias, output_bias", [(True, True), (False, False), (True, False)])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "softplus"])
+def test_feedforward_forward_and_gradients_match_the_definition_and_autograd(widths, bias, output_bias, activation):
+    """Chatterjee's net: per-layer widths, optional biases, the linear model (widths=[]) included."""
+    net = FeedForward(5, widths, activation, members=3, seed=2, dtype=torch.float64, bias=bias,
+                      output_bias=output_bias, init="gaussian")
+    X = net.check_inputs(torch.randn(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    bp = analytic_backprop(net, X)
+    u = bp.forward()
+    with torch.no_grad():
+        assert _relative(u, net(X)) < RTOL
+    r = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=u.dtype)
+    ours, reference = bp.gradients(r), _autograd(net, X, r)
+    assert set(ours) == set(reference)
+    for name, g in reference.items():
+        assert ours[name].shape == g.shape and _relative(ours[name], g) < RTOL, name
+    expected = {name: p.detach() - ours[name] for name, p in net.named_parameters()}
+    bp.step(r)
+    for name, p in net.named_parameters():
+        assert _relative(p.detach(), expected[name]) < RTOL, name
+
+
 @pytest.mark.parametrize("kind", ["fc", "resnet"])
 def test_fused_step_equals_parameters_minus_gradients(kind):
     """step(η r) writes θ − ∇θ(η r) in place: the same numbers as forming the gradient first."""
@@ -69,12 +92,19 @@ def test_fused_step_equals_parameters_minus_gradients(kind):
         assert _relative(p.detach(), expected[name]) < RTOL, name
 
 
-@pytest.mark.parametrize("kind", ["fc", "resnet"])
+def _trainable(kind: str):
+    if kind == "feedforward":
+        net = FeedForward(4, [32, 16], "tanh", members=3, seed=0, dtype=torch.float64)
+        return (net, *make_net("fc")[1:])
+    return make_net(kind, members=3, width=32, depth=3)
+
+
+@pytest.mark.parametrize("kind", ["fc", "resnet", "feedforward"])
 def test_train_gd_analytic_and_autograd_runs_agree(kind):
     """Whole runs, per-member step sizes, the fused steps between probes included: the same trajectory."""
     runs = {}
     for mode in ("analytic", "autograd"):
-        net, X, y = make_net(kind, members=3, width=32, depth=3)
+        net, X, y = _trainable(kind)
         runs[mode] = (train_gd(net, X, y, lr=[0.05, 0.1, 0.2], steps=40, probe_every=10,
                                probes=["loss", "pl_ratio", "movement"], progress=False, backprop=mode), net)
     (ours, net_a), (ref, net_b) = runs["analytic"], runs["autograd"]
@@ -87,7 +117,8 @@ def test_train_gd_analytic_and_autograd_runs_agree(kind):
 def test_nets_without_a_hand_derived_backward_use_autograd():
     conv, X, y = make_net("conv-resnet", members=2)
     assert analytic_backprop(conv, conv.check_inputs(X)) is None
-    with pytest.raises(ZerolossInputError, match="backprop: 'analytic' is available for FullyConnected and ResNet"):
+    with pytest.raises(ZerolossInputError, match="backprop: 'analytic' is available for FullyConnected, ResNet, "
+                                                 "FeedForward, not ConvResNet"):
         train_gd(conv, X, y, lr=0.01, steps=2, progress=False, backprop="analytic")
 
     class Doubled(FullyConnected):  # a subclass may change the forward pass: never assumed to be Du's net

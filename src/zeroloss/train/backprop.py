@@ -1,4 +1,5 @@
-"""Hand-derived backpropagation for Du et al.'s fully-connected net and ResNet: gradient descent's fast path.
+"""Hand-derived backpropagation for Du et al.'s fully-connected net and ResNet, and Chatterjee's feedforward net:
+gradient descent's fast path.
 
 For L_s = ½ Σ_i (u_si − y_i)² the gradient of every parameter is linear in the residual r_s = u_s − y, so one
 backward sweep gives all S members their gradients, and a sweep started from η_s r_s gives η_s ∇L_s directly:
@@ -20,7 +21,14 @@ ResNet (MATH §1.2), c₁ = sqrt(c_σ/m), c_r = c_res/(H√m):
     e_H = ∂L/∂x_H = r aᵀ,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + c_r q_h W_h (h ≥ 2)
     ∇a = x_Hᵀ r,   ∇W_h = c_r q_hᵀ x_{h−1} (h ≥ 2),   ∇W_1 = c₁ q_1ᵀ X
 
-Shapes: X (n, d); z_h, s_h, x_h, e_h, q_h (S, n, m); r (S, n); W_1 (S, m, d), W_h (S, m, m), a (S, m).
+Chatterjee's feedforward net (MATH §2.2), biases b_ℓ and c optional, no architectural scale:
+
+    x_0 = X,   z_ℓ = x_{ℓ−1} W_ℓᵀ + b_ℓ,   x_ℓ = σ(z_ℓ),   u = x_L v + c
+    e_L = r vᵀ,   q_ℓ = e_ℓ ⊙ σ′(z_ℓ),   e_{ℓ−1} = q_ℓ W_ℓ
+    ∇v = x_Lᵀ r,   ∇c = Σ_i r_i,   ∇W_ℓ = q_ℓᵀ x_{ℓ−1},   ∇b_ℓ = Σ_i q_ℓi
+
+Shapes: X (n, d); z_h, s_h, x_h, e_h, q_h (S, n, m); r (S, n); W_1 (S, m, d), W_h (S, m, m), a (S, m) (for the
+feedforward net, per-layer widths d_ℓ in place of m, and v (S, d_L), b_ℓ (S, d_ℓ), c (S, 1)).
 
 The nets' ``functional_forward`` stays the definition; tests pin this module's predictions and gradients to it
 and to autograd (float64, ≤ 1e-12 relative). The convolutional ResNet and user subclasses use autograd.
@@ -32,6 +40,7 @@ import torch
 
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.nets.du import FullyConnected, ResNet
+from zeroloss.nets.feedforward import FeedForward
 
 
 def _scaled_bmm(b1: torch.Tensor, b2: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -47,6 +56,9 @@ class Backprop:
     with residual r, shaped like the parameters) or ``bp.step(eta_r)`` (θ ← θ − gradient for residual
     ``eta_r`` = η_s r_s, in place). Both must follow the ``forward`` of the current parameters.
     """
+
+    #: name of the output weight vector (Du's nets: a; the feedforward net: v)
+    OUTPUT = "a"
 
     def __init__(self, net: EnsembleNet, X: torch.Tensor) -> None:
         self.net = net
@@ -75,11 +87,14 @@ class Backprop:
     def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
         raise NotImplementedError
 
+    def _input(self, index: int, members: int) -> torch.Tensor:
+        """What layer ``index + 1`` multiplies (the last: what the output weights multiply), (S, n, fan_in)."""
+        inputs = self._inputs[index]
+        return inputs.expand(members, *inputs.shape) if inputs.ndim == 2 else inputs  # X is shared by the members
+
     def _weight_gradient(self, h: int, q: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
         """∇W_h = alpha · q_hᵀ (layer h's input), stored in ``grads`` or subtracted from W_h in place."""
-        inputs = self._inputs[h - 1]
-        if inputs.ndim == 2:  # the data X, shared by the members
-            inputs = inputs.expand(q.shape[0], *inputs.shape)
+        inputs = self._input(h - 1, q.shape[0])
         if grads is None:
             self.weights[h - 1].baddbmm_(q.transpose(-1, -2), inputs, alpha=-alpha)
         else:
@@ -87,12 +102,20 @@ class Backprop:
 
     def _output_gradient(self, r: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
         """∇a = alpha · (last hidden input)ᵀ r, stored or subtracted from a in place."""
-        last = self._inputs[-1]
-        a = self.net.a
+        last = self._input(len(self._inputs) - 1, r.shape[0])
         if grads is None:
-            a.unsqueeze(1).baddbmm_(r.unsqueeze(1), last, alpha=-alpha)
+            getattr(self.net, self.OUTPUT).unsqueeze(1).baddbmm_(r.unsqueeze(1), last, alpha=-alpha)
         else:
-            grads["a"] = _scaled_bmm(r.unsqueeze(1), last, alpha).squeeze(1)
+            grads[self.OUTPUT] = _scaled_bmm(r.unsqueeze(1), last, alpha).squeeze(1)
+
+    def _bias_gradient(self, name: str, upstream: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        """∇b = Σ_i upstream_i over the samples (dim 1), stored or subtracted from the bias in place."""
+        bias = getattr(self.net, name)
+        total = upstream.sum(dim=1).view(bias.shape)
+        if grads is None:
+            bias.sub_(total)
+        else:
+            grads[name] = total
 
 
 class FullyConnectedBackprop(Backprop):
@@ -152,8 +175,48 @@ class ResNetBackprop(Backprop):
         self._weight_gradient(1, q, net.first_scale, grads)
 
 
+class FeedForwardBackprop(Backprop):
+    """:class:`Backprop` for :class:`~zeroloss.nets.FeedForward` (equations in the module docstring)."""
+
+    OUTPUT = "v"
+
+    def forward(self) -> torch.Tensor:
+        net = self.net
+        S = net.members
+        with torch.no_grad():
+            x = self.X
+            self._z, self._inputs = [], []
+            for ell, W in enumerate(self.weights, start=1):
+                self._inputs.append(x)
+                x_batch = self._input(ell - 1, S)
+                if net.bias:
+                    z = torch.baddbmm(getattr(net, f"b{ell}").unsqueeze(-2), x_batch, W.transpose(-1, -2))
+                else:
+                    z = torch.bmm(x_batch, W.transpose(-1, -2))
+                self._z.append(z)
+                x = self.act.fn(z)
+            self._inputs.append(x)
+            u = torch.bmm(self._input(len(self._inputs) - 1, S), net.v.unsqueeze(-1)).squeeze(-1)
+            return u + net.c if net.output_bias else u
+
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        net = self.net
+        e = r.unsqueeze(-1) * net.v.unsqueeze(-2)  # ∂L/∂x_L, before v moves
+        self._output_gradient(r, 1.0, grads)
+        if net.output_bias:
+            self._bias_gradient("c", r, grads)
+        for ell in range(net.depth, 0, -1):
+            q = torch.mul(self.act.d1(self._z[ell - 1]), e)  # ∂L/∂z_ℓ
+            if ell > 1:
+                e = torch.bmm(q, self.weights[ell - 1])  # ∂L/∂x_{ℓ−1}, before W_ℓ moves
+            self._weight_gradient(ell, q, 1.0, grads)
+            if net.bias:
+                self._bias_gradient(f"b{ell}", q, grads)
+
+
 #: Nets with a hand-derived backward, by exact type (a subclass may change the forward pass, so it uses autograd).
-BACKPROPS: dict[type, type[Backprop]] = {FullyConnected: FullyConnectedBackprop, ResNet: ResNetBackprop}
+BACKPROPS: dict[type, type[Backprop]] = {FullyConnected: FullyConnectedBackprop, ResNet: ResNetBackprop,
+                                         FeedForward: FeedForwardBackprop}
 
 
 def analytic_backprop(net: EnsembleNet, X: torch.Tensor) -> Backprop | None:

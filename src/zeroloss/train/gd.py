@@ -7,9 +7,9 @@ backward pass gives every member its own gradient, and η is a vector of per-mem
 loss becomes non-finite or exceeds ``divergence_factor`` × its initial loss is marked diverged at that step and
 frozen (its parameters are no longer updated); the others go on.
 
-Gradients come from the hand-derived backward sweep of :mod:`zeroloss.train.backprop` for the fully-connected
-net and the ResNet (which, on the CPU, also writes the update into the weights inside its matmuls), and from
-``torch.autograd.grad`` otherwise; ``backprop="autograd"`` forces the latter.
+Gradients come from the hand-derived backward sweep of :mod:`zeroloss.train.backprop` for Du's fully-connected
+net and ResNet and Chatterjee's feedforward net (which, on the CPU, also writes the update into the weights inside
+its matmuls), and from ``torch.autograd.grad`` otherwise; ``backprop="autograd"`` forces the latter.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def train_gd(
     X = net.check_inputs(X)
     engine = None if backprop == "autograd" else analytic_backprop(net, X)
     if engine is None and backprop == "analytic":
-        available = " and ".join(cls.__name__ for cls in BACKPROPS)
+        available = ", ".join(cls.__name__ for cls in BACKPROPS)
         raise ZerolossInputError(f"backprop: 'analytic' is available for {available}, not {type(net).__name__}; "
                                  f"use 'auto' or 'autograd'")
     S, n = net.members, X.shape[0]
