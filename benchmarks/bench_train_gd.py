@@ -12,6 +12,7 @@ itself compute-bound that ceiling, not the ensemble's overhead, is what limits t
 
     python benchmarks/bench_train_gd.py                                 # CPU, 32 members (issue #2 target ≥ 3×)
     python benchmarks/bench_train_gd.py --device cuda --members 64      # H100 target ≥ 30×
+    python benchmarks/bench_train_gd.py --net conv-resnet --members 16 --n 64 --d 4 --width 64   # against nn.Conv1d
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from benchmarks._common import machine
 from benchmarks.bench_gram import UserFC
-from zeroloss.data import sphere_data
-from zeroloss.nets import FullyConnected
+from zeroloss.data import patch_data, sphere_data
+from zeroloss.nets import ConvResNet, FullyConnected
 from zeroloss.train.gd import train_gd
 
 
@@ -57,11 +59,40 @@ def best_matmul_rate(members: int, n: int, m: int, device: torch.device, repeats
     return best
 
 
-def loop_of_modules(net: FullyConnected, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+class UserConvResNet(nn.Module):
+    """Du's convolutional ResNet as a user would write it with nn.Conv1d (no bias, zero padding), weights copied in.
+
+    Our W (m, q·c) has column k·c + ch; Conv1d's weight (m, c, q) has [o, ch, k]: the same cross-correlation.
+    """
+
+    def __init__(self, net: ConvResNet) -> None:
+        super().__init__()
+        q = net.kernel_size
+        self.convs = nn.ModuleList()
+        for h in range(1, net.depth + 1):
+            W = getattr(net, f"W{h}")[0].detach()
+            conv = nn.Conv1d(W.shape[1] // q, W.shape[0], q, padding=(q - 1) // 2, bias=False, dtype=W.dtype,
+                             device=W.device)
+            conv.weight.data.copy_(W.view(W.shape[0], q, -1).permute(0, 2, 1))
+            self.convs.append(conv)
+        self.a = nn.Parameter(net.a.detach()[0].clone())
+        self.first_scale, self.residual_scale = net.first_scale, net.residual_scale
+        self.act = net.activation.fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_scale * self.act(self.convs[0](x))
+        for conv in self.convs[1:]:
+            x = x + self.residual_scale * self.act(conv(x))
+        return (x * self.a).sum(dim=(1, 2))
+
+
+def loop_of_modules(net: FullyConnected | ConvResNet, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int,
+                    ) -> torch.Tensor:
     """The peer: one nn.Module and one torch.optim.SGD per member, trained one after the other."""
+    user_module = UserConvResNet if isinstance(net, ConvResNet) else UserFC
     finals = []
     for k in range(net.members):
-        model = UserFC(net.member(k))
+        model = user_module(net.member(k))
         opt = torch.optim.SGD(model.parameters(), lr=lr)
         for _ in range(steps):
             opt.zero_grad()
@@ -89,17 +120,30 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs of each")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one ensemble run")
+    parser.add_argument("--net", choices=["fc", "conv-resnet"], default="fc",
+                        help="conv-resnet: --d is the channels, --positions the positions, kernel size 3")
+    parser.add_argument("--positions", type=int, default=16)
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    X, y = sphere_data(args.n, args.d, seed=0)
+    if args.net == "fc":
+        X, y = sphere_data(args.n, args.d, seed=0)
+        shape = f"d={args.d}"
+    else:
+        X, y = patch_data(args.n, args.d, args.positions, seed=0)
+        shape = f"channels={args.d} positions={args.positions} q=3"
     X, y = X.float().to(device), y.float().to(device)
     print(f"machine: {machine()}")
-    print(f"S={args.members} n={args.n} d={args.d} m={args.width} H={args.depth} steps={args.steps} "
+    print(f"{args.net}: S={args.members} n={args.n} {shape} m={args.width} H={args.depth} steps={args.steps} "
           f"float32 on {device}")
-    template = FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)
 
-    net = FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)
+    def build() -> FullyConnected | ConvResNet:
+        if args.net == "fc":
+            return FullyConnected(args.d, args.width, args.depth, "softplus", args.members, 0, torch.float32, device)
+        return ConvResNet(args.d, args.positions, args.width, args.depth, 3, "softplus", args.members, 0,
+                          torch.float32, device)
+
+    template, net = build(), build()
     for mode in ("auto", "autograd"):  # warm-up
         train_gd(net, X, y, args.lr, 2, probes=["loss"], progress=False, backprop=mode)
     ours_runs: list[float] = []
@@ -126,8 +170,6 @@ def main() -> None:
         peer_runs.append(time.perf_counter() - t0)
     ours, peer = min(ours_runs), min(peer_runs)
     diff = float((torch.as_tensor(run.losses[-1]) - finals.double().cpu()).abs().max() / finals.abs().max())
-    rate = best_matmul_rate(args.members, args.n, args.width, device)
-    floor = args.steps * args.members * gd_step_flops(args.n, args.d, args.width, args.depth) / rate
     autograd = min(autograd_runs)
     gap = float((torch.as_tensor(run.losses[-1]) - torch.as_tensor(autograd_run.losses[-1])).abs().max()
                 / finals.abs().max())
@@ -143,9 +185,12 @@ def main() -> None:
         with torch.profiler.profile() as prof:
             train_gd(net, X, y, args.lr, args.steps, probe_every=args.steps, probes=["loss"], progress=False)
         print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12))
-    print(f"flop floor: {floor:.3f} s at the best measured matmul rate {rate / 1e9:.0f} GFLOP/s; no implementation "
-          f"of these steps can beat the loop by more than {peer / floor:.1f}x here "
-          f"(the ensemble reaches {floor / ours:.0%} of that floor)")
+    if args.net == "fc":
+        rate = best_matmul_rate(args.members, args.n, args.width, device)
+        floor = args.steps * args.members * gd_step_flops(args.n, args.d, args.width, args.depth) / rate
+        print(f"flop floor: {floor:.3f} s at the best measured matmul rate {rate / 1e9:.0f} GFLOP/s; no "
+              f"implementation of these steps can beat the loop by more than {peer / floor:.1f}x here "
+              f"(the ensemble reaches {floor / ours:.0%} of that floor)")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tests.conftest import make_net
+from tests.conftest import NET_KINDS, make_net
 
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FeedForward, FullyConnected
-from zeroloss.train.backprop import Backprop, analytic_backprop
+from zeroloss.nets.du import patches
+from zeroloss.train.backprop import Backprop, analytic_backprop, patches_last, patches_last_adjoint
 from zeroloss.train.gd import train_gd
 
 RTOL = 1e-12
@@ -35,7 +36,7 @@ def _autograd(net, X, r_weights):
     return dict(zip(params, torch.autograd.grad(loss, list(params.values())), strict=True))
 
 
-@pytest.mark.parametrize("kind", ["fc", "resnet"])
+@pytest.mark.parametrize("kind", NET_KINDS)
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("depth", [1, 3])
 def test_forward_and_gradients_match_the_definition_and_autograd(kind, activation, depth):
@@ -77,7 +78,7 @@ def test_feedforward_forward_and_gradients_match_the_definition_and_autograd(wid
         assert _relative(p.detach(), expected[name]) < RTOL, name
 
 
-@pytest.mark.parametrize("kind", ["fc", "resnet"])
+@pytest.mark.parametrize("kind", NET_KINDS)
 def test_fused_step_equals_parameters_minus_gradients(kind):
     """step(η r) writes θ − ∇θ(η r) in place: the same numbers as forming the gradient first."""
     net, X, _ = make_net(kind, members=3, width=24, depth=3)
@@ -99,7 +100,7 @@ def _trainable(kind: str):
     return make_net(kind, members=3, width=32, depth=3)
 
 
-@pytest.mark.parametrize("kind", ["fc", "resnet", "feedforward"])
+@pytest.mark.parametrize("kind", [*NET_KINDS, "feedforward"])
 def test_train_gd_analytic_and_autograd_runs_agree(kind):
     """Whole runs, per-member step sizes, the fused steps between probes included: the same trajectory."""
     runs = {}
@@ -114,20 +115,33 @@ def test_train_gd_analytic_and_autograd_runs_agree(kind):
         assert _relative(p.detach(), q.detach()) < 1e-10, name
 
 
-def test_nets_without_a_hand_derived_backward_use_autograd():
-    conv, X, y = make_net("conv-resnet", members=2)
-    assert analytic_backprop(conv, conv.check_inputs(X)) is None
-    with pytest.raises(ZerolossInputError, match="backprop: 'analytic' is available for FullyConnected, ResNet, "
-                                                 "FeedForward, not ConvResNet"):
-        train_gd(conv, X, y, lr=0.01, steps=2, progress=False, backprop="analytic")
-
+def test_subclasses_use_autograd():
     class Doubled(FullyConnected):  # a subclass may change the forward pass: never assumed to be Du's net
         def functional_forward(self, params, X, record=False):
             out, maps = super().functional_forward(params, X, record)
             return 2 * out, maps
 
     net = Doubled(4, 16, 2, members=2, dtype=torch.float64)
-    assert analytic_backprop(net, net.check_inputs(torch.eye(4, dtype=torch.float64))) is None
+    X, y = make_net("fc")[1:]
+    assert analytic_backprop(net, net.check_inputs(X)) is None
+    with pytest.raises(ZerolossInputError, match="backprop: 'analytic' is available for FullyConnected, ResNet, "
+                                                 "ConvResNet, FeedForward, not Doubled"):
+        train_gd(net, X, y, lr=0.01, steps=2, progress=False, backprop="analytic")
+    run = train_gd(net, X, y, lr=0.01, steps=2, probes=["loss"], progress=False)  # auto: autograd, doubled
+    with torch.no_grad():
+        np.testing.assert_allclose(run.losses[-1], 0.5 * (net(X) - y).pow(2).sum(dim=1).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_positions_first_patches_and_their_adjoint(kernel_size):
+    """patches_last is patches transposed, and ⟨φ(x), g⟩ = ⟨x, φᵀ(g)⟩ (padding included) for random x and g."""
+    gen = torch.Generator().manual_seed(kernel_size)
+    x = torch.randn(2, 3, 6, 4, generator=gen, dtype=torch.float64)  # (S, n, p, c)
+    g = torch.randn(2, 3, 6, kernel_size * 4, generator=gen, dtype=torch.float64)
+    assert torch.equal(patches_last(x, kernel_size), patches(x.transpose(-1, -2), kernel_size).transpose(-1, -2))
+    lhs = (patches_last(x, kernel_size) * g).sum()
+    rhs = (x * patches_last_adjoint(g, kernel_size)).sum()
+    assert abs(float(lhs - rhs)) < 1e-12 * float(lhs.abs() + 1)
 
 
 def test_bad_backprop_value():

@@ -1,5 +1,5 @@
-"""Hand-derived backpropagation for Du et al.'s fully-connected net and ResNet, and Chatterjee's feedforward net:
-gradient descent's fast path.
+"""Hand-derived backpropagation for Du et al.'s three nets and Chatterjee's feedforward net: gradient descent's
+fast path.
 
 For L_s = ½ Σ_i (u_si − y_i)² the gradient of every parameter is linear in the residual r_s = u_s − y, so one
 backward sweep gives all S members their gradients, and a sweep started from η_s r_s gives η_s ∇L_s directly:
@@ -21,6 +21,12 @@ ResNet (MATH §1.2), c₁ = sqrt(c_σ/m), c_r = c_res/(H√m):
     e_H = ∂L/∂x_H = r aᵀ,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + c_r q_h W_h (h ≥ 2)
     ∇a = x_Hᵀ r,   ∇W_h = c_r q_hᵀ x_{h−1} (h ≥ 2),   ∇W_1 = c₁ q_1ᵀ X
 
+Convolutional ResNet (MATH §1.2), patch operator φ (kernel q) and its adjoint φᵀ, z_h, x_h, e_h, q_h (S, n, m, p):
+
+    z_1 = W_1 φ(X),   x_1 = c₁ σ(z_1),   z_h = W_h φ(x_{h−1}),   x_h = x_{h−1} + c_r σ(z_h),   u = ⟨a, x_H⟩
+    e_H = r a,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + φᵀ(c_r W_hᵀ q_h)
+    ∇a = Σ_i r_i x_H,i,   ∇W_h = c_r Σ_{i,l} q_h,il φ_l(x_{h−1,i})ᵀ,   ∇W_1 = c₁ Σ_{i,l} q_1,il φ_l(X_i)ᵀ
+
 Chatterjee's feedforward net (MATH §2.2), biases b_ℓ and c optional, no architectural scale:
 
     x_0 = X,   z_ℓ = x_{ℓ−1} W_ℓᵀ + b_ℓ,   x_ℓ = σ(z_ℓ),   u = x_L v + c
@@ -31,15 +37,16 @@ Shapes: X (n, d); z_h, s_h, x_h, e_h, q_h (S, n, m); r (S, n); W_1 (S, m, d), W_
 feedforward net, per-layer widths d_ℓ in place of m, and v (S, d_L), b_ℓ (S, d_ℓ), c (S, 1)).
 
 The nets' ``functional_forward`` stays the definition; tests pin this module's predictions and gradients to it
-and to autograd (float64, ≤ 1e-12 relative). The convolutional ResNet and user subclasses use autograd.
+and to autograd (float64, ≤ 1e-12 relative). User subclasses of these nets use autograd.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.nets.du import FullyConnected, ResNet
+from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet
 from zeroloss.nets.feedforward import FeedForward
 
 
@@ -110,12 +117,14 @@ class Backprop:
 
     def _bias_gradient(self, name: str, upstream: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
         """∇b = Σ_i upstream_i over the samples (dim 1), stored or subtracted from the bias in place."""
-        bias = getattr(self.net, name)
-        total = upstream.sum(dim=1).view(bias.shape)
+        self._gradient(name, upstream.sum(dim=1).view(getattr(self.net, name).shape), grads)
+
+    def _gradient(self, name: str, gradient: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        """Store a formed gradient in ``grads``, or subtract it from the parameter in place."""
         if grads is None:
-            bias.sub_(total)
+            getattr(self.net, name).sub_(gradient)
         else:
-            grads[name] = total
+            grads[name] = gradient
 
 
 class FullyConnectedBackprop(Backprop):
@@ -175,6 +184,74 @@ class ResNetBackprop(Backprop):
         self._weight_gradient(1, q, net.first_scale, grads)
 
 
+def patches_last(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """φ in the positions-first layout: (..., p, c) → (..., p, q·c), the transpose of :func:`~zeroloss.nets.du.patches`.
+
+    Row l stacks rows l − (q−1)/2, …, l + (q−1)/2 of x (zero outside), entry ``k·c + ch`` = channel ch at offset
+    k − (q−1)/2: the column order of the conv weights W (S, m, q·c), so that a convolution is one matmul.
+    """
+    pad = (kernel_size - 1) // 2
+    windows = F.pad(x, (0, 0, pad, pad)).unfold(-2, kernel_size, 1)  # (..., p, c, q)
+    return windows.transpose(-1, -2).reshape(*x.shape[:-1], kernel_size * x.shape[-1])
+
+
+def patches_last_adjoint(g: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """φᵀ in the positions-first layout, (..., p, q·c) → (..., p, c): ⟨φ(x), g⟩ = ⟨x, φᵀ(g)⟩.
+
+    Entry ``k·c + ch`` of row l goes back to channel ch of row l + k − (q−1)/2 (dropped in the zero padding), and
+    the contributions to one row are summed.
+    """
+    pad = (kernel_size - 1) // 2
+    *lead, p, qc = g.shape
+    windows = g.reshape(*lead, p, kernel_size, qc // kernel_size)
+    padded = g.new_zeros(*lead, p + 2 * pad, qc // kernel_size)
+    for k in range(kernel_size):
+        padded[..., k : k + p, :] += windows[..., k, :]
+    return padded[..., pad : pad + p, :]
+
+
+class ConvResNetBackprop(Backprop):
+    """:class:`Backprop` for :class:`~zeroloss.nets.ConvResNet` (equations in the module docstring).
+
+    Internally positions-first: activations (S, n, p, m) and patches (S, n·p, q·m), so that every convolution,
+    weight gradient and input gradient is one batched matmul (fused into the weights like the dense nets'), with
+    no permuted copies; only the patches themselves (im2col) are materialised.
+    """
+
+    def forward(self) -> torch.Tensor:
+        net = self.net
+        q, S = net.kernel_size, net.members
+        n, p = self.X.shape[0], net.positions
+        with torch.no_grad():
+            phi = patches_last(self.X.transpose(-1, -2), q).reshape(n * p, -1)  # (n·p, q·c), shared
+            z = torch.matmul(phi, self.weights[0].transpose(-1, -2)).view(S, n, p, -1)  # (S, n, p, m)
+            self._z, self._inputs = [z], [phi]
+            x = net.first_scale * self.act.fn(z)
+            for W in self.weights[1:]:
+                phi = patches_last(x, q).reshape(S, n * p, -1)  # (S, n·p, q·m)
+                self._inputs.append(phi)
+                z = torch.bmm(phi, W.transpose(-1, -2)).view(S, n, p, -1)
+                self._z.append(z)
+                x = torch.add(x, self.act.fn(z), alpha=net.residual_scale)
+            self._inputs.append(x)
+            a_rows = net.a.transpose(-1, -2).reshape(S, -1, 1)  # (S, p·m, 1), positions-first like x
+            return torch.bmm(x.reshape(S, n, -1), a_rows).squeeze(-1)
+
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+        net = self.net
+        S, n, p, m = self._z[0].shape
+        e = r[:, :, None, None] * net.a.transpose(-1, -2).unsqueeze(1)  # ∂L/∂x_H (S, n, p, m), before a moves
+        grad_a = torch.bmm(r.unsqueeze(1), self._inputs[-1].reshape(S, n, p * m)).view(S, p, m)
+        self._gradient("a", grad_a.transpose(-1, -2), grads)
+        for h in range(net.depth, 1, -1):
+            q = torch.mul(self.act.d1(self._z[h - 1]), e).view(S, n * p, m)  # ∂L/∂z_h / c_r
+            through_patches = _scaled_bmm(q, self.weights[h - 1], net.residual_scale)  # before W_h moves
+            e = e + patches_last_adjoint(through_patches.view(S, n, p, -1), net.kernel_size)  # ∂L/∂x_{h−1}
+            self._weight_gradient(h, q, net.residual_scale, grads)
+        q = torch.mul(self.act.d1(self._z[0]), e).view(S, n * p, m)
+        self._weight_gradient(1, q, net.first_scale, grads)
+
+
 class FeedForwardBackprop(Backprop):
     """:class:`Backprop` for :class:`~zeroloss.nets.FeedForward` (equations in the module docstring)."""
 
@@ -216,7 +293,7 @@ class FeedForwardBackprop(Backprop):
 
 #: Nets with a hand-derived backward, by exact type (a subclass may change the forward pass, so it uses autograd).
 BACKPROPS: dict[type, type[Backprop]] = {FullyConnected: FullyConnectedBackprop, ResNet: ResNetBackprop,
-                                         FeedForward: FeedForwardBackprop}
+                                         ConvResNet: ConvResNetBackprop, FeedForward: FeedForwardBackprop}
 
 
 def analytic_backprop(net: EnsembleNet, X: torch.Tensor) -> Backprop | None:

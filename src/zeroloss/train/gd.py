@@ -7,9 +7,9 @@ backward pass gives every member its own gradient, and η is a vector of per-mem
 loss becomes non-finite or exceeds ``divergence_factor`` × its initial loss is marked diverged at that step and
 frozen (its parameters are no longer updated); the others go on.
 
-Gradients come from the hand-derived backward sweep of :mod:`zeroloss.train.backprop` for Du's fully-connected
-net and ResNet and Chatterjee's feedforward net (which, on the CPU, also writes the update into the weights inside
-its matmuls), and from ``torch.autograd.grad`` otherwise; ``backprop="autograd"`` forces the latter.
+Gradients come from the hand-derived backward sweep of :mod:`zeroloss.train.backprop` for Du's three nets and
+Chatterjee's feedforward net (which, on the CPU, also writes the update into the weights inside its matmuls), and
+from ``torch.autograd.grad`` for other nets (user subclasses); ``backprop="autograd"`` forces the latter.
 """
 
 from __future__ import annotations
