@@ -16,8 +16,8 @@ from tests.conftest import NET_KINDS, make_net
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FeedForward, FullyConnected
-from zeroloss.nets.du import patches
-from zeroloss.train.backprop import Backprop, analytic_backprop, patches_last, patches_last_adjoint
+from zeroloss.nets.du import patches, patches_last, patches_last_adjoint
+from zeroloss.train.backprop import Backprop, analytic_backprop
 from zeroloss.train.gd import train_gd
 
 RTOL = 1e-12

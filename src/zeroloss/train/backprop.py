@@ -43,10 +43,9 @@ and to autograd (float64, ≤ 1e-12 relative). User subclasses of these nets use
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet
+from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet, patches_last, patches_last_adjoint
 from zeroloss.nets.feedforward import FeedForward
 
 
@@ -182,32 +181,6 @@ class ResNetBackprop(Backprop):
             self._weight_gradient(h, q, net.residual_scale, grads)
         q = torch.mul(self.act.d1(self._z[0]), e)
         self._weight_gradient(1, q, net.first_scale, grads)
-
-
-def patches_last(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """φ in the positions-first layout: (..., p, c) → (..., p, q·c), the transpose of :func:`~zeroloss.nets.du.patches`.
-
-    Row l stacks rows l − (q−1)/2, …, l + (q−1)/2 of x (zero outside), entry ``k·c + ch`` = channel ch at offset
-    k − (q−1)/2: the column order of the conv weights W (S, m, q·c), so that a convolution is one matmul.
-    """
-    pad = (kernel_size - 1) // 2
-    windows = F.pad(x, (0, 0, pad, pad)).unfold(-2, kernel_size, 1)  # (..., p, c, q)
-    return windows.transpose(-1, -2).reshape(*x.shape[:-1], kernel_size * x.shape[-1])
-
-
-def patches_last_adjoint(g: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """φᵀ in the positions-first layout, (..., p, q·c) → (..., p, c): ⟨φ(x), g⟩ = ⟨x, φᵀ(g)⟩.
-
-    Entry ``k·c + ch`` of row l goes back to channel ch of row l + k − (q−1)/2 (dropped in the zero padding), and
-    the contributions to one row are summed.
-    """
-    pad = (kernel_size - 1) // 2
-    *lead, p, qc = g.shape
-    windows = g.reshape(*lead, p, kernel_size, qc // kernel_size)
-    padded = g.new_zeros(*lead, p + 2 * pad, qc // kernel_size)
-    for k in range(kernel_size):
-        padded[..., k : k + p, :] += windows[..., k, :]
-    return padded[..., pad : pad + p, :]
 
 
 class ConvResNetBackprop(Backprop):
