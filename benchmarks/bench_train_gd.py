@@ -2,7 +2,9 @@
 
 Both run full-batch GD on L = ½Σ(u − y)² with the same step, the same weights and the same number of steps; only
 the loss is evaluated (no probes) so the comparison is the training loop itself. The ensemble runs twice: with
-train_gd's default hand-derived backward (zeroloss.train.backprop) and with ``backprop="autograd"``.
+train_gd's default hand-derived backward (zeroloss.train.backprop) and with ``backprop="autograd"``. A second
+peer is the torch.func model-ensembling recipe (``stack_module_state`` + ``vmap(grad(functional_call))`` over the
+same nn.Modules, updated in place), what a user who knows torch.func would write instead of the loop.
 
 The script also prints the *flop floor* of the run: the matrix-multiply flops every exact implementation of these
 steps must do (:func:`gd_step_flops`: forward, weight gradients, input gradients), divided by the best matmul rate
@@ -23,6 +25,7 @@ import time
 
 import torch
 from torch import nn
+from torch.func import functional_call, grad, stack_module_state, vmap
 
 from benchmarks._common import machine
 from benchmarks.bench_gram import UserFC
@@ -40,13 +43,26 @@ def gd_step_flops(n: int, d: int, m: int, depth: int) -> int:
     return 2 * forward + 2 * n * m * ((depth - 1) * m + 1)
 
 
-def best_matmul_rate(members: int, n: int, m: int, device: torch.device, repeats: int = 5) -> float:
+def conv_gd_step_flops(n: int, channels: int, positions: int, m: int, depth: int, q: int = 3) -> int:
+    """Matmul flops of one GD step of one member of Du's convolutional ResNet, counted like :func:`gd_step_flops`.
+
+    Every layer is a (n·p, q·c_in) @ (q·c_in, m) product (c_in = channels for layer 1, m after): forward and
+    weight gradient each, input gradient for layers 2..H; the output ⟨a, x_H⟩ is 2npm forward and as much for a.
+    Zero padding is counted as if it were data (im2col does the same arithmetic).
+    """
+    first, hidden = 2 * n * positions * q * channels * m, 2 * n * positions * q * m * m
+    output = 2 * n * positions * m
+    return 2 * (first + (depth - 1) * hidden + output) + (depth - 1) * hidden + output
+
+
+def best_matmul_rate(members: int, rows: int, inner: int, cols: int, device: torch.device, repeats: int = 5,
+                     ) -> float:
     """The best matmul rate (flop/s) this machine reaches, float32: a 2048² square matmul, or a batched one of
-    the net's hidden-layer shape (members, n, m) @ (members, m, m)."""
+    the net's hidden-layer shape (members, rows, inner) @ (members, inner, cols)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     cases = [(torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device), 2 * 2048**3),
-             (torch.randn(members, n, m, device=device), torch.randn(members, m, m, device=device),
-              2 * members * n * m * m)]
+             (torch.randn(members, rows, inner, device=device), torch.randn(members, inner, cols, device=device),
+              2 * members * rows * inner * cols)]
     best = 0.0
     for A, B, flops in cases:
         A @ B
@@ -104,6 +120,30 @@ def loop_of_modules(net: FullyConnected | ConvResNet, X: torch.Tensor, y: torch.
     return torch.stack(finals)
 
 
+def vmap_ensemble(net: FullyConnected | ConvResNet, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int,
+                  ) -> torch.Tensor:
+    """The second peer: PyTorch's model-ensembling recipe on the same nn.Modules.
+
+    ``stack_module_state`` stacks the members' parameters (leading members dimension), ``vmap(grad(...))`` of a
+    ``functional_call`` on a "meta" copy gives every member's gradient in one call, and the update is in place.
+    """
+    user_module = UserConvResNet if isinstance(net, ConvResNet) else UserFC
+    models = [user_module(net.member(k)) for k in range(net.members)]
+    params, buffers = stack_module_state(models)
+    params = {name: p.detach() for name, p in params.items()}
+    base = user_module(net.member(0)).to("meta")
+
+    def member_loss(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+                    ) -> torch.Tensor:
+        return 0.5 * (functional_call(base, (p, b), (X,)) - y).pow(2).sum()
+
+    gradients = vmap(grad(member_loss), in_dims=(0, 0, None, None))
+    for _ in range(steps):
+        for name, g in gradients(params, buffers, X, y).items():
+            params[name].sub_(g, alpha=lr)
+    return vmap(member_loss, in_dims=(0, 0, None, None))(params, buffers, X, y)
+
+
 def _runs(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times) + " s"
 
@@ -149,6 +189,7 @@ def main() -> None:
     ours_runs: list[float] = []
     autograd_runs: list[float] = []
     peer_runs: list[float] = []
+    vmap_runs: list[float] = []
 
     def timed_ensemble(mode: str):
         net.load_state_dict(template.state_dict())
@@ -159,7 +200,8 @@ def main() -> None:
         sync()
         return result, time.perf_counter() - t0
 
-    for _ in range(args.repeats):  # alternate the three, so that a noisy stretch of the machine hits all
+    vmap_ensemble(template, X, y, args.lr, 2)  # warm-up
+    for _ in range(args.repeats):  # alternate the four, so that a noisy stretch of the machine hits all
         run, seconds = timed_ensemble("auto")
         ours_runs.append(seconds)
         autograd_run, seconds = timed_ensemble("autograd")
@@ -168,6 +210,11 @@ def main() -> None:
         finals = loop_of_modules(template, X, y, args.lr, args.steps)
         sync()
         peer_runs.append(time.perf_counter() - t0)
+        sync()
+        t0 = time.perf_counter()
+        vmap_finals = vmap_ensemble(template, X, y, args.lr, args.steps)
+        sync()
+        vmap_runs.append(time.perf_counter() - t0)
     ours, peer = min(ours_runs), min(peer_runs)
     diff = float((torch.as_tensor(run.losses[-1]) - finals.double().cpu()).abs().max() / finals.abs().max())
     autograd = min(autograd_runs)
@@ -180,17 +227,27 @@ def main() -> None:
           f"final losses {diff:.1e})")
     print(f"ratio loop / ensemble: {peer / ours:.1f}x (best over best; median over median "
           f"{statistics.median(peer_runs) / statistics.median(ours_runs):.1f}x)")
+    vmapped = min(vmap_runs)
+    vmap_diff = float((vmap_finals.double().cpu() - finals.double().cpu()).abs().max() / finals.abs().max())
+    vmap_median = statistics.median(vmap_runs) / statistics.median(ours_runs)
+    print(f"torch.func ensemble, vmap(grad(functional_call)): {vmapped:.3f} s (best of {_runs(vmap_runs)}; final "
+          f"losses differ from the loop's by {vmap_diff:.1e} relative); ratio vmap / ensemble "
+          f"{vmapped / ours:.1f}x (median over median {vmap_median:.1f}x)")
     if args.profile:
         net.load_state_dict(template.state_dict())
         with torch.profiler.profile() as prof:
             train_gd(net, X, y, args.lr, args.steps, probe_every=args.steps, probes=["loss"], progress=False)
         print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=12))
     if args.net == "fc":
-        rate = best_matmul_rate(args.members, args.n, args.width, device)
-        floor = args.steps * args.members * gd_step_flops(args.n, args.d, args.width, args.depth) / rate
-        print(f"flop floor: {floor:.3f} s at the best measured matmul rate {rate / 1e9:.0f} GFLOP/s; no "
-              f"implementation of these steps can beat the loop by more than {peer / floor:.1f}x here "
-              f"(the ensemble reaches {floor / ours:.0%} of that floor)")
+        step_flops = gd_step_flops(args.n, args.d, args.width, args.depth)
+        rate = best_matmul_rate(args.members, args.n, args.width, args.width, device)
+    else:
+        step_flops = conv_gd_step_flops(args.n, args.d, args.positions, args.width, args.depth)
+        rate = best_matmul_rate(args.members, args.n * args.positions, 3 * args.width, args.width, device)
+    floor = args.steps * args.members * step_flops / rate
+    print(f"flop floor: {floor:.3f} s ({step_flops * args.members / 1e9:.2f} GFLOP a step) at the best measured "
+          f"matmul rate {rate / 1e9:.0f} GFLOP/s; no implementation of these steps can beat the loop by more than "
+          f"{peer / floor:.1f}x here (the ensemble reaches {floor / ours:.0%} of that floor)")
 
 
 if __name__ == "__main__":

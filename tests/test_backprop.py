@@ -16,8 +16,8 @@ from tests.conftest import NET_KINDS, make_net
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FeedForward, FullyConnected
-from zeroloss.nets.du import patches, patches_last, patches_last_adjoint
-from zeroloss.train.backprop import Backprop, analytic_backprop
+from zeroloss.nets.du import patches, patches_last
+from zeroloss.train.backprop import Backprop, ConvResNetBackprop, analytic_backprop
 from zeroloss.train.gd import train_gd
 
 RTOL = 1e-12
@@ -133,14 +133,19 @@ def test_subclasses_use_autograd():
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
-def test_positions_first_patches_and_their_adjoint(kernel_size):
-    """patches_last is patches transposed, and ⟨φ(x), g⟩ = ⟨x, φᵀ(g)⟩ (padding included) for random x and g."""
+def test_positions_first_patches_and_the_flipped_kernel_adjoint(kernel_size):
+    """patches_last is patches transposed, and the convolution's adjoint is the flipped-kernel convolution:
+    ⟨φ(x) Wᵀ, g⟩ = ⟨x, φ(g) W̃⟩ (zero padding included) for random x, g and W with c_in ≠ c_out."""
     gen = torch.Generator().manual_seed(kernel_size)
-    x = torch.randn(2, 3, 6, 4, generator=gen, dtype=torch.float64)  # (S, n, p, c)
-    g = torch.randn(2, 3, 6, kernel_size * 4, generator=gen, dtype=torch.float64)
+    S, n, p, c_in, c_out = 2, 3, 6, 4, 5
+    x = torch.randn(S, n, p, c_in, generator=gen, dtype=torch.float64)
+    g = torch.randn(S, n, p, c_out, generator=gen, dtype=torch.float64)
+    W = torch.randn(S, c_out, kernel_size * c_in, generator=gen, dtype=torch.float64)
     assert torch.equal(patches_last(x, kernel_size), patches(x.transpose(-1, -2), kernel_size).transpose(-1, -2))
-    lhs = (patches_last(x, kernel_size) * g).sum()
-    rhs = (x * patches_last_adjoint(g, kernel_size)).sum()
+    conv = patches_last(x, kernel_size).reshape(S, n * p, -1) @ W.transpose(-1, -2)
+    lhs = (conv * g.reshape(S, n * p, c_out)).sum()
+    adjoint = patches_last(g, kernel_size).reshape(S, n * p, -1) @ ConvResNetBackprop._flipped_kernel(W, kernel_size)
+    rhs = (x.reshape(S, n * p, c_in) * adjoint).sum()
     assert abs(float(lhs - rhs)) < 1e-12 * float(lhs.abs() + 1)
 
 

@@ -50,3 +50,36 @@ SCRIPT = textwrap.dedent("""
 def test_no_tf32_pins_ieee_and_restores_the_users_setting(setting):
     done = subprocess.run([sys.executable, "-c", SCRIPT, setting], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+LEGACY_SCRIPT = textwrap.dedent("""
+    import torch
+    import zeroloss.precision as precision
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("high")
+    precision._has_fp32_precision_api = lambda: False  # what torch < 2.9 (no fp32_precision attributes) reports
+    with precision.no_tf32():
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.get_float32_matmul_precision() == "highest"
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert torch.get_float32_matmul_precision() == "high"
+    try:
+        with precision.no_tf32():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.get_float32_matmul_precision() == "high"
+    print("ok")
+""")
+
+
+def test_legacy_fallback_for_torch_without_fp32_precision():
+    """The torch < 2.9 path (legacy flags only): TF32 off inside, the user's flags back after, even on an error.
+
+    Only torch 2.13 is installed, so the older torch is simulated by what the guard asks it; the legacy flags it
+    then drives still exist in 2.13 and behave as in older releases while the new API is never touched.
+    """
+    done = subprocess.run([sys.executable, "-W", "error", "-c", LEGACY_SCRIPT], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -226,21 +226,6 @@ def patches_last(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     return windows.transpose(-1, -2).reshape(*x.shape[:-1], kernel_size * x.shape[-1])
 
 
-def patches_last_adjoint(g: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """φᵀ in the positions-first layout, (..., p, q·c) → (..., p, c): ⟨φ(x), g⟩ = ⟨x, φᵀ(g)⟩.
-
-    Entry ``k·c + ch`` of row l goes back to channel ch of row l + k − (q−1)/2 (dropped in the zero padding), and
-    the contributions to one row are summed.
-    """
-    pad = (kernel_size - 1) // 2
-    *lead, p, qc = g.shape
-    windows = g.reshape(*lead, p, kernel_size, qc // kernel_size)
-    padded = g.new_zeros(*lead, p + 2 * pad, qc // kernel_size)
-    for k in range(kernel_size):
-        padded[..., k : k + p, :] += windows[..., k, :]
-    return padded[..., pad : pad + p, :]
-
-
 class ConvResNet(_DuNet):
     """Du et al.'s convolutional ResNet (MATH §1.2), S members side by side.
 

@@ -24,8 +24,12 @@ ResNet (MATH §1.2), c₁ = sqrt(c_σ/m), c_r = c_res/(H√m):
 Convolutional ResNet (MATH §1.2), patch operator φ (kernel q) and its adjoint φᵀ, z_h, x_h, e_h, q_h (S, n, m, p):
 
     z_1 = W_1 φ(X),   x_1 = c₁ σ(z_1),   z_h = W_h φ(x_{h−1}),   x_h = x_{h−1} + c_r σ(z_h),   u = ⟨a, x_H⟩
-    e_H = r a,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + φᵀ(c_r W_hᵀ q_h)
+    e_H = r a,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + φᵀ(c_r W_hᵀ q_h) = e_h + c_r W̃_h φ(q_h)
     ∇a = Σ_i r_i x_H,i,   ∇W_h = c_r Σ_{i,l} q_h,il φ_l(x_{h−1,i})ᵀ,   ∇W_1 = c₁ Σ_{i,l} q_1,il φ_l(X_i)ᵀ
+
+The input gradient is itself a convolution: with W_h = [W_h,0 … W_h,q−1] split by kernel offset (blocks m × m),
+φᵀ(Wᵀ q) at position l is Σ_k W_h,kᵀ q_{l−k+(q−1)/2}, which is W̃_h φ(q) for the flipped, transposed kernel
+W̃_h = [W_h,q−1ᵀ … W_h,0ᵀ]: one matmul of the forward's shape instead of a wide product and a scatter.
 
 Chatterjee's feedforward net (MATH §2.2), biases b_ℓ and c optional, no architectural scale:
 
@@ -45,7 +49,7 @@ from __future__ import annotations
 import torch
 
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet, patches_last, patches_last_adjoint
+from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet, patches_last
 from zeroloss.nets.feedforward import FeedForward
 
 
@@ -191,6 +195,14 @@ class ConvResNetBackprop(Backprop):
     no permuted copies; only the patches themselves (im2col) are materialised.
     """
 
+    @staticmethod
+    def _flipped_kernel(W: torch.Tensor, kernel_size: int) -> torch.Tensor:
+        """W̃ (S, q·m, m) from W (S, m, q·m): block row k is W_{q−1−k} (rows: output channel), so that
+        φ(q) @ W̃ = φᵀ(q @ W) in the positions-first layout (the adjoint of the convolution is a convolution)."""
+        S, m_out, qc = W.shape
+        blocks = W.view(S, m_out, kernel_size, qc // kernel_size).flip(2)  # [s, o, k, c] = W_{q−1−k}[o, c]
+        return blocks.permute(0, 2, 1, 3).reshape(S, kernel_size * m_out, qc // kernel_size)
+
     def forward(self) -> torch.Tensor:
         net = self.net
         q, S = net.kernel_size, net.members
@@ -213,14 +225,16 @@ class ConvResNetBackprop(Backprop):
     def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
         net = self.net
         S, n, p, m = self._z[0].shape
-        e = r[:, :, None, None] * net.a.transpose(-1, -2).unsqueeze(1)  # ∂L/∂x_H (S, n, p, m), before a moves
+        a_rows = net.a.transpose(-1, -2).contiguous()  # (S, p, m): positions-first, so that e is contiguous
+        e = r[:, :, None, None] * a_rows.unsqueeze(1)  # ∂L/∂x_H (S, n, p, m), before a moves
         grad_a = torch.bmm(r.unsqueeze(1), self._inputs[-1].reshape(S, n, p * m)).view(S, p, m)
         self._gradient("a", grad_a.transpose(-1, -2), grads)
         for h in range(net.depth, 1, -1):
-            q = torch.mul(self.act.d1(self._z[h - 1]), e).view(S, n * p, m)  # ∂L/∂z_h / c_r
-            through_patches = _scaled_bmm(q, self.weights[h - 1], net.residual_scale)  # before W_h moves
-            e = e + patches_last_adjoint(through_patches.view(S, n, p, -1), net.kernel_size)  # ∂L/∂x_{h−1}
-            self._weight_gradient(h, q, net.residual_scale, grads)
+            q = torch.mul(self.act.d1(self._z[h - 1]), e)  # ∂L/∂z_h / c_r (S, n, p, m)
+            flipped = self._flipped_kernel(self.weights[h - 1], net.kernel_size)  # before W_h moves
+            q_patches = patches_last(q, net.kernel_size).reshape(S, n * p, -1)
+            e = torch.baddbmm(e.view(S, n * p, m), q_patches, flipped, alpha=net.residual_scale).view(S, n, p, m)
+            self._weight_gradient(h, q.view(S, n * p, m), net.residual_scale, grads)
         q = torch.mul(self.act.d1(self._z[0]), e).view(S, n * p, m)
         self._weight_gradient(1, q, net.first_scale, grads)
 
