@@ -47,12 +47,12 @@ def conv_gd_step_flops(n: int, channels: int, positions: int, m: int, depth: int
     """Matmul flops of one GD step of one member of Du's convolutional ResNet, counted like :func:`gd_step_flops`.
 
     Every layer is a (n·p, q·c_in) @ (q·c_in, m) product (c_in = channels for layer 1, m after): forward and
-    weight gradient each, input gradient for layers 2..H; the output ⟨a, x_H⟩ is 2npm forward and as much for a.
-    Zero padding is counted as if it were data (im2col does the same arithmetic).
+    weight gradient each, input gradient for layers 2..H; the output u = ⟨a, x_H⟩ is 2npm forward and as much for
+    ∂a (∂x_H = r a is a broadcast product, no matmul). Zero padding is counted as data (im2col does that arithmetic).
     """
     first, hidden = 2 * n * positions * q * channels * m, 2 * n * positions * q * m * m
     output = 2 * n * positions * m
-    return 2 * (first + (depth - 1) * hidden + output) + (depth - 1) * hidden + output
+    return 2 * (first + (depth - 1) * hidden + output) + (depth - 1) * hidden
 
 
 def best_matmul_rate(members: int, rows: int, inner: int, cols: int, device: torch.device, repeats: int = 5,
