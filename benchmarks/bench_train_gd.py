@@ -7,8 +7,9 @@ peer is the torch.func model-ensembling recipe (``stack_module_state`` + ``vmap(
 same nn.Modules, updated in place), what a user who knows torch.func would write instead of the loop.
 
 The script also prints the *flop floor* of the run: the matrix-multiply flops every exact implementation of these
-steps must do (:func:`gd_step_flops`: forward, weight gradients, input gradients), divided by the best matmul rate
-this machine reaches in the same process (a large square matmul, or a batched one of the net's own shape). No
+steps must do (:func:`gd_step_flops`, :func:`conv_gd_step_flops`: forward, weight and input gradients), divided by
+the best matmul rate this machine reaches in the same process (a large square matmul, or a batched one of the net's
+own shape). No
 implementation of the same arithmetic can beat the loop by more than loop time / flop floor: where the loop is
 itself compute-bound that ceiling, not the ensemble's overhead, is what limits the ratio.
 
@@ -102,10 +103,15 @@ class UserConvResNet(nn.Module):
         return (x * self.a).sum(dim=(1, 2))
 
 
+def _user_module(net: FullyConnected | ConvResNet) -> type[nn.Module]:
+    """The nn.Module a user would write for this net (weights copied from a single-member net)."""
+    return UserConvResNet if isinstance(net, ConvResNet) else UserFC
+
+
 def loop_of_modules(net: FullyConnected | ConvResNet, X: torch.Tensor, y: torch.Tensor, lr: float, steps: int,
                     ) -> torch.Tensor:
     """The peer: one nn.Module and one torch.optim.SGD per member, trained one after the other."""
-    user_module = UserConvResNet if isinstance(net, ConvResNet) else UserFC
+    user_module = _user_module(net)
     finals = []
     for k in range(net.members):
         model = user_module(net.member(k))
@@ -127,7 +133,7 @@ def vmap_ensemble(net: FullyConnected | ConvResNet, X: torch.Tensor, y: torch.Te
     ``stack_module_state`` stacks the members' parameters (leading members dimension), ``vmap(grad(...))`` of a
     ``functional_call`` on a "meta" copy gives every member's gradient in one call, and the update is in place.
     """
-    user_module = UserConvResNet if isinstance(net, ConvResNet) else UserFC
+    user_module = _user_module(net)
     models = [user_module(net.member(k)) for k in range(net.members)]
     params, buffers = stack_module_state(models)
     params = {name: p.detach() for name, p in params.items()}
