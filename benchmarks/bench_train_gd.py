@@ -9,9 +9,8 @@ same nn.Modules, updated in place), what a user who knows torch.func would write
 The script also prints the *flop floor* of the run: the matrix-multiply flops every exact implementation of these
 steps must do (:func:`gd_step_flops`, :func:`conv_gd_step_flops`: forward, weight and input gradients), divided by
 the best matmul rate this machine reaches in the same process (a large square matmul, or a batched one of the net's
-own shape). No
-implementation of the same arithmetic can beat the loop by more than loop time / flop floor: where the loop is
-itself compute-bound that ceiling, not the ensemble's overhead, is what limits the ratio.
+own shape). No implementation of the same arithmetic can beat the loop by more than loop time / flop floor: where
+the loop is itself compute-bound that ceiling, not the ensemble's overhead, is what limits the ratio.
 
     python benchmarks/bench_train_gd.py                                 # CPU, 32 members (issue #2 target ≥ 3×)
     python benchmarks/bench_train_gd.py --device cuda --members 64      # H100 target ≥ 30×
