@@ -31,7 +31,7 @@ import torch
 from benchmarks._common import best_time, machine
 from zeroloss.activations import get_activation
 from zeroloss.data import sphere_data
-from zeroloss.gaussian import _TABLE_CACHE
+from zeroloss.kernels.gaussian import _TABLE_CACHE
 from zeroloss.kernels.limit import limit_kernel, limit_kernel_memory_bytes
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.gaussian import (
+from zeroloss.kernels.gaussian import (
     CLOSED_FORMS,
     MAX_NODES,
     bivariate_expectations,

@@ -14,7 +14,7 @@ from zeroloss.activations import get_activation
 from zeroloss.cli import app
 from zeroloss.data import patch_data, sphere_data
 from zeroloss.errors import ZerolossInputError
-from zeroloss.gaussian import bivariate_expectations
+from zeroloss.kernels.gaussian import bivariate_expectations
 from zeroloss.spectrum import eigenvalues
 
 NETS = ["fc", "resnet", "conv-resnet"]

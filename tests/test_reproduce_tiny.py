@@ -11,12 +11,13 @@ import json
 import pytest
 
 import zeroloss
-from zeroloss.experiments import REGISTRY
+from zeroloss.experiments import load_experiments
 
 
 @pytest.mark.slow
 def test_reproduce_all_tiny_runs_every_experiment_and_evaluates_its_claims(tmp_path):
     out = tmp_path / "tiny"
+    REGISTRY = load_experiments()
     result = zeroloss.reproduce("all", scale="tiny", out=out, executor="local", device="cpu", progress=False)
     assert result.errors == []
     claims = json.loads((out / "claims.json").read_text())

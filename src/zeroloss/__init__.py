@@ -31,8 +31,7 @@ from zeroloss.theory.du2019 import (
     width_scaling,
 )
 from zeroloss.train.gd import GDRun, train_gd
-
-__version__ = "0.1.0"
+from zeroloss.version import __version__ as __version__
 
 __all__ = [
     "ACTIVATIONS",

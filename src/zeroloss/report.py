@@ -103,13 +103,14 @@ def _error_line(exc: BaseException) -> str:
 
 def _error_claim(name: str, what: str, exc: BaseException) -> dict[str, Any]:
     return {"experiment": name, "claim": f"{what} raised an error", "measured": _error_line(exc),
-            "expected": "no error", "passed": False, "details": "", "error": True}
+            "expected": "no error", "verdict": "ERROR", "passed": False, "details": "", "provenance": "",
+            "reason": "", "error": True}
 
 
 def evaluate_sweep(sweep_dir: Path, figure_prefix: str = "f") -> Section:
     """Load one sweep directory, evaluate its experiment's claims and figures; errors are recorded, not raised."""
+    from zeroloss.experiments.registry import get_experiment
     from zeroloss.store import read_run
-    from zeroloss.sweep.registry import get_experiment
 
     manifest = json.loads((sweep_dir / MANIFEST).read_text()) if (sweep_dir / MANIFEST).is_file() else {}
     run_dirs = finished_run_dirs(sweep_dir)
@@ -210,6 +211,7 @@ def render_html(sections: list[Section], title: str, command: str = "") -> str:
         sections=sections,
         claims=claims,
         passed=sum(bool(c["passed"]) for c in claims),
+        status=claim_status,
         errors=[f"{s.name}: {e}" for s in sections for e in s.errors],
     )
 
@@ -254,20 +256,36 @@ def write_report(out: Path | str, experiments: list[str] | None = None, title: s
     return Report(sections, claims, html_path, claims_path)
 
 
+def claim_status(claim: dict[str, Any]) -> str:
+    """PASS, FAIL, INCONCLUSIVE or ERROR for one entry of claims.json (older files carry only ``passed``)."""
+    if claim.get("error"):
+        return "ERROR"
+    return str(claim.get("verdict") or ("PASS" if claim["passed"] else "FAIL"))
+
+
+def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
+    """How many claims reached each status, in the order PASS, FAIL, INCONCLUSIVE, ERROR."""
+    counts = {status: 0 for status in ("PASS", "FAIL", "INCONCLUSIVE", "ERROR")}
+    for c in claims:
+        counts[claim_status(c)] += 1
+    return counts
+
+
 def claims_table(claims: list[dict[str, Any]]) -> str:
     """Plain-text claims table for the terminal."""
     if not claims:
         return "no claims"
     rows = [("", "experiment", "claim", "measured", "expected")]
     for c in claims:
-        status = "ERROR" if c.get("error") else ("PASS" if c["passed"] else "FAIL")
+        status = claim_status(c)
         rows.append((status, c["experiment"], c["claim"], format_value(c["measured"]), str(c["expected"])))
     widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
     lines = []
     for r in rows:
         cells = [(cell if len(cell) <= w else cell[: w - 1] + "…").ljust(w) for cell, w in zip(r, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
-    passed = sum(bool(c["passed"]) for c in claims)
-    lines.append(f"{passed}/{len(claims)} claims passed")
+    counts = verdict_counts(claims)
+    lines.append(f"{counts['PASS']}/{len(claims)} claims passed"
+                 + "".join(f", {v} {k.lower()}" for k, v in counts.items() if k != "PASS" and v))
     return "\n".join(lines)
 

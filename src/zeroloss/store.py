@@ -140,12 +140,12 @@ def environment(device: str, dtype: str | None = None) -> dict[str, Any]:
     """The versions and machine a run executed on (recorded in env.json; never part of the run id)."""
     import torch
 
-    import zeroloss
+    from zeroloss.version import __version__
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "zeroloss": zeroloss.__version__,
+        "zeroloss": __version__,
         "numpy": np.__version__,
         "device": str(device),
         "device_name": (torch.cuda.get_device_name(torch.device(device))

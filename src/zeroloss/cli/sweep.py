@@ -56,8 +56,8 @@ def sweep(
     json_out: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
 ) -> None:
     """Run (or resume) a sweep of a registered experiment; finished runs are skipped."""
+    from zeroloss.experiments.registry import get_experiment
     from zeroloss.sweep.executors import make_executor
-    from zeroloss.sweep.registry import get_experiment
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 

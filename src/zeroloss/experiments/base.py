@@ -7,6 +7,9 @@ that turns a list of run specs into results, ``plot(df)`` and ``claims(df)``. Th
 Batching: runs whose :attr:`Experiment.batch_key` agree (by default: equal specs apart from ``seed`` and
 ``lr``) may be handed to ``run_batch`` together, so that seeds and step sizes of one shape train as one ensemble.
 
+A claim (:class:`Claim`) is a measured quantity, a threshold with its provenance (:class:`Provenance`) and a
+verdict that can go either way: PASS, FAIL, or INCONCLUSIVE when the runs cannot decide (DESIGN "A claim can fail").
+
 Example:
     >>> from zeroloss.experiments.base import Claim
     >>> Claim("du2019.linear_rate", "per-step contraction ≤ 1 − ηλ₀/2", 0.91, "≤ 0.95", True).passed
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 Spec = dict[str, Any]
@@ -28,28 +32,91 @@ Spec = dict[str, Any]
 ENSEMBLE_KEYS = ("seed", "lr")
 
 
+#: The three verdicts a claim can reach. INCONCLUSIVE: the evidence does not decide (for example, the claim rests on
+#: runs that hit their step budget before reaching their target: *censored* runs); its ``reason`` says why.
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE)
+#: Where a claim's threshold comes from: a theorem's constant or rate, a paper's figure / table / text, or a choice
+#: of this lab (whose ``source`` then gives the reason).
+PROVENANCE_KINDS = ("theorem", "paper", "lab")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a claim's threshold comes from.
+
+    Args:
+        kind: ``"theorem"`` (a theorem's constant or rate), ``"paper"`` (a paper's figure, table or text) or
+            ``"lab"`` (a choice made here).
+        source: the exact place (``"Du et al. 2019, Thm 4.1: L(k) ≤ (1 − ηλ₀/2)^k L(0)"``) or, for a lab
+            choice, the reason for the number.
+
+    Example:
+        >>> str(Provenance("lab", "2× fewer steps: fixed before running, a margin over seed noise"))
+        'lab choice: 2× fewer steps: fixed before running, a margin over seed noise'
+    """
+
+    kind: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROVENANCE_KINDS:
+            raise ValueError(f"provenance kind: must be one of {', '.join(PROVENANCE_KINDS)}, got {self.kind!r}")
+        if not self.source.strip():
+            raise ValueError("provenance source: must say where the threshold comes from")
+
+    def __str__(self) -> str:
+        label = {"theorem": "theorem", "paper": "paper", "lab": "lab choice"}[self.kind]
+        return f"{label}: {self.source}"
+
+
 @dataclass(frozen=True)
 class Claim:
-    """A machine-checked statement: what was measured, what was predicted (or the threshold), pass/fail.
+    """A machine-checked statement: what was measured, the threshold it is held to, and a verdict.
 
     Args:
         experiment: the experiment's registry name.
         claim: the statement in words, e.g. "loss decays geometrically at rate ≤ 1 − ηλ₀/2".
         measured: the measured value (number or short text).
         expected: the prediction or threshold, as text (e.g. "≤ 0.95", "-0.5 ± 0.15").
-        passed: whether the measurement satisfies the prediction.
+        verdict: ``"PASS"``, ``"FAIL"`` or ``"INCONCLUSIVE"`` (a bool is read as PASS / FAIL).
         details: optional context (tolerance and why, sample sizes).
+        provenance: where the threshold comes from (:class:`Provenance`).
+        reason: why the verdict is INCONCLUSIVE (required then), e.g. "3 of 4 widths censored at 3000 steps".
+
+    Example:
+        >>> c = Claim("du2019.convergence", "per-step contraction ≤ 1 − ηλ₀/2", 0.91, "≤ 0.95", True,
+        ...           provenance=Provenance("theorem", "Du et al. 2019, Thm 4.1"))
+        >>> c.verdict, c.passed
+        ('PASS', True)
     """
 
     experiment: str
     claim: str
     measured: Any
     expected: str
-    passed: bool
+    verdict: str | bool
     details: str = ""
+    provenance: Provenance | None = None
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        verdict = self.verdict
+        if isinstance(verdict, (bool, np.bool_)):
+            verdict = PASS if verdict else FAIL
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict: must be one of {', '.join(VERDICTS)} or a bool, got {self.verdict!r}")
+        if verdict == INCONCLUSIVE and not self.reason.strip():
+            raise ValueError("reason: an INCONCLUSIVE claim must say why")
+        object.__setattr__(self, "verdict", verdict)
+
+    @property
+    def passed(self) -> bool:
+        """True for a PASS (False for FAIL and INCONCLUSIVE)."""
+        return self.verdict == PASS
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (numbers become floats, other measured values strings)."""
+        """JSON-ready dict (numbers become floats, other measured values strings; provenance as text)."""
         out = asdict(self)
         measured = self.measured
         if hasattr(measured, "item"):
@@ -57,7 +124,8 @@ class Claim:
         if not isinstance(measured, (int, float, str, bool, type(None))):
             measured = json.dumps(measured, default=str)
         out["measured"] = measured
-        out["passed"] = bool(self.passed)
+        out["passed"] = self.passed
+        out["provenance"] = str(self.provenance) if self.provenance is not None else ""
         return out
 
 

@@ -69,8 +69,8 @@ from tqdm.auto import tqdm
 from zeroloss.activations import Activation, get_activation
 from zeroloss.data import validate_inputs
 from zeroloss.errors import choice, positive_int, require
-from zeroloss.gaussian import DEFAULT_NODES, quadrature_chunk_bytes, resolve_method
 from zeroloss.kernels.empirical import select_layers
+from zeroloss.kernels.gaussian import DEFAULT_NODES, quadrature_chunk_bytes, resolve_method
 from zeroloss.kernels.recursions import Expect, Forward, Sides, fc_forward, fc_layers, resnet_forward, resnet_layers
 from zeroloss.precision import no_tf32
 from zeroloss.spectrum import lambda_min
@@ -228,7 +228,7 @@ def limit_gram_by_layer(
         layers: ``"all"`` (1..H+1), ``"last"`` (H), ``"output"`` (H+1) or an int h in 1..H+1.
         c_res: residual scale of the ResNets, in (0, 1).
         kernel_size: q of the convolutional ResNet (odd).
-        nodes, method: Gaussian-expectation settings (:mod:`zeroloss.gaussian`).
+        nodes, method: Gaussian-expectation settings (:mod:`zeroloss.kernels.gaussian`).
         device: where to compute (default: X's device).
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device).
@@ -267,7 +267,7 @@ def limit_kernel(
         c_res: residual scale of the ResNets, in (0, 1) (default 0.5, as :mod:`zeroloss.nets.du`).
         kernel_size: q of the convolutional ResNet.
         nodes: Gauss–Hermite nodes per axis where no closed form exists.
-        method: ``"auto"``, ``"closed"``, ``"quadrature"`` or ``"table"`` (:mod:`zeroloss.gaussian`).
+        method: ``"auto"``, ``"closed"``, ``"quadrature"`` or ``"table"`` (:mod:`zeroloss.kernels.gaussian`).
         device: where to compute (default: X's device). The result stays there.
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device); the peak is stated by :func:`limit_kernel_memory_bytes`.

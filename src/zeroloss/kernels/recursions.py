@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 import torch
 
 from zeroloss.activations import Activation
-from zeroloss.gaussian import bivariate_expectations, gaussian_mean, resolve_method
+from zeroloss.kernels.gaussian import bivariate_expectations, gaussian_mean, resolve_method
 
 Tensor = torch.Tensor
 
 
 @dataclass(frozen=True)
 class Expect:
-    """The Gaussian-expectation settings of one kernel computation (:mod:`zeroloss.gaussian`)."""
+    """The Gaussian-expectation settings of one kernel computation (:mod:`zeroloss.kernels.gaussian`)."""
 
     act: Activation
     nodes: int

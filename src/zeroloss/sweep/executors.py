@@ -59,8 +59,8 @@ _WORKER_DEVICE: str | None = None
 
 def execute_batch(task: Task) -> BatchResult:
     """Run one task here (in whichever process or Ray worker this is); never raises."""
+    from zeroloss.experiments.registry import get_experiment
     from zeroloss.store import environment, now_iso
-    from zeroloss.sweep.registry import get_experiment
 
     device = task.device
     if _WORKER_DEVICE is not None and device.startswith("cuda"):

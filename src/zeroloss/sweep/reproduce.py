@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.experiments.registry import experiments_for_paper
 from zeroloss.store import _atomic_write, python_command, sweep_lock
 from zeroloss.sweep.executors import make_executor
-from zeroloss.sweep.registry import experiments_for_paper
 from zeroloss.sweep.runner import SweepResult, resolve_device, run_sweep
 
 if TYPE_CHECKING:  # zeroloss.experiments (every paper module) and the report import matplotlib: lazily

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 
 from zeroloss.errors import ZerolossInputError, positive_int
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.probes import DEFAULT_PROBES, PROBES, ProbeContext
 from zeroloss.train.backprop import BACKPROPS, Backprop, analytic_backprop
+from zeroloss.train.probes import DEFAULT_PROBES, PROBES, ProbeContext
 
 #: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
 DIVERGENCE_FACTOR = 1e6
@@ -165,7 +165,7 @@ def train_gd(
             always probed.
         target_loss: stop once every non-diverged member has loss ≤ target_loss (checked every
             :data:`STOP_CHECK_EVERY` steps and at probe steps; ``reached_target_at`` is exact).
-        probes: names from :data:`zeroloss.probes.PROBES`.
+        probes: names from :data:`zeroloss.train.probes.PROBES`.
         divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged.
         progress: tqdm bar (None: only on a terminal).
         backprop: ``"auto"`` (the hand-derived backward of :mod:`zeroloss.train.backprop` where the net has one,

@@ -1,5 +1,8 @@
 """Finding experiments by name: the paper modules, plus user modules named in ``ZEROLOSS_EXTRA_EXPERIMENTS``.
 
+This is the one place that knows where experiments come from; the CLI, sweeps, reproductions and the report
+all look experiments up here.
+
 ``ZEROLOSS_EXTRA_EXPERIMENTS`` is a comma-separated list of importable module names; each is imported (and so
 registers its experiments) before a lookup. Use it to sweep your own experiment with ``zeroloss sweep`` or
 ``zeroloss reproduce``; worker processes inherit the variable, so the ``process`` executor sees them too.
@@ -16,25 +19,28 @@ import os
 from typing import TYPE_CHECKING
 
 from zeroloss.errors import ZerolossInputError
+from zeroloss.experiments.base import REGISTRY
 
-if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
+if TYPE_CHECKING:
     from zeroloss.experiments.base import Experiment
 
 #: Environment variable: comma-separated modules that register extra experiments.
 EXTRA_ENV = "ZEROLOSS_EXTRA_EXPERIMENTS"
 PAPERS = ("du2019", "chatterjee2022", "marion2023")
+#: The paper modules, imported on the first lookup (they import matplotlib, scipy and numba).
+PAPER_MODULES = tuple(f"zeroloss.experiments.{paper}" for paper in PAPERS)
 
 
 def load_experiments() -> dict[str, Experiment]:
     """Import the paper modules and the extra modules; return the registry (name → experiment)."""
-    import zeroloss.experiments as experiments
-
+    for module in PAPER_MODULES:
+        importlib.import_module(module)
     for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_ENV, "").split(","))):
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise ZerolossInputError(f"{EXTRA_ENV}: cannot import {module!r} ({exc})") from None
-    return experiments.REGISTRY
+    return REGISTRY
 
 
 def get_experiment(name: str, module: str | None = None) -> Experiment:
