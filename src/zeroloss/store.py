@@ -153,6 +153,7 @@ def environment(device: str, dtype: str | None = None) -> dict[str, Any]:
         "dtype": dtype or str(torch.get_default_dtype()).replace("torch.", ""),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
+        "threads": torch.get_num_threads(),  # intra-op threads in force (a sweep fixes them per run)
     }
 
 

@@ -7,9 +7,12 @@ that writes a sweep directory is the driver.
 
 * ``local`` — in this process, one batch after another (the default).
 * ``process`` — a spawn-context process pool, ``workers`` processes; with ``device="cuda"`` worker *i* uses
-  GPU *i* mod (number of GPUs), on CPU each worker gets cpu_count/workers torch threads.
+  GPU *i* mod (number of GPUs), on CPU each worker gets cpu_count/workers torch threads outside its runs.
 * ``ray`` — Ray tasks (``pip install zeroloss[ray]``); ``address`` joins an existing cluster (the code must be
   importable there), otherwise a local instance is started and stopped. With CUDA each task asks for one GPU.
+
+Every batch runs with its task's intra-op thread count (:mod:`zeroloss.sweep.threads`: one by default), restored
+afterwards and recorded in env.json, so results do not depend on the process's thread count.
 
 Example:
     >>> with make_executor("local") as ex:
@@ -29,19 +32,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.sweep.threads import DEFAULT_THREADS, intra_op_threads
 
 EXECUTORS = ("local", "process", "ray")
 
 
 @dataclass(frozen=True)
 class Task:
-    """One batch: ``specs`` of experiment ``experiment`` (importable from ``module``) on ``device``."""
+    """One batch: ``specs`` of experiment ``experiment`` (importable from ``module``) on ``device``, run with
+    ``threads`` intra-op threads."""
 
     index: int
     experiment: str
     module: str
     specs: list[dict[str, Any]]
     device: str
+    threads: int = DEFAULT_THREADS
 
 
 @dataclass
@@ -66,16 +72,17 @@ def execute_batch(task: Task) -> BatchResult:
     if _WORKER_DEVICE is not None and device.startswith("cuda"):
         device = _WORKER_DEVICE
     started, t0 = now_iso(), time.perf_counter()
-    try:
-        experiment = get_experiment(task.experiment, task.module)
-        outputs = list(experiment.run_batch(task.specs, device))
-        if len(outputs) != len(task.specs):
-            raise RuntimeError(f"{task.experiment}.run_batch returned {len(outputs)} outputs "
-                               f"for {len(task.specs)} specs")
-        error = None
-    except Exception:  # returned, not raised: the driver decides (retry alone, or record the failure)
-        outputs, error = None, traceback.format_exc()
-    env = environment(device)
+    with intra_op_threads(task.threads):
+        try:
+            experiment = get_experiment(task.experiment, task.module)
+            outputs = list(experiment.run_batch(task.specs, device))
+            if len(outputs) != len(task.specs):
+                raise RuntimeError(f"{task.experiment}.run_batch returned {len(outputs)} outputs "
+                                   f"for {len(task.specs)} specs")
+            error = None
+        except Exception:  # returned, not raised: the driver decides (retry alone, or record the failure)
+            outputs, error = None, traceback.format_exc()
+        env = environment(device)  # inside: records the thread count the batch ran with
     env.update({"start": started, "end": now_iso(), "batch_seconds": time.perf_counter() - t0,
                 "batch_size": len(task.specs), "pid": os.getpid()})
     return BatchResult(task.index, outputs, error, env)

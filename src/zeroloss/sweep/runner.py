@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.store import RunStore, run_id, sweep_lock
 from zeroloss.sweep.executors import Executor, Task, make_executor
+from zeroloss.sweep.threads import check_threads
 
 if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
     from zeroloss.experiments.base import Experiment, Spec
@@ -88,6 +89,7 @@ def run_sweep(
     address: str | None = None,
     progress: bool = True,
     manifest: dict[str, Any] | None = None,
+    threads: int | None = None,
 ) -> SweepResult:
     """Run (or resume) ``specs`` of ``experiment`` into the sweep directory ``out``.
 
@@ -101,11 +103,14 @@ def run_sweep(
         address: Ray cluster address.
         progress: show a tqdm bar over runs on stderr (hidden when stderr is not a terminal).
         manifest: extra fields for ``sweep.json`` (scale, command, sweep file).
+        threads: intra-op threads of each run (None: :data:`zeroloss.sweep.threads.DEFAULT_THREADS`); fixed
+            for the run whatever the process's count, restored afterwards, recorded in env.json.
 
     Returns:
         :class:`SweepResult`.
     """
     device = resolve_device(device)
+    threads = check_threads(threads)
     runs = unique_runs(experiment.name, specs)
     ids = [rid for rid, _ in runs]
     store = RunStore(out)
@@ -126,7 +131,8 @@ def run_sweep(
         try:
             batches = plan_batches(experiment, pending)
             while batches:
-                tasks = [Task(i, experiment.name, module, [s for _, s in b], device) for i, b in enumerate(batches)]
+                tasks = [Task(i, experiment.name, module, [s for _, s in b], device, threads)
+                         for i, b in enumerate(batches)]
                 retry: list[list[tuple[str, Spec]]] = []
                 for res in ex.run(tasks):
                     batch = batches[res.index]
