@@ -1,302 +1,174 @@
 """Du et al. (ICML 2019) experiments: the paper has none, so these are ours, designed to test its statements.
 
-Registered experiments (each with ``tiny`` and ``paper`` scales):
+Du et al.'s theorems say that at large width GD is governed by the Gram matrix: the residual obeys
+r(k+1) ≈ (I − ηG(0)) r(k), so the loss follows the kernel prediction L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, y − u(0)⟩²
+of the full Gram G(0), with an error that falls as m grows, and the width needed for this grows like 2^{O(H)} for
+FC nets but not for ResNets (docs/theory.md §1.3, §1.5). Every run is measured against its *own* kernel
+prediction, for as many steps as its kernel needs (:mod:`zeroloss.experiments.du2019_runs`); the claims are in
+:mod:`zeroloss.experiments.du2019_claims`.
 
-- ``du2019.convergence``: wide FC and ResNet on random labels; the loss decays geometrically with a mean per-step
-  contraction no worse than 1 − ηλ₀/2 (MATH §1.5), and random labels are fitted to near-zero loss.
-- ``du2019.width``: the same FC net over widths; weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and Gram drift fall like
-  m^(−1/2), and λ_min(G^(H)(0)) approaches λ₀ as m grows.
-- ``du2019.depth``: FC vs ResNet over depths and widths with a fixed step budget; the width needed to reach the
-  target loss grows with depth much faster for the FC net than for the ResNet.
-- ``du2019.conv``: the convolutional ResNet reaches (near) zero loss on a patch-structured data set.
+Registered experiments (scales ``tiny`` for CI, ``medium`` for about 30 CPU minutes, ``paper`` for one GPU):
 
-One run spec is a flat dict (net, width, depth, activation, data, n, d / channels, positions, labels, data_seed,
-seed, lr or lr_scale, steps, probe_every); runs that differ only in seed or lr train as one ensemble.
-``lr_scale`` sets η = lr_scale · 2/λ_max(G(0)) per member (the largest stable step times a fraction).
+- ``du2019.kernel`` — FC (H = 2) and ResNet (H = 3) over widths, several seeds, λ_min(G(k)) probed at every step:
+  (a) every step contracts the loss by ≤ 1 − ηλ_min(G(k))/2 with η = 1/λ_max(G(0)), the loss curve stays within
+  τ of its kernel prediction at the widest width, random labels are fitted; (b) the deviation from the kernel
+  prediction, the weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and the Gram drift fall at least like m^(−1/2).
+- ``du2019.depth`` — (c) FC vs ResNet at depths 2…H over a grid of widths: the width each needs to track its
+  kernel to τ, with censored cells where no width tried does.
+- ``du2019.conv`` — (d) the convolutional ResNet fits random labels on patch data within twice its kernel horizon.
+
+Data: n points on S^{d−1} (patch fields of unit Frobenius norm for the conv net), random ±1 labels, softplus.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
-from zeroloss.data import patch_data, sphere_data
 from zeroloss.experiments import plotting
-from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, register
-from zeroloss.kernels.empirical import gram
-from zeroloss.nets import ConvResNet, FullyConnected, ResNet
-from zeroloss.nets.base import stack_members
-from zeroloss.spectrum import eigenvalues
-from zeroloss.train.gd import train_gd
+from zeroloss.experiments.base import Claim, Experiment, Spec, register
+from zeroloss.experiments.du2019_claims import (
+    contraction_claim,
+    depth_claim,
+    fit_claim,
+    slope_claim,
+    tracking_claim,
+)
+from zeroloss.experiments.du2019_runs import DEFAULTS, run_batch, runs_table, spec_value
 
 PAPER = "du2019"
+NET_LABELS = {"fc": "FC", "resnet": "ResNet", "conv-resnet": "conv-ResNet"}
 
 
-# ----------------------------------------------------------------------------------------------- running
-
-def _data(spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
-    if spec["net"] == "conv-resnet":
-        return patch_data(spec["n"], spec["channels"], spec["positions"], spec["data_seed"], spec["labels"])
-    return sphere_data(spec["n"], spec["d"], spec["data_seed"], spec["labels"])
-
-
-def _single_net(spec: Spec, seed: int, device: torch.device):
-    dtype = torch.float64 if spec.get("dtype", "float64") == "float64" else torch.float32
-    common = {"activation": spec["activation"], "members": 1, "seed": seed, "dtype": dtype, "device": device}
-    if spec["net"] == "fc":
-        return FullyConnected(spec["d"], spec["width"], spec["depth"], **common)
-    if spec["net"] == "resnet":
-        return ResNet(spec["d"], spec["width"], spec["depth"], c_res=spec.get("c_res", 0.5), **common)
-    return ConvResNet(spec["channels"], spec["positions"], spec["width"], spec["depth"], 3,
-                      c_res=spec.get("c_res", 0.5), **common)
-
-
-def _lambda0(spec: Spec, X: torch.Tensor) -> float:
-    """λ₀ = λ_min(K^(H)) of Du's infinite-width kernel for this net and data (NaN if unavailable)."""
-    try:
-        from zeroloss.kernels.limit import lambda0
-    except ImportError:  # the kernel module is optional for the runs; claims that need λ₀ then fail loudly
-        return float("nan")
-    return float(lambda0(X, net=spec["net"], depth=spec["depth"], activation=spec["activation"],
-                         c_res=spec.get("c_res", 0.5)))
-
-
-def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[RunOutput]:
-    """Train the runs of one batch (same shape; seeds and step sizes differ) as one ensemble."""
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
-    first = specs[0]
-    X, y = _data(first)
-    net = stack_members([_single_net(s, s["seed"], device) for s in specs])
-    G0 = gram(net, X)
-    eig0 = eigenvalues(G0)
-    last0 = eigenvalues(gram(net, X, layer="last"))[:, 0]
-    lam_max0 = eig0[:, -1].cpu().numpy()
-    lr = np.array([s["lr"] if "lr" in s else s["lr_scale"] * 2.0 / lam_max0[k] for k, s in enumerate(specs)])
-    probes = first.get("probes", ["loss", "movement", "lambda_min", "lambda_min_last", "gram_drift", "pl_ratio"])
-    run = train_gd(net, X, y.to(device), lr, first["steps"], probe_every=first.get("probe_every"),
-                   probes=probes, progress=False)
-    lam0 = _lambda0(first, X)
-    outputs = []
-    for k, _spec in enumerate(specs):
-        hist = run.history[run.history["member"] == k].drop(columns="member").reset_index(drop=True)
-        losses = run.losses[:, k]
-        finite = losses[np.isfinite(losses)]
-        rate = (finite[-1] / finite[0]) ** (1.0 / max(1, len(finite) - 1)) if len(finite) > 1 else float("nan")
-        outputs.append(RunOutput(hist, {
-            "eta": float(lr[k]),
-            "lambda0": lam0,
-            "lambda_max_G0": float(lam_max0[k]),
-            "lambda_min_G0": float(eig0[k, 0]),
-            "lambda_min_GH0": float(last0[k]),
-            "initial_loss": float(losses[0]),
-            "final_loss": float(finite[-1]) if len(finite) else float("nan"),
-            "loss_ratio": float(finite[-1] / finite[0]) if len(finite) else float("nan"),
-            "mean_contraction": float(rate),
-            "steps_done": int(run.steps),
-            "diverged": k in run.diverged_at,
-            "diverged_at": run.diverged_at.get(k),
-            "seconds": run.seconds,
-        }))
-    return outputs
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-
-def _runs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (spec and summary columns), from the sweep's tidy frame."""
-    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
-    return df[cols].drop_duplicates("run_id").reset_index(drop=True)
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
-def _base(**kw: Any) -> Spec:
-    spec = {"activation": "softplus", "labels": "random", "data_seed": 0, "dtype": "float64", "c_res": 0.5}
+def _spec(**kw: Any) -> Spec:
+    spec = {k: DEFAULTS[k] for k in ("activation", "labels", "data_seed", "dtype")}
     spec.update(kw)
     return spec
 
 
-# ----------------------------------------------------------------------------------------- convergence
+# ---------------------------------------------------------------------------------------------- kernel
 
-def _convergence_specs(width: int, seeds: int, steps: int) -> list[Spec]:
-    specs = []
-    for net, depth in (("fc", 2), ("resnet", 3)):
-        for seed in range(seeds):
-            specs.append(_base(net=net, width=width, depth=depth, n=10, d=10, seed=seed, lr_scale=0.5,
-                               steps=steps, probe_every=max(1, steps // 50), probes=["loss", "lambda_min"]))
-    return specs
-
-
-#: Random labels count as fitted when the loss fell below this fraction of its initial value.
-FIT_RATIO = 1e-4
+KERNEL_PROBES = ["loss", "lambda_min", "movement", "gram_drift"]
+KERNEL_NETS = (("fc", 2), ("resnet", 3))
+#: (summary column, words) of the quantities whose decay with width claim (b) checks.
+SLOPES = (("kernel_deviation", "the deviation from the kernel prediction"),
+          ("movement_max", "the weight movement max_h ‖W^(h)(k) − W^(h)(0)‖_F/√m"),
+          ("gram_drift_max", "the Gram drift max_k ‖G(k) − G(0)‖_F/‖G(0)‖_F"))
 
 
-def _convergence_claims(df: pd.DataFrame) -> list[Claim]:
-    runs = _runs(df)
+def kernel_specs(widths: list[int], seeds: int, n: int, d: int, max_steps: int = 100_000) -> list[Spec]:
+    """FC (H = 2) and ResNet (H = 3) at every width and seed; 2× the kernel horizon (the fit claim)."""
+    return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, run_factor=2.0, max_steps=max_steps,
+                  probes=KERNEL_PROBES)
+            for net, depth in KERNEL_NETS for m in widths for s in range(seeds)]
+
+
+def kernel_claims(df: pd.DataFrame) -> list[Claim]:
+    runs = runs_table(df)
+    name = "du2019.kernel"
     claims = []
-    for net, group in runs.groupby("net"):
-        bound = 1.0 - group["eta"] * group["lambda0"] / 2.0
-        worst = float((group["mean_contraction"] - bound).max())
-        claims.append(Claim(
-            "du2019.convergence", f"{net}: mean per-step loss contraction ≤ 1 − ηλ₀/2 (MATH §1.5)",
-            round(float(group["mean_contraction"].max()), 6), f"≤ {float(bound.min()):.6f}",
-            bool(worst <= 0.0),
-            f"{len(group)} seeds, width {int(group['width'].iloc[0])}; contraction = (L_K/L_0)^(1/K); "
-            "no tolerance: the theorem's bound is an inequality"))
-        ratio = float(group["loss_ratio"].max())
-        claims.append(Claim(
-            "du2019.convergence", f"{net}: random ±1 labels are fitted (L_K/L_0 ≤ {FIT_RATIO:g})",
-            ratio, f"≤ {FIT_RATIO:g}", bool(ratio <= FIT_RATIO),
-            f"worst of {len(group)} seeds after {int(group['steps'].iloc[0])} steps"))
+    for net, group in runs.groupby("net", sort=False):
+        label = NET_LABELS.get(net, net)
+        claims += [contraction_claim(name, label, group), tracking_claim(name, label, group),
+                   fit_claim(name, label, group)]
+        claims += [slope_claim(name, label, group, column, text) for column, text in SLOPES]
     return claims
 
 
-def _convergence_plot(df: pd.DataFrame) -> dict[str, Any]:
-    return {"loss curves (log scale) with the 1 − ηλ₀/2 bound": plotting.loss_curves_with_bound(df, _runs(df))}
+def kernel_plot(df: pd.DataFrame) -> dict[str, Any]:
+    runs = runs_table(df)
+    return {
+        "loss against its kernel prediction at the widest width": plotting.kernel_curves(df, runs),
+        "per-step loss decrease against ηλ_min(G(k))/2 at the widest width": plotting.contraction(df, runs),
+        "deviation, movement and Gram drift against width": plotting.width_scaling(runs),
+    }
 
 
 register(Experiment(
-    name="du2019.convergence", paper=PAPER,
-    description="Wide fully-connected (H=2) and residual (H=3) nets trained by full-batch GD on random ±1 labels "
-                "(n=10 points on S^9, η = ½·2/λ_max(G(0))): geometric loss decay against Du et al.'s 1 − ηλ₀/2.",
-    specs={"tiny": _convergence_specs(256, 2, 1500), "paper": _convergence_specs(4096, 5, 3000)},
-    run_batch=run_batch, plot=_convergence_plot, claims=_convergence_claims,
-))
-
-
-# ----------------------------------------------------------------------------------------------- width
-
-def _width_specs(widths: list[int], seeds: int, steps: int) -> list[Spec]:
-    return [_base(net="fc", width=m, depth=2, n=10, d=10, seed=s, lr=0.05, steps=steps,
-                  probe_every=steps, probes=["loss", "movement", "lambda_min_last", "gram_drift"])
-            for m in widths for s in range(seeds)]
-
-
-#: Slope tolerance: ±0.15 around −0.5 (issue #3/#6); with 4–5 widths and a few seeds the fitted log-log slope of
-#: an m^(−1/2) law scatters by about ±0.05 here, and finite-width corrections O(1/m) bend it at small m.
-SLOPE_TOL = 0.15
-
-
-def _width_claims(df: pd.DataFrame) -> list[Claim]:
-    final = df[df["step"] == df.groupby("run_id")["step"].transform("max")]
-    per_width = final.groupby(["width", "metric"])["value"].mean().unstack()
-    widths = per_width.index.to_numpy(dtype=float)
-    claims = []
-    where = f"log-log slope over widths {[int(w) for w in widths]}, mean over seeds"
-    for metric, label in (("movement_W1", "first-layer movement ‖W¹(K) − W¹(0)‖_F/√m"),
-                          ("movement_W2", "last-hidden-layer movement ‖W^H(K) − W^H(0)‖_F/√m")):
-        slope = _slope(widths, per_width[metric].to_numpy())
-        claims.append(Claim("du2019.width", f"{label} falls like m^(−1/2)", round(slope, 3),
-                            f"-0.5 ± {SLOPE_TOL}", bool(abs(slope + 0.5) <= SLOPE_TOL), where))
-    # Du et al. bound the Gram drift by O(m^(−1/2)); the drift itself is known to fall faster, like 1/m (Dyer &
-    # Gur-Ari 2020, Huang & Yau 2020), so the prediction is "at least as fast as m^(−1/2)".
-    slope = _slope(widths, per_width["gram_drift"].to_numpy())
-    claims.append(Claim("du2019.width", "Gram drift ‖G(K) − G(0)‖_F/‖G(0)‖_F falls at least like m^(−1/2)",
-                        round(slope, 3), f"≤ {-0.5 + SLOPE_TOL}", bool(slope <= -0.5 + SLOPE_TOL),
-                        where + "; the 1/m rate of Dyer & Gur-Ari (slope −1) is consistent with Du's bound"))
-    runs = _runs(df)
-    err = (runs["lambda_min_GH0"] - runs["lambda0"]).abs() / runs["lambda0"]
-    by_width = err.groupby(runs["width"]).mean()
-    slope = _slope(by_width.index.to_numpy(dtype=float), by_width.to_numpy())
-    claims.append(Claim("du2019.width", "λ_min(G^(H)(0)) approaches λ₀ as m grows (relative error falls)",
-                        round(slope, 3), "slope < 0 (−0.5 expected)", bool(slope < 0 and by_width.iloc[-1] <
-                                                                         by_width.iloc[0]),
-                        f"relative errors by width: {', '.join(f'{int(w)}: {v:.3f}' for w, v in by_width.items())}"))
-    return claims
-
-
-def _width_plot(df: pd.DataFrame) -> dict[str, Any]:
-    return {"movement, drift and λ_min error against width (log-log)": plotting.width_scaling(df, _runs(df))}
-
-
-register(Experiment(
-    name="du2019.width", paper=PAPER,
-    description="The same fully-connected net (H=2, softplus, η=0.05, fixed steps) over widths: weight movement, "
-                "Gram drift and |λ_min(G^(H)(0)) − λ₀|/λ₀ against m.",
-    specs={"tiny": _width_specs([128, 256, 512, 1024], 2, 200),
-           "paper": _width_specs([256, 512, 1024, 2048, 4096, 8192], 8, 1000)},
-    run_batch=run_batch, plot=_width_plot, claims=_width_claims,
+    name="du2019.kernel", paper=PAPER,
+    description="Fully-connected (H = 2) and residual (H = 3) nets, softplus, n points on S^{d−1} with random ±1 "
+                "labels, full-batch GD with η = 1/λ_max(G(0)) for twice the kernel's horizon, over widths and seeds: "
+                "each run against the kernel prediction of its own G(0); λ_min(G(k)) at every step.",
+    specs={"tiny": kernel_specs([64, 128, 256, 512], 8, n=8, d=16),
+           "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=16, d=32),
+           "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192, 16384], 8, n=64, d=128)},
+    run_batch=run_batch, plot=kernel_plot, claims=kernel_claims,
 ))
 
 
 # ----------------------------------------------------------------------------------------------- depth
 
-#: Target of the depth experiment: the loss must fall below this fraction of its initial value within the budget.
-DEPTH_TARGET = 1e-2
+def depth_specs(depths: list[int], widths: list[int], seeds: int, n: int, d: int,
+                max_steps: int = 200_000) -> list[Spec]:
+    """FC and ResNet at every depth × width × seed, each for its own kernel horizon (loss probe only)."""
+    return [_spec(net=net, depth=h, width=m, n=n, d=d, seed=s, run_factor=1.0, max_steps=max_steps)
+            for net in ("fc", "resnet") for h in depths for m in widths for s in range(seeds)]
 
 
-def _depth_specs(depths: list[int], widths: list[int], steps: int) -> list[Spec]:
-    return [_base(net=net, width=m, depth=h, n=10, d=10, seed=0, lr_scale=0.5, steps=steps,
-                  probe_every=steps, probes=["loss"])
-            for net in ("fc", "resnet") for h in depths for m in widths]
+def depth_claims(df: pd.DataFrame) -> list[Claim]:
+    return [depth_claim("du2019.depth", runs_table(df))]
 
 
-def _min_width(runs: pd.DataFrame) -> pd.DataFrame:
-    """Smallest width reaching the target per (net, depth); inf when no width did."""
-    reached = runs.assign(ok=runs["loss_ratio"] <= DEPTH_TARGET)
-    table = reached[reached["ok"]].groupby(["net", "depth"])["width"].min()
-    full = pd.MultiIndex.from_product([sorted(runs["net"].unique()), sorted(runs["depth"].unique())],
-                                      names=["net", "depth"])
-    return table.reindex(full).astype(float).fillna(math.inf).unstack("net")
-
-
-def _depth_claims(df: pd.DataFrame) -> list[Claim]:
-    table = _min_width(_runs(df))
-    growth = table.iloc[-1] / table.iloc[0]  # per net: width needed at max depth / at min depth
-    fc, res = float(growth["fc"]), float(growth["resnet"])
-    passed = (fc > res) or (math.isinf(table["fc"].iloc[-1]) and math.isfinite(table["resnet"].iloc[-1]))
-    return [Claim(
-        "du2019.depth", "width needed to reach the target grows with depth faster for FC than for ResNet",
-        f"FC ×{fc:g}, ResNet ×{res:g}", "FC growth > ResNet growth", bool(passed),
-        "minimum width reaching L ≤ 1e-2·L(0) within the step budget, per depth: " +
-        "; ".join(f"H={h}: FC {row['fc']:g}, ResNet {row['resnet']:g}" for h, row in table.iterrows()) +
-        " (inf: no width tried reached it)")]
-
-
-def _depth_plot(df: pd.DataFrame) -> dict[str, Any]:
-    return {"width needed against depth": plotting.min_width_by_depth(_min_width(_runs(df)))}
+def depth_plot(df: pd.DataFrame) -> dict[str, Any]:
+    runs = runs_table(df)
+    return {"deviation from the kernel prediction against width, per depth": plotting.deviation_by_depth(runs),
+            "width needed to track the kernel against depth": plotting.needed_width_by_depth(runs)}
 
 
 register(Experiment(
     name="du2019.depth", paper=PAPER,
-    description="Fully-connected vs residual nets over depths and widths, n=10 random labels, η = ½·2/λ_max(G(0)), "
-                "fixed step budget: the smallest width reaching L ≤ 10⁻²·L(0).",
-    specs={"tiny": _depth_specs([2, 4, 6], [32, 128, 512], 300),
-           "paper": _depth_specs([2, 4, 8, 16], [32, 64, 128, 256, 512, 1024, 2048], 2000)},
-    run_batch=run_batch, plot=_depth_plot, claims=_depth_claims,
+    description="Fully-connected vs residual nets at several depths over a grid of widths (softplus, random ±1 "
+                "labels, η = 1/λ_max(G(0))), each run until its kernel predicts L ≤ 10⁻⁴·L(0): the width from "
+                "which the loss curve stays within τ of its kernel prediction.",
+    specs={"tiny": depth_specs([2, 3, 4], [8, 16, 32, 64, 128, 256], 3, n=8, d=16),
+           "medium": depth_specs([2, 3, 4, 5, 6], [8, 16, 32, 64, 128, 256, 512, 1024], 4, n=8, d=16),
+           "paper": depth_specs([2, 3, 4, 5, 6, 7, 8], [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 8,
+                                n=16, d=32, max_steps=1_000_000)},
+    run_batch=run_batch, plot=depth_plot, claims=depth_claims,
 ))
 
 
 # ------------------------------------------------------------------------------------------------ conv
 
-def _conv_specs(width: int, seeds: int, steps: int) -> list[Spec]:
-    return [_base(net="conv-resnet", width=width, depth=3, n=12, channels=2, positions=8, seed=s, lr_scale=0.5,
-                  steps=steps, probe_every=max(1, steps // 50), probes=["loss"]) for s in range(seeds)]
+def conv_specs(width: int, seeds: int, n: int, channels: int, positions: int) -> list[Spec]:
+    """The convolutional ResNet (H = 3, kernel 3) on patch data, 2× its kernel horizon."""
+    return [_spec(net="conv-resnet", depth=3, width=width, n=n, channels=channels, positions=positions, seed=s,
+                  run_factor=2.0) for s in range(seeds)]
 
 
-def _conv_claims(df: pd.DataFrame) -> list[Claim]:
-    runs = _runs(df)
-    ratio = float(runs["loss_ratio"].max())
-    return [Claim("du2019.conv", f"the convolutional ResNet fits random labels on patch data (L_K/L_0 ≤ {FIT_RATIO:g})",
-                  ratio, f"≤ {FIT_RATIO:g}", bool(ratio <= FIT_RATIO), f"worst of {len(runs)} seeds")]
+def conv_claims(df: pd.DataFrame) -> list[Claim]:
+    return [fit_claim("du2019.conv", "the convolutional ResNet", runs_table(df))]
 
 
-def _conv_plot(df: pd.DataFrame) -> dict[str, Any]:
-    return {"convolutional ResNet loss curves": plotting.loss_curves_with_bound(df, _runs(df), bound=False)}
+def conv_plot(df: pd.DataFrame) -> dict[str, Any]:
+    return {"convolutional ResNet: loss against its kernel prediction": plotting.kernel_curves(df, runs_table(df))}
 
 
 register(Experiment(
     name="du2019.conv", paper=PAPER,
-    description="Convolutional ResNet (H=3, kernel 3, 2 channels × 8 positions, smoothed Gaussian fields of unit "
-                "Frobenius norm, random ±1 labels) trained by full-batch GD with η = ½·2/λ_max(G(0)).",
-    specs={"tiny": _conv_specs(64, 2, 1500), "paper": _conv_specs(512, 5, 5000)},
-    run_batch=run_batch, plot=_conv_plot, claims=_conv_claims,
+    description="Convolutional ResNet (H = 3, kernel 3, zero padding) on smoothed Gaussian patch fields of unit "
+                "Frobenius norm with random ±1 labels, full-batch GD with η = 1/λ_max(G(0)) for twice its "
+                "kernel's horizon.",
+    specs={"tiny": conv_specs(32, 3, n=12, channels=2, positions=8),
+           "medium": conv_specs(64, 5, n=16, channels=3, positions=8),
+           "paper": conv_specs(256, 8, n=32, channels=3, positions=16)},
+    run_batch=run_batch, plot=conv_plot, claims=conv_claims,
 ))
+
+
+def estimate_seconds(spec: Spec) -> float:
+    """Rough CPU seconds of one run (for ``reproduce --dry-run``): flops of its GD steps at 5 GFLOP/s.
+
+    The horizon is unknown before G(0) is computed; it is taken as 300 steps × 4^(H−2) for FC (the kernel's
+    condition number grows about 2.7× per layer here) and 300 for the ResNets, × ``run_factor``, and a step costs
+    about 6·n·(Σ fan-in × fan-out) flops (three matmuls per map), twice that when the Gram is probed every step.
+    """
+    m, H, n = spec["width"], spec["depth"], spec["n"]
+    if spec["net"] == "conv-resnet":
+        fan = spec["positions"] * (3 * spec["channels"] * m + (H - 1) * 3 * m * m + m)
+    else:
+        fan = spec["d"] * m + (H - 1) * m * m + m
+    steps = 300.0 * (4.0 ** (H - 2) if spec["net"] == "fc" else 1.0) * float(spec_value(spec, "run_factor"))
+    per_step = 6.0 * n * fan * (2.0 if "lambda_min" in spec_value(spec, "probes") else 1.0)
+    return steps * per_step / 5e9

@@ -1,4 +1,4 @@
-"""Du et al.'s predictions (MATH §1.5): contraction per step, stable step sizes, width and step scalings.
+"""Du et al.'s predictions (docs/theory.md §1.3, §1.5): contraction per step, stable steps, scalings, kernel dynamics.
 
 The theorems (FC, ResNet, convolutional ResNet) state, with probability ≥ 1 − δ over the initialisation, once
 the width m is large enough and the step η small enough,
@@ -18,6 +18,18 @@ The constants hidden in Ω, O, 2^{O(H)} and poly(p) are never invented here: :fu
 
 :func:`compare_contraction` puts a training run from :func:`zeroloss.train_gd` next to the bound: the measured
 per-step ratios L(k+1)/L(k) of every member, their worst value and geometric mean, against 1 − ηλ₀/2.
+:func:`per_step_contraction` checks the sharper per-step form L(k+1)/L(k) ≤ 1 − ηλ_min(G(k))/2 with the measured
+Gram of every step.
+
+Kernel dynamics (§1.3): GD's residual r = u − y obeys r(k+1) = (I − ηG(k)) r(k) + second-order terms, and Du et
+al.'s proof keeps G(k) close to G(0). Dropping both corrections gives the kernel prediction from the eigenpairs
+(λ_i, v_i) of the full Gram G(0) (all layers, float64):
+
+    L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, y − u(0)⟩²                        (:func:`kernel_loss_prediction`)
+
+:func:`kernel_steps_to` is the step at which L̂ falls to a fraction of L̂_0 (a horizon set by the kernel's own
+spectrum), :func:`kernel_deviation` the largest gap max_k |√L_k − √L̂_k| / √L_0 between a run and its prediction.
+These are functions of measured quantities: nothing here trains.
 
 References:
     S. S. Du, J. D. Lee, H. Li, L. Wang, X. Zhai. Gradient Descent Finds Global Minima of Deep Neural Networks.
@@ -28,6 +40,11 @@ Example:
     0.98
     >>> step_scaling("resnet", n=10, depth=4, lambda0=0.2, constant=1.0)
     0.032
+    >>> G0 = torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64))  # eigenvalues 2 and 1
+    >>> kernel_loss_prediction(G0, torch.tensor([1.0, 1.0]), lr=0.5, steps=2).tolist()  # ½(0^{2k} + 0.5^{2k})
+    [1.0, 0.125, 0.03125]
+    >>> int(kernel_steps_to(G0, torch.tensor([1.0, 1.0]), lr=0.5, fraction=1e-3))  # first k: ½·0.25^k ≤ 1e-3
+    5
 """
 
 from __future__ import annotations
@@ -213,3 +230,182 @@ def compare_contraction(run: GDRun, lambda0: float, relative_floor: float | None
             "diverged_at": run.diverged_at.get(s),
         })
     return pd.DataFrame(rows)
+
+
+def per_step_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min: np.ndarray,
+                         relative_floor: float = (1e4 * float(np.finfo(np.float64).eps)) ** 2) -> pd.DataFrame:
+    """Every step's ratio L(k+1)/L(k) against Du et al.'s per-step bound 1 − η λ_min(G(k)) / 2.
+
+    Du et al.'s proof (Thm 5.1 and its analogues) shows, for η small enough and m large enough,
+    ‖y − u(k+1)‖² ≤ (1 − ηλ_min(G(k))/2) ‖y − u(k)‖² with the Gram G(k) of the step (docs/theory.md §1.3, §1.5);
+    here it is checked step by step with the measured λ_min(G(k)). No tolerance: the bound is an inequality and
+    the ratios are float64; a step k → k + 1 is used while L(k) and L(k + 1) are finite and above
+    ``relative_floor`` · L(0) (default (10⁴·eps)², the rule of :func:`compare_contraction`: below it the residual
+    is within 10⁴ round-offs of the predictions and a ratio would measure round-off), stopping at the first
+    unusable step.
+
+    Args:
+        losses: (K + 1, S) or (K + 1,) float64 losses of every step (NaN after a member diverged).
+        lr: η per member, (S,) or a scalar.
+        lambda_min: λ_min(G(k)) at every step, the same shape as ``losses`` (the step's full Gram, float64).
+        relative_floor: steps with L(k) ≤ relative_floor · L(0) and all later ones are not checked.
+
+    Returns:
+        one row per member: ``steps_checked``, ``violations`` (steps with ratio > bound), ``worst_excess``
+        (max_k ratio − bound; ≤ 0 when the bound holds everywhere), ``worst_step``, ``worst_ratio``.
+
+    Example:
+        >>> L = 0.9 ** np.arange(6.0)                      # contracts by 0.9 each step
+        >>> per_step_contraction(L, lr=0.1, lambda_min=np.full(6, 1.0))["violations"].item()   # bound 0.95
+        0
+        >>> per_step_contraction(L, lr=0.1, lambda_min=np.full(6, 3.0))["violations"].item()   # bound 0.85
+        5
+    """
+    L = np.asarray(losses, dtype=np.float64)
+    lam = np.asarray(lambda_min, dtype=np.float64)
+    if L.ndim == 1:
+        L, lam = L[:, None], lam[:, None]
+    if lam.shape != L.shape:
+        raise ZerolossInputError(f"lambda_min: must have the shape of losses {L.shape}, got {lam.shape}")
+    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64), (L.shape[1],))
+    _positive(relative_floor, "relative_floor")
+    rows = []
+    for s in range(L.shape[1]):
+        curve = L[:, s]
+        ok = np.isfinite(curve) & np.isfinite(lam[:, s]) & (curve > relative_floor * curve[0]) & (curve > 0)
+        usable = int(np.argmin(ok)) if not ok.all() else len(curve)
+        K = max(usable - 1, 0)  # step k (L(k) → L(k+1)) is checked when L(k) and L(k+1) are both usable
+        ratio = curve[1 : K + 1] / curve[:K]
+        bound = 1.0 - eta[s] * lam[:K, s] / 2.0
+        excess = ratio - bound
+        worst = int(np.argmax(excess)) if K else -1
+        rows.append({
+            "member": s,
+            "steps_checked": K,
+            "violations": int((excess > 0).sum()),
+            "worst_excess": float(excess[worst]) if K else float("nan"),
+            "worst_step": worst,
+            "worst_ratio": float(ratio[worst]) if K else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _eigen_projections(G0: torch.Tensor, residual0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues λ_i (S, n) of G(0) and squared projections ⟨v_i, r(0)⟩² (S, n), float64 on the CPU."""
+    G = torch.as_tensor(G0).detach().to("cpu", torch.float64)
+    r = torch.as_tensor(residual0).detach().to("cpu", torch.float64)
+    if G.ndim == 2:
+        G = G.unsqueeze(0)
+    if r.ndim == 1:
+        r = r.unsqueeze(0)
+    if G.ndim != 3 or G.shape[-1] != G.shape[-2] or r.shape != G.shape[:2]:
+        raise ZerolossInputError(f"G0, residual0: must be (S, n, n) and (S, n) (or (n, n) and (n,)), "
+                                 f"got {tuple(G0.shape)} and {tuple(residual0.shape)}")
+    lam, V = torch.linalg.eigh(G)
+    proj = (V.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)
+    return lam, proj.pow(2)
+
+
+def _lr_per_member(lr: float | np.ndarray | torch.Tensor, members: int) -> torch.Tensor:
+    eta = torch.as_tensor(lr, dtype=torch.float64).flatten().cpu()
+    if eta.numel() == 1:
+        eta = eta.expand(members)
+    if eta.numel() != members or not torch.isfinite(eta).all() or (eta <= 0).any():
+        raise ZerolossInputError(f"lr: must be one positive step or one per member ({members}), got {eta.tolist()}")
+    return eta
+
+
+def kernel_loss_prediction(G0: torch.Tensor, residual0: torch.Tensor, lr: float | np.ndarray | torch.Tensor,
+                           steps: int) -> np.ndarray:
+    """L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, r(0)⟩² for k = 0..steps: GD's loss if the Gram stayed G(0).
+
+    Args:
+        G0: the full Gram at initialisation, (n, n) or (S, n, n) (e.g. ``zeroloss.gram(net, X)``).
+        residual0: r(0) = u(0) − y, (n,) or (S, n) (the sign does not matter: projections are squared).
+        lr: η, a scalar or one per member.
+        steps: K.
+
+    Returns:
+        (K + 1,) float64 for one matrix, (K + 1, S) for a stack. Computed from float64 eigenpairs.
+    """
+    require(isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0, "steps",
+            "must be a non-negative integer", steps)
+    lam, c = _eigen_projections(G0, residual0)
+    eta = _lr_per_member(lr, lam.shape[0])
+    q = (1.0 - eta[:, None] * lam).pow(2)  # (S, n) per-step factor of each mode's loss
+    k = torch.arange(steps + 1, dtype=torch.float64)
+    out = torch.empty(steps + 1, lam.shape[0], dtype=torch.float64)
+    for s in range(lam.shape[0]):  # (K + 1, n) per member: bounded memory for long horizons
+        out[:, s] = 0.5 * (q[s].unsqueeze(0).pow(k.unsqueeze(1)) * c[s]).sum(dim=1)
+    out = out.numpy()
+    return out[:, 0] if torch.as_tensor(G0).ndim == 2 else out
+
+
+def kernel_steps_to(G0: torch.Tensor, residual0: torch.Tensor, lr: float | np.ndarray | torch.Tensor,
+                    fraction: float, max_steps: int = 10**7) -> np.ndarray:
+    """The first step k with L̂_k ≤ fraction · L̂_0 (:func:`kernel_loss_prediction`), per member.
+
+    The horizon this sets comes from the kernel's own spectrum and the labels' projections on it: with
+    η = 1/λ_max, a mode of eigenvalue λ loses a factor (1 − λ/λ_max)² per step, so the horizon grows like the
+    condition number λ_max/λ_min when the slowest modes carry label mass. Found by doubling and bisection (L̂ is
+    non-increasing when 0 ≤ ηλ_i ≤ 2).
+
+    Args:
+        G0, residual0, lr: as :func:`kernel_loss_prediction`.
+        fraction: in (0, 1).
+        max_steps: search limit.
+
+    Returns:
+        int array (S,) (a 0-d array for one matrix); −1 where L̂ is still above the fraction at ``max_steps``.
+    """
+    require(isinstance(fraction, (int, float)) and 0.0 < fraction < 1.0, "fraction", "must be in (0, 1)", fraction)
+    max_steps = positive_int(max_steps, "max_steps")
+    lam, c = _eigen_projections(G0, residual0)
+    eta = _lr_per_member(lr, lam.shape[0])
+    log_q = torch.log((1.0 - eta[:, None] * lam).pow(2))  # −inf for a mode killed in one step: 0^k = 0 for k ≥ 1
+    out = np.full(lam.shape[0], -1, dtype=np.int64)
+    for s in range(lam.shape[0]):
+        target = fraction * float(c[s].sum())
+
+        def above(k: int, s: int = s, target: float = target) -> bool:
+            return float((c[s] * torch.exp(k * log_q[s])).sum()) > target
+
+        if not above(max_steps):
+            lo, hi = 0, 1  # L̂_lo > target ≥ L̂_hi after the doubling
+            while above(hi):
+                lo, hi = hi, min(2 * hi, max_steps)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if above(mid) else (lo, mid)
+            out[s] = hi
+    return out[0] if torch.as_tensor(G0).ndim == 2 else out
+
+
+def kernel_deviation(losses: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """max_k |√L_k − √L̂_k| / √L_0: how far a run's loss curve strays from its kernel prediction.
+
+    √(2L) = ‖u − y‖, so this is the largest gap between the measured and predicted residual norms, in units of
+    the initial one (≤ max_k ‖r(k) − r̂(k)‖/‖r(0)‖, the quantity linearisation theorems bound by O(m^(−1/2))).
+    Scale-free, and the gap late in a run is bounded by the residuals themselves, so round-off at tiny losses
+    cannot dominate it.
+
+    Args:
+        losses: (K + 1,) or (K + 1, S) measured losses; predicted: the same shape (:func:`kernel_loss_prediction`).
+
+    Returns:
+        (S,) (a float for 1-d input); ``inf`` for a member whose loss became non-finite (diverged).
+
+    Example:
+        >>> # residual norms √L: measured 1.414, 0.707, 0.141 against predicted 1.414, 0.849, 0: gaps 0, 0.141, 0.141
+        >>> round(kernel_deviation(np.array([2.0, 0.5, 0.02]), np.array([2.0, 0.72, 0.0])), 6)   # 0.141 / 1.414
+        0.1
+    """
+    L = np.asarray(losses, dtype=np.float64)
+    P = np.asarray(predicted, dtype=np.float64)
+    if L.shape != P.shape:
+        raise ZerolossInputError(f"predicted: must have the shape of losses {L.shape}, got {P.shape}")
+    one = L.ndim == 1
+    L, P = (L[:, None], P[:, None]) if one else (L, P)
+    gap = np.abs(np.sqrt(np.clip(L, 0.0, None)) - np.sqrt(np.clip(P, 0.0, None))).max(axis=0) / np.sqrt(L[0])
+    gap = np.where(np.isfinite(L).all(axis=0), gap, np.inf)
+    return float(gap[0]) if one else gap
