@@ -63,3 +63,67 @@ def test_unknown_initialiser_names_the_field():
     net = FeedForward(4, [5], "tanh", init=None)
     with pytest.raises(ZerolossInputError, match="init: must be one of"):
         initialise(net, "orthogonal")
+
+
+def test_the_net_refuses_a_law_that_needs_data_and_names_the_entry_point():
+    with pytest.raises(ZerolossInputError, match=r"init: .*zeroloss.init.initialise\(net, 'positive'"):
+        FeedForward(4, [5, 5], "tanh", init="positive")
+    with pytest.raises(ZerolossInputError, match="init: must be one of"):
+        FeedForward(4, [5], "tanh", init=["lecun"])
+
+
+def test_positive_uniform_hidden_weights_differ_by_seed_and_by_unit():
+    from zeroloss.data import sphere_data
+
+    X, y = sphere_data(n=4, d=8, seed=0)
+    net = FeedForward(8, [6, 6, 6], "tanh", members=2, dtype=torch.float64, init=None)
+    info = initialise(net, "positive", X=X, y=y, radius=0.02, hidden=(0.1, 0.3))
+    W2 = net.W2.detach()
+    assert bool((W2 >= 0.1).all() and (W2 <= 0.3).all()) and not torch.equal(W2[0], W2[1])  # seeds differ
+    assert W2[0].unique().numel() == W2[0].numel()  # every unit's weights differ
+    assert torch.all(net.W1 == 0) and info["M"][0] != info["M"][1]  # each member its own certified M
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"hidden": float("nan")}, "hidden"), ({"hidden": (0.3, 0.1)}, "hidden"), ({"hidden": (0.1,)}, "hidden"),
+    ({"hidden": -1.0}, "hidden"), ({"radius": float("inf")}, "radius"), ({"radius": 1e-300}, "radius"),
+    ({"rho": 1.0}, "rho"), ({"M": float("nan"), "radius": None}, "M"),
+])
+def test_positive_options_are_checked_with_one_line_errors(options, field):
+    from zeroloss.data import sphere_data
+
+    X, y = sphere_data(n=4, d=8, seed=0)
+    net = FeedForward(8, [6, 6], "tanh", dtype=torch.float64, init=None)
+    with pytest.raises(ZerolossInputError, match=rf"^{field}: "):
+        initialise(net, "positive", **{"X": X, "y": y, "radius": 0.02, **options})
+
+
+def _imports(path) -> set[str]:
+    """Every module a source file imports, at top level or inside functions (AST, not executed)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_layering_init_above_the_net_and_theory_never_trains():
+    """No import cycle between init.py and nets/feedforward.py (the net and its laws never import init.py), and the
+    Chatterjee theory modules are functions of measured quantities: they never import the trainer, the
+    initialisers or the experiments."""
+    from pathlib import Path
+
+    import zeroloss
+
+    root = Path(zeroloss.__file__).parent
+    for name in ("nets/feedforward.py", "nets/laws.py"):
+        assert "zeroloss.init" not in _imports(root / name), name
+    assert "zeroloss.nets.feedforward" in _imports(root / "init.py")
+    for path in sorted((root / "theory").glob("chatterjee*.py")):
+        bad = {m for m in _imports(path) if m.startswith(("zeroloss.train", "zeroloss.init", "zeroloss.experiments"))}
+        assert not bad, (path.name, bad)

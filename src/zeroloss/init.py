@@ -1,36 +1,29 @@
-"""Initialisations of :class:`~zeroloss.nets.FeedForward`, explicit laws drawn with the member generators.
+"""Initialisations of :class:`~zeroloss.nets.FeedForward`: the standard laws and Chatterjee's positive one.
 
-Every initialiser writes the parameters in place, member by member: member k draws from its own CPU generator
-seeded ``seed + k`` (float64 draws, then cast), so member k equals the single-member net initialised with
-seed + k. PyTorch's ``nn.init`` is never called. The registry :data:`INITIALISERS` maps a name to a function
-``fn(net, generators, **options) -> dict`` (facts about the draw, also stored as ``net.init_info``);
-:func:`initialise` is the entry point.
+The registry :data:`INITIALISERS` maps a name to a function ``fn(net, generators, **options) -> dict`` (facts about
+the draw, also stored as ``net.init_info``); :func:`initialise` is the entry point. Member k draws from its own CPU
+generator seeded ``seed + k``, so member k equals the single-member net initialised with seed + k; PyTorch's
+``nn.init`` is never called.
 
-Laws (fan_in / fan_out of each dense map; v has fan_out 1):
-
-- ``gaussian``: every weight N(0, 1), biases 0 (Du et al.'s law; MATH §1.2).
-- ``kaiming`` (He et al. 2015, normal, fan-in, gain √2): W ~ N(0, 2/fan_in), biases 0.
-- ``xavier`` (Glorot & Bengio 2010, normal): W ~ N(0, 2/(fan_in + fan_out)), biases 0.
-- ``lecun`` (LeCun et al. 1998, normal): W ~ N(0, 1/fan_in), biases 0.
-- ``torch_default``: nn.Linear's default law, reproduced explicitly: weights and biases U(−1/√fan_in, 1/√fan_in)
-  (kaiming_uniform with a = √5 gives bound √(6/((1 + 5) fan_in)) = 1/√fan_in), weight then bias per layer.
-- ``positive`` (Chatterjee, MATH §2.3): W₁ = 0, biases 0, hidden weights W_ℓ (ℓ ≥ 2) a positive constant
+- ``gaussian``, ``kaiming``, ``xavier``, ``lecun``, ``torch_default``: the standard laws of
+  :mod:`zeroloss.nets.laws` (a FeedForward can also be built with them directly: ``FeedForward(..., init=name)``).
+- ``positive`` (Chatterjee, docs/theory.md §2.3): W₁ = 0, biases 0, hidden weights W_ℓ (ℓ ≥ 2) a positive constant
   (default 1/fan_in) or U[lo, hi] with 0 < lo, output weights v = M; the output bias c = mean(y − vᵀz^(L)(w₀))
   (= ȳ − vᵀz^(L)(w₀), every input giving the same z^(L) when W₁ = 0) when σ(0) ≠ 0, else c = 0. M is given,
   or computed per member from the certified bound: M = r + (M* − r)/√ρ with M* the threshold of
   :meth:`~zeroloss.theory.chatterjee_bounds.FirstLayerBound.output_scale_threshold`, so that the certified
-  ratio 4F(w₀)/(r²α_lb) equals ρ (default ρ = 1/4, the largest ratio at which MATH §2.1 allows the GD step 1/β,
-  since min(1/β, 2(1 − √ρ)/β) = 1/β exactly when ρ ≤ 1/4).
+  ratio 4F(w₀)/(r²α_lb) equals ρ (default ρ = 1/4, the largest ratio at which docs/theory.md §2.1 allows the GD step
+  1/β, since min(1/β, 2(1 − √ρ)/β) = 1/β exactly when ρ ≤ 1/4).
+
+Layering: this module imports the net (:mod:`zeroloss.nets.feedforward`), its laws and the bound
+(:mod:`zeroloss.theory.chatterjee_bounds`, which depends only on the activations); nothing below it imports it.
 
 References:
-    K. He, X. Zhang, S. Ren, J. Sun. Delving deep into rectifiers. ICCV 2015.
-    X. Glorot, Y. Bengio. Understanding the difficulty of training deep feedforward neural networks. AISTATS 2010.
-    Y. LeCun, L. Bottou, G. Orr, K.-R. Müller. Efficient BackProp. 1998.
     S. Chatterjee. Convergence of gradient descent for deep neural networks. arXiv:2203.16462 (2022).
 
 Example:
     >>> from zeroloss.nets import FeedForward
-    >>> net = FeedForward(d=4, widths=[8], members=2, seed=3, init="kaiming")
+    >>> net = FeedForward(d=4, widths=[8], members=2, seed=3, init=None)
     >>> info = initialise(net, "torch_default")
     >>> bool(net.W1.abs().max() <= 0.5)
     True
@@ -46,70 +39,12 @@ import torch
 from zeroloss.errors import ZerolossInputError, choice, require
 from zeroloss.nets.base import member_generators
 from zeroloss.nets.feedforward import FeedForward
+from zeroloss.nets.laws import STANDARD_LAWS
+from zeroloss.nets.laws import param_shape as _shape
+from zeroloss.nets.laws import write_params as _write
+from zeroloss.theory.chatterjee_bounds import check_certificate_assumptions, check_radius, first_layer_bound
 
 Initialiser = Callable[..., dict]
-
-
-def _weights(net: FeedForward) -> list[tuple[str, int, int]]:
-    """(name, fan_in, fan_out) of each dense map, in parameter order: W1..WL then v."""
-    fans = net.fan_ins
-    out = [(f"W{ell}", fans[ell - 1], fans[ell]) for ell in range(1, net.depth + 1)]
-    return [*out, ("v", fans[-1], 1)]
-
-
-def _shape(net: FeedForward, name: str) -> tuple[int, ...]:
-    return tuple(dict(net.named_parameters())[name].shape[1:])
-
-
-def _write(net: FeedForward, values: dict[str, torch.Tensor]) -> None:
-    """Copy (S, *shape) float64 tensors into the named parameters; every other parameter is set to 0."""
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name in values:
-                p.copy_(values[name].to(dtype=p.dtype, device=p.device))
-            else:
-                p.zero_()
-
-
-def _normal_law(std: Callable[[int, int], float]) -> Initialiser:
-    def init(net: FeedForward, generators: list[torch.Generator]) -> dict:
-        values: dict[str, list[torch.Tensor]] = {}
-        for g in generators:
-            for name, fan_in, fan_out in _weights(net):
-                draw = torch.randn(_shape(net, name), generator=g, dtype=torch.float64) * std(fan_in, fan_out)
-                values.setdefault(name, []).append(draw)
-        _write(net, {k: torch.stack(v) for k, v in values.items()})
-        return {}
-
-    return init
-
-
-gaussian = _normal_law(lambda fan_in, fan_out: 1.0)
-gaussian.__doc__ = "Du et al.'s law: every weight N(0, 1), biases 0."
-kaiming = _normal_law(lambda fan_in, fan_out: math.sqrt(2.0 / fan_in))
-kaiming.__doc__ = "He (Kaiming) normal, fan-in mode, gain √2: W ~ N(0, 2/fan_in), biases 0."
-xavier = _normal_law(lambda fan_in, fan_out: math.sqrt(2.0 / (fan_in + fan_out)))
-xavier.__doc__ = "Glorot (Xavier) normal: W ~ N(0, 2/(fan_in + fan_out)), biases 0."
-lecun = _normal_law(lambda fan_in, fan_out: math.sqrt(1.0 / fan_in))
-lecun.__doc__ = "LeCun normal: W ~ N(0, 1/fan_in), biases 0."
-
-
-def torch_default(net: FeedForward, generators: list[torch.Generator]) -> dict:
-    """nn.Linear's default law, drawn explicitly: weight then bias of each layer U(±1/√fan_in)."""
-    values: dict[str, list[torch.Tensor]] = {}
-    biases = {f"W{ell}": f"b{ell}" for ell in range(1, net.depth + 1)} if net.bias else {}
-    if net.output_bias:
-        biases["v"] = "c"
-    for g in generators:
-        for name, fan_in, _ in _weights(net):
-            bound = 1.0 / math.sqrt(fan_in)
-            for param in (name, biases.get(name)):
-                if param is None:
-                    continue
-                draw = (torch.rand(_shape(net, param), generator=g, dtype=torch.float64) * 2.0 - 1.0) * bound
-                values.setdefault(param, []).append(draw)
-    _write(net, {k: torch.stack(v) for k, v in values.items()})
-    return {}
 
 
 def positive(
@@ -122,7 +57,7 @@ def positive(
     M: float | None = None,
     rho: float = 0.25,
 ) -> dict:
-    """Chatterjee's positive initialisation (MATH §2.3), with the certified output scale unless M is given.
+    """Chatterjee's positive initialisation (docs/theory.md §2.3), with the certified output scale unless M is given.
 
     Args:
         net: the FeedForward (activation strictly increasing when M is computed).
@@ -137,21 +72,24 @@ def positive(
     Returns:
         {"M": [per member], "radius", "rho", "f0": [per member], "threshold": [M* per member]} (JSON-ready).
     """
-    from zeroloss.theory.chatterjee_bounds import check_certificate_assumptions, first_layer_bound
-
     S = net.members
     values: dict[str, torch.Tensor] = {}
+    interval = isinstance(hidden, (tuple, list))
+    accepted = "must be a positive constant or (lo, hi) with 0 < lo < hi"
+    if interval:
+        require(len(hidden) == 2 and all(_finite_number(v) for v in hidden) and 0.0 < hidden[0] < hidden[1],
+                "hidden", accepted, hidden)
+    elif hidden is not None:
+        require(_finite_number(hidden) and hidden > 0.0, "hidden", accepted, hidden)
     for ell in range(2, net.depth + 1):
         shape = _shape(net, f"W{ell}")
         if hidden is None:
             values[f"W{ell}"] = torch.full((S, *shape), 1.0 / shape[1], dtype=torch.float64)
-        elif isinstance(hidden, (tuple, list)):
+        elif interval:
             lo, hi = (float(v) for v in hidden)
-            require(0.0 < lo < hi, "hidden", "must be a positive constant or (lo, hi) with 0 < lo < hi", hidden)
             values[f"W{ell}"] = torch.stack([lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
                                              for g in generators])
         else:
-            require(float(hidden) > 0.0, "hidden", "must be a positive constant or (lo, hi) with 0 < lo < hi", hidden)
             values[f"W{ell}"] = torch.full((S, *shape), float(hidden), dtype=torch.float64)
     needs_bias = net.activation.sigma0 != 0.0
     if needs_bias and not net.output_bias:
@@ -162,8 +100,9 @@ def positive(
     info: dict = {"radius": radius, "rho": rho}
     if M is None:
         require(X is not None and y is not None, "X, y", "the positive init needs the data to compute M", None)
-        require(radius is not None and radius > 0, "radius", "must be a positive number to compute M", radius)
-        require(0.0 < rho < 1.0, "rho", "must be in (0, 1)", rho)
+        require(_finite_number(radius) and radius > 0, "radius", "must be a positive number to compute M", radius)
+        radius = check_radius(radius)
+        require(_finite_number(rho) and 0.0 < rho < 1.0, "rho", "must be in (0, 1)", rho)
         Xd = torch.as_tensor(X, dtype=torch.float64)
         lam = check_certificate_assumptions(net.activation, Xd)
         values["v"] = torch.ones(S, *_shape(net, "v"), dtype=torch.float64)
@@ -180,12 +119,18 @@ def positive(
             bound = first_layer_bound(member, Xd, radius, net.activation, net.depth, net.bias, lam)
             threshold = bound.output_scale_threshold(float(f0[k]), radius)
             if threshold is None:
-                raise ZerolossInputError(f"radius: must be below the smallest hidden weight; {bound.reason}")
+                raise ZerolossInputError(f"radius: no certified output scale M at r = {radius:.3g}: {bound.reason}")
+            M_k = radius + (threshold - radius) / math.sqrt(rho)
+            if not math.isfinite(M_k):
+                raise ZerolossInputError(
+                    f"radius: no certified output scale M at r = {radius:.3g}: "
+                    f"M* = r + sqrt(F(w₀)/(λ_min(XXᵀ) d₁))/(r κ) overflows float64 (κ = {bound.kappa:.3g}); "
+                    "use a larger radius")
             thresholds.append(threshold)
-            Ms.append(radius + (threshold - radius) / math.sqrt(rho))
+            Ms.append(M_k)
         info["threshold"] = thresholds
     else:
-        require(float(M) > 0.0, "M", "must be a positive output scale", M)
+        require(_finite_number(M) and M > 0.0, "M", "must be a positive output scale", M)
         Ms = [float(M)] * S
     values["v"] = torch.stack([torch.full(_shape(net, "v"), m, dtype=torch.float64) for m in Ms])
     if needs_bias:
@@ -198,6 +143,11 @@ def positive(
     info["M"] = Ms
     info["f0"] = None if f0 is None else [float(v) for v in f0]
     return info
+
+
+def _finite_number(value: object) -> bool:
+    """A real, finite number (bools excluded)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _loss(net: FeedForward, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -221,14 +171,7 @@ def _set_output_bias(net: FeedForward, values: dict[str, torch.Tensor], X: torch
 
 
 #: name → initialiser ``fn(net, generators, **options) -> dict``. Plain dict: add your own.
-INITIALISERS: dict[str, Initialiser] = {
-    "positive": positive,
-    "kaiming": kaiming,
-    "xavier": xavier,
-    "lecun": lecun,
-    "torch_default": torch_default,
-    "gaussian": gaussian,
-}
+INITIALISERS: dict[str, Initialiser] = {"positive": positive, **STANDARD_LAWS}
 
 
 def initialise(net: FeedForward, name: str, seed: int | None = None, **options) -> dict:

@@ -1,26 +1,42 @@
-"""``zeroloss certify``: Chatterjee's local PL criterion at an initialisation (MATH §2), proven vs estimated.
+"""``zeroloss certify``: Chatterjee's local PL criterion at an initialisation (docs/theory.md §2), proven vs estimated.
 
 Builds a :class:`~zeroloss.nets.FeedForward` (float64), initialises it with ``--init``, and runs
 :func:`zeroloss.certify`. ``--json`` prints one object on stdout with at least ``certified``,
 ``alpha_lower_bound`` (null where nothing is proven), ``alpha_estimate``, ``f0``, ``radius``, ``beta_estimate``
 and ``step_size`` (η for GD on F = Σ(u − y)²; ``lr`` = 2η is the matching ``zeroloss train`` step).
 
+Without ``--radius`` the radius is chosen on the grid r_j = c·2^(−j/2), j = 1..:data:`RADIUS_CANDIDATES`, below
+c, the smallest weight the first-layer bound needs r to stay under (the smallest hidden weight, and the output
+scale when ``--output-scale`` is given): for ``--init positive`` with the certified output scale, the r whose
+certified M is smallest (GD's certified step shrinks like 1/M²); otherwise the r with the largest certified
+margin r²α_lb/(4F(w₀)). The choice and the rule are printed on stderr (and under ``radius_choice`` with
+``--json``). An initialisation with a non-positive hidden or output weight has no certified radius at all: the
+command says so and asks for ``--radius`` (estimates only).
+
 Example:
-    zeroloss certify --widths 64,64 --activation tanh --init positive --inputs X.npy --labels y.npy \\
-        --radius 0.005 --json
+    zeroloss certify --widths 64,64 --activation tanh --init positive --inputs X.npy --labels y.npy --json
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import typer
 
-from zeroloss.cli.common import cli_errors, parse_int_list
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.cli.common import cli_errors, echo_err, parse_int_list
+from zeroloss.errors import ZerolossInputError, choice, require
+
+#: Radii tried when none is given: c·2^(−j/2) for j = 1..RADIUS_CANDIDATES (down to c/2^20, about c·1e-6).
+RADIUS_CANDIDATES = 40
+#: Library field names → the CLI's option names, so that a refusal names the flag the user typed.
+FLAGS = {"radius": "--radius", "hidden": "--hidden", "M": "--output-scale", "X": "--inputs", "y": "--labels",
+         "samples": "--samples", "descent_steps": "--descent-steps", "seed": "--seed", "activation": "--activation"}
+#: Largest seed: member generators are seeded seed + k with torch's 64-bit seeds.
+MAX_SEED = 2**63 - 2
 
 
 def _load(path: Path, field: str, ndim: int) -> torch.Tensor:
@@ -28,11 +44,98 @@ def _load(path: Path, field: str, ndim: int) -> torch.Tensor:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ZerolossInputError(f"{field}: must be a readable .npy file, got {str(path)!r} ({exc})") from None
-    if array.ndim != ndim or not np.issubdtype(array.dtype, np.number):
-        raise ZerolossInputError(f"{field}: must hold a numeric array with {ndim} dimensions, got shape {array.shape}")
+    if array.ndim != ndim or not np.issubdtype(array.dtype, np.number) or array.size == 0:
+        raise ZerolossInputError(f"{field}: must hold a non-empty numeric array with {ndim} dimensions, got shape "
+                                 f"{array.shape}")
     if not np.isfinite(array).all():
         raise ZerolossInputError(f"{field}: contains NaN or inf")
     return torch.as_tensor(array, dtype=torch.float64)
+
+
+def _flag_error(exc: ZerolossInputError) -> ZerolossInputError:
+    """The same message with the library's field name replaced by the CLI flag."""
+    text = str(exc)
+    field, sep, rest = text.partition(":")
+    return ZerolossInputError(f"{FLAGS[field]}:{rest}") if sep and field in FLAGS else exc
+
+
+def _check_options(samples: int, descent_steps: int, seed: int, hidden: float, output_scale: float) -> None:
+    require(samples >= 0, "--samples", "must be an integer ≥ 0", samples)
+    require(descent_steps >= 0, "--descent-steps", "must be an integer ≥ 0", descent_steps)
+    require(0 <= seed <= MAX_SEED, "--seed", f"must be an integer in 0..{MAX_SEED}", seed)
+    require(math.isfinite(hidden) and hidden >= 0, "--hidden", "must be a positive number (0: 1/fan_in)", hidden)
+    require(math.isfinite(output_scale) and output_scale >= 0, "--output-scale",
+            "must be a positive number (0: the certified M)", output_scale)
+
+
+def _positive_options(X, y, radius: float, hidden: float, output_scale: float) -> dict:
+    return {"X": X, "y": y, "radius": radius, "hidden": hidden or None, "M": output_scale or None}
+
+
+def _bound_ceiling(net, init: str, hidden: float, output_scale: float) -> tuple[float, str]:
+    """c, the weight the radius must stay under, and its name; raises when no radius can be certified."""
+    from zeroloss.init import initialise
+
+    if net.depth < 2:
+        raise ZerolossInputError("--radius: must be given for a net with fewer than 2 hidden layers (no hidden weight "
+                                 "bounds the radius there)")
+    if init == "positive":
+        c = min(hidden or 1.0 / w for w in net.widths[:-1])
+        if output_scale:
+            return min(c, output_scale), "the smallest hidden weight and the output scale"
+        return c, "the smallest hidden weight"
+    initialise(net, init)
+    smallest = {name: float(p.detach().min()) for name, p in net.named_parameters()
+                if name == "v" or (name.startswith("W") and name != "W1")}
+    name = min(smallest, key=smallest.get)
+    if smallest[name] <= 0:
+        raise ZerolossInputError(
+            f"--radius: no radius can be certified for --init {init}: the first-layer bound needs every hidden weight "
+            f"(W2..WL) and output weight v positive, but min {name} = {smallest[name]:.3g}; give --radius for "
+            "estimates only")
+    return min(smallest.values()), "the smallest hidden or output weight"
+
+
+def choose_radius(net, init: str, X, y, hidden: float, output_scale: float) -> tuple[float, dict]:
+    """The radius used when none is given (see the module docstring) and a record of the choice."""
+    from zeroloss.init import initialise
+    from zeroloss.theory.chatterjee_bounds import RADIUS_RANGE, check_certificate_assumptions, first_layer_bound
+
+    c, what = _bound_ceiling(net, init, hidden, output_scale)
+    candidates = [c * 2.0 ** (-j / 2) for j in range(1, RADIUS_CANDIDATES + 1)]
+    candidates = [r for r in candidates if r >= RADIUS_RANGE[0]]
+    scores, causes = {}, {}
+    if init == "positive" and not output_scale:
+        rule = "the smallest certified output scale M (GD's certified step shrinks like 1/M²)"
+        for r in candidates:
+            try:
+                scores[r] = -initialise(net, "positive", **_positive_options(X, y, r, hidden, 0.0))["M"][0]
+            except ZerolossInputError as exc:
+                causes[r] = str(exc)
+    else:
+        rule = "the largest certified margin r²α_lb/(4F(w₀))"
+        lam = check_certificate_assumptions(net.activation, X)
+        if init == "positive":
+            initialise(net, "positive", **_positive_options(X, y, c / 2, hidden, output_scale))
+        params = {k: p.detach()[0].to(torch.float64) for k, p in net.named_parameters()}
+        with torch.no_grad():
+            f0 = float((net(X)[0] - y).pow(2).sum())
+        for r in candidates:
+            bound = first_layer_bound(params, X, r, net.activation, net.depth, net.bias, lam)
+            if bound.alpha_lower_bound:
+                scores[r] = r**2 * bound.alpha_lower_bound / (4.0 * f0)
+            else:
+                causes[r] = bound.reason
+    if not scores:
+        cause = causes[candidates[0]] if candidates else "no candidate radius"
+        raise _flag_error(ZerolossInputError(
+            f"radius: no radius in c·2^(−j/2), j = 1..{RADIUS_CANDIDATES}, below c = {c:.3g} ({what}) is certified; "
+            f"at the largest: {cause.partition(': ')[2] or cause}"))
+    best = max(scores, key=scores.get)
+    objective = -scores[best] if init == "positive" and not output_scale else scores[best]
+    record = {"radius": best, "rule": rule, "ceiling": c, "ceiling_is": what, "candidates": len(candidates),
+              "objective": objective}
+    return best, record
 
 
 def certify_command(
@@ -41,7 +144,8 @@ def certify_command(
     init: str = typer.Option("positive", help="positive | kaiming | xavier | lecun | torch_default | gaussian"),
     inputs: Path = typer.Option(..., help="inputs X, an (n, d) .npy array"),
     labels: Path = typer.Option(..., help="labels y, an (n,) .npy array"),
-    radius: float = typer.Option(..., help="radius r of the ball B(w0, r)"),
+    radius: float | None = typer.Option(None, help="radius r of the ball B(w0, r); default: chosen (see --help of the "
+                                            "module: the smallest certified M, or the largest certified margin)"),
     seed: int = typer.Option(0, help="seed of the initialisation and of the sampling"),
     hidden: float = typer.Option(0.0, help="positive init: hidden-weight constant (0: 1/fan_in)"),
     output_scale: float = typer.Option(0.0, "--output-scale", help="positive init: M (0: the certified M)"),
@@ -52,29 +156,38 @@ def certify_command(
     """Certify (or estimate) Chatterjee's local PL criterion 4F(w0) < r^2 alpha(w0, r) at an initialisation."""
     from zeroloss.init import INITIALISERS, initialise
     from zeroloss.nets.feedforward import FeedForward
-    from zeroloss.theory.chatterjee2022 import certify
+    from zeroloss.theory.chatterjee2022 import certify, check_radius
 
     choice(init, "--init", tuple(INITIALISERS))
     sizes = parse_int_list(widths, "--widths")
+    _check_options(samples, descent_steps, seed, hidden, output_scale)
+    if radius is not None:
+        radius = check_radius(radius, "--radius")
     X = _load(inputs, "--inputs", 2)
     y = _load(labels, "--labels", 1)
     if y.shape[0] != X.shape[0]:
         raise ZerolossInputError(f"--labels: must have one label per input ({X.shape[0]}), got {y.shape[0]}")
-    if not radius > 0:
-        raise ZerolossInputError(f"--radius: must be a positive number, got {radius}")
-    net = FeedForward(X.shape[1], sizes, activation, 1, seed, torch.float64, "cpu", init=None)
-    options: dict = {}
-    if init == "positive":
-        options = {"X": X, "y": y, "radius": radius, "hidden": hidden or None, "M": output_scale or None}
-    info = initialise(net, init, **options)
-    cert = certify(net, X, y, radius, samples=samples, descent_steps=descent_steps, seed=seed)
+    try:
+        net = FeedForward(X.shape[1], sizes, activation, 1, seed, torch.float64, "cpu", init=None)
+        choice_record = None
+        if radius is None:
+            radius, choice_record = choose_radius(net, init, X, y, hidden, output_scale)
+            echo_err(f"note: --radius not given: chose r = {radius:.4g} among {choice_record['candidates']} radii "
+                     f"c·2^(−j/2) below c = {choice_record['ceiling']:.4g} ({choice_record['ceiling_is']}): it gives "
+                     f"{choice_record['rule']}")
+        options = _positive_options(X, y, radius, hidden, output_scale) if init == "positive" else {}
+        info = initialise(net, init, **options)
+        cert = certify(net, X, y, radius, samples=samples, descent_steps=descent_steps, seed=seed)
+    except ZerolossInputError as exc:
+        raise _flag_error(exc) from None
     record = {**cert.to_dict(), "init": init, "widths": sizes, "activation": activation, "seed": seed,
-              "init_info": {k: v for k, v in info.items() if k not in ("init", "seed")}}
+              "init_info": {k: v for k, v in info.items() if k not in ("init", "seed")},
+              "radius_choice": choice_record}
     if json_out:
         typer.echo(json.dumps(record, default=float))
         return
     proven = (f"PROVEN: alpha >= {cert.alpha_lower_bound:.6g}; criterion 4F(w0) < r^2 alpha "
-              f"{'holds' if cert.certified else 'is not certified'}" if cert.alpha_lower_bound is not None
+              f"{'holds' if cert.certified else 'is not certified'}" if cert.alpha_lower_bound
               else f"PROVEN: nothing ({cert.reason})")
     lines = [
         f"F(w0) = {cert.f0:.6g}, r = {cert.radius:.6g}, lambda_min(XX^T) = {cert.lambda_min_xxt:.6g}",

@@ -2,9 +2,11 @@
 
     z^(0) = x,   z^(ℓ) = σ(W_ℓ z^(ℓ−1) + b_ℓ),  ℓ = 1..L,   f(x; w) = vᵀ z^(L) + c
 
-There is no architectural scale factor (unlike Du et al.'s nets): the scale lives in the initialisation, which
-:mod:`zeroloss.init` sets explicitly (``positive``, ``kaiming``, ``xavier``, ``lecun``, ``torch_default``,
-``gaussian``). PyTorch's default initialisers are never used. ``widths=[]`` (L = 0) is the linear model
+There is no architectural scale factor (unlike Du et al.'s nets): the scale lives in the initialisation. The net
+is built with one of the standard laws of :mod:`zeroloss.nets.laws` (``kaiming``, ``xavier``, ``lecun``,
+``torch_default``, ``gaussian``) or with every parameter at zero; Chatterjee's data-dependent ``positive``
+initialisation is applied afterwards by :func:`zeroloss.init.initialise` (``zeroloss.init`` imports this module,
+never the reverse). PyTorch's default initialisers are never used. ``widths=[]`` (L = 0) is the linear model
 f(x) = vᵀx + c, whose local PL constant is known exactly (the reference problem of the tests).
 
 Every dense map and bias is recorded as a :class:`~zeroloss.nets.base.LinearMap`, so :func:`zeroloss.gram` works
@@ -23,7 +25,8 @@ from torch import nn
 
 from zeroloss.activations import Activation, get_activation
 from zeroloss.errors import ZerolossInputError, positive_int
-from zeroloss.nets.base import EnsembleNet, LinearMap, check_dtype, resolve_device
+from zeroloss.nets.base import EnsembleNet, LinearMap, check_dtype, member_generators, resolve_device
+from zeroloss.nets.laws import STANDARD_LAWS
 
 
 class FeedForward(EnsembleNet):
@@ -39,9 +42,9 @@ class FeedForward(EnsembleNet):
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` or None (auto).
         bias: hidden biases b_ℓ (default True).
         output_bias: output bias c (default True).
-        init: name of the initialiser applied at construction (see :data:`zeroloss.init.INITIALISERS`;
-            default ``"lecun"``), or None to leave every parameter at zero (e.g. before copying weights in).
-            Initialisers that need data (``positive``) are applied afterwards with :func:`zeroloss.init.initialise`.
+        init: name of the standard law drawn at construction (a key of :data:`zeroloss.nets.laws.STANDARD_LAWS`;
+            default ``"lecun"``), or None to leave every parameter at zero (e.g. before copying weights in, or
+            before ``zeroloss.init.initialise(net, "positive", X=..., y=..., radius=...)``, which needs data).
 
     Shapes: ``W1`` (S, d₁, d), ``Wℓ`` (S, d_ℓ, d_{ℓ−1}), ``bℓ`` (S, d_ℓ), ``v`` (S, d_L), ``c`` (S, 1);
     ``net(X)`` with X (n, d) gives (S, n).
@@ -92,9 +95,12 @@ class FeedForward(EnsembleNet):
         if self.output_bias:
             self.c = nn.Parameter(torch.zeros(S, 1, dtype=dtype, device=dev))
         if init is not None:
-            from zeroloss.init import initialise  # local import: init.py imports this module
-
-            initialise(self, init)
+            if not isinstance(init, str) or init not in STANDARD_LAWS:
+                hint = (" (the positive initialisation needs data: build with init=None, then call "
+                        "zeroloss.init.initialise(net, 'positive', X=..., y=..., radius=...))" if init == "positive"
+                        else "")
+                raise ZerolossInputError(f"init: must be one of {', '.join(STANDARD_LAWS)} or None, got {init!r}{hint}")
+            self.init_info = {"init": init, "seed": seed, **STANDARD_LAWS[init](self, member_generators(seed, S))}
 
     @property
     def fan_ins(self) -> list[int]:

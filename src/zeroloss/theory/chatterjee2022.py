@@ -1,4 +1,4 @@
-"""Chatterjee's local Polyak–Łojasiewicz criterion (MATH §2): certificates, estimates, trajectory check, corollary.
+"""Chatterjee's local Polyak–Łojasiewicz criterion (docs/theory.md §2): certificate, trajectory check, corollary.
 
 For F(w) = Σ_i (f(x_i; w) − y_i)² (note: F = 2L, L the ½-loss :func:`zeroloss.train_gd` minimises),
 
@@ -6,13 +6,17 @@ For F(w) = Σ_i (f(x_i; w) − y_i)² (note: F = 2L, L the ½-loss :func:`zerolo
 
 Then gradient flow stays in B(w₀, r) and F(w(t)) ≤ e^{−αt}F(w₀); gradient descent with step
 η ≤ min(1/β, 2(1 − √ρ)/β), ρ = 4F(w₀)/(r²α), β ≥ ‖∇²F‖ on B(w₀, 2r), contracts F by 1 − ηα/2 per step and stays
-in the ball ([derived], MATH §2.1). :func:`certify` says plainly what is proven and what is estimated:
+in the ball ([derived], docs/theory.md §2.1). :func:`certify` says plainly what is proven and what is estimated:
 
-- **proven**: the first-layer lower bound on α (MATH §2.3, [derived]; :mod:`.chatterjee_bounds`) for a
+- **proven**: the first-layer lower bound on α (docs/theory.md §2.3, [derived]; :mod:`.chatterjee_bounds`) for a
   :class:`~zeroloss.nets.FeedForward` whose hidden and output weights exceed r (the positive initialisation), and
   the verdict 4F(w₀) < r²α_lb;
 - **estimated**: α by sampling and descent in the ball, β by Lanczos on Hessian-vector products
   (:mod:`.chatterjee_estimates`), hence the step size (β is always an estimate).
+
+Everything here is a function of a given net and of measured quantities: :func:`trajectory_check` compares a
+trajectory that was run elsewhere (losses and distances) with a certificate, and :func:`criterion_probability`
+certifies the members of an already initialised ensemble. Nothing in ``theory/`` initialises or trains.
 
 References:
     S. Chatterjee. Convergence of gradient descent for deep neural networks. arXiv:2203.16462 (2022).
@@ -38,17 +42,29 @@ import numpy as np
 import torch
 from scipy import stats
 
-from zeroloss.errors import ZerolossInputError, choice, positive_int, require
+from zeroloss.errors import choice, positive_int, require
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.nets.feedforward import FeedForward
-from zeroloss.theory.chatterjee_bounds import check_certificate_assumptions, first_layer_bound, input_spectrum
+from zeroloss.theory.chatterjee_bounds import (
+    check_certificate_assumptions,
+    check_radius,
+    first_layer_bound,
+    input_spectrum,
+)
 from zeroloss.theory.chatterjee_estimates import (
+    F_FLOOR,
     MemberObjective,
     allowed_step,
     estimate_alpha,
     estimate_beta,
 )
-from zeroloss.train.gd import GDRun, train_gd
+
+
+def _count(value: object, field: str, minimum: int) -> int:
+    """An integer ≥ minimum (bools excluded)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+    require(ok, field, f"must be an integer ≥ {minimum}", value)
+    return int(value)
 
 
 @dataclass
@@ -135,9 +151,13 @@ def certify(
         ZerolossInputError: bad radius or member; with ``certificate``: σ not smooth and strictly increasing,
             or inputs not linearly independent (λ_min(XXᵀ) reported).
     """
-    require(isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0, "radius",
-            "must be a positive number", radius)
-    radius = float(radius)
+    radius = check_radius(radius)
+    samples = _count(samples, "samples", 0)
+    descent_starts = _count(descent_starts, "descent_starts", 0)
+    descent_steps = _count(descent_steps, "descent_steps", 0)
+    beta_points = _count(beta_points, "beta_points", 1)
+    lanczos_steps = _count(lanczos_steps, "lanczos_steps", 1)
+    seed = _count(seed, "seed", 0)
     obj = MemberObjective(net, X, y, member)
     f0 = float(obj.value(obj.w0.unsqueeze(0))[0])
     bound = None
@@ -177,19 +197,22 @@ def certify(
 
 @dataclass
 class TrajectoryCheck:
-    """After a GD run: did it stay in B(w₀, r), and was every step's contraction at most 1 − ηα/2?
+    """A GD trajectory against a certificate: did it stay in B(w₀, r), and was each step's contraction ≤ 1 − ηα/2?
 
     Attributes:
         radius: r.
-        max_distance: max ‖w_k − w₀‖ over the probed steps (``probed_steps`` of them).
+        max_distance: max ‖w_k − w₀‖ over the given distances (``probed_steps`` of them).
         stayed_in_ball: max_distance < r.
+        probed_steps: how many distances were given.
         step_size: η of GD on F (= train_gd's lr / 2).
         alpha: the α used for the rate (certified bound when certified, else the estimate: ``alpha_basis``).
-        predicted_rate: 1 − ηα/2.
-        worst_ratio: max_k F(w_{k+1})/F(w_k) over steps with F(w_k) ≥ F_FLOOR·F(w₀).
+        alpha_basis: which α.
+        predicted_rate: 1 − ηα/2 (None without a finite α).
+        worst_ratio: max_k F(w_{k+1})/F(w_k) over steps with F(w_k) ≥ F_FLOOR·F(w₀) (NaN when none).
         mean_ratio: geometric mean of the same ratios.
-        rate_ok: worst_ratio ≤ predicted_rate.
+        rate_ok: worst_ratio ≤ predicted_rate (None when there is nothing to compare).
         steps_checked: number of ratios checked.
+        diverged: the losses turned non-finite (the ratios stop there).
     """
 
     radius: float
@@ -204,58 +227,62 @@ class TrajectoryCheck:
     mean_ratio: float
     rate_ok: bool | None
     steps_checked: int
+    diverged: bool = False
 
 
-def distances(run: GDRun, member: int = 0) -> np.ndarray:
-    """‖w_k − w₀‖ at the probed steps of a run with the ``movement`` probe on a net without a ``width`` scaling
-    (FeedForward: each ``movement_<param>`` is the raw Frobenius norm), as (steps, 2) [step, distance]."""
-    hist = run.history
-    sub = hist[(hist["member"] == member) & hist["metric"].str.startswith("movement_")]
-    if sub.empty:
-        raise ZerolossInputError("run: has no movement history; train with probes including 'movement'")
-    if getattr(run.net, "width", None) is not None:
-        raise ZerolossInputError("run: distances need raw movements (a net without a width scaling, e.g. FeedForward)")
-    total = sub.assign(sq=sub["value"] ** 2).groupby("step")["sq"].sum()
-    return np.stack([total.index.to_numpy(dtype=float), np.sqrt(total.to_numpy())], axis=1)
+def trajectory_check(cert: Certificate, losses: np.ndarray, distances: np.ndarray, lr: float) -> TrajectoryCheck:
+    """Compare a measured GD trajectory with a certificate (docs/theory.md §2.1): distance from w₀ against r, and
+    every per-step ratio F(w_{k+1})/F(w_k) against 1 − ηα/2. Nothing is trained here.
 
+    Args:
+        cert: the :class:`Certificate` of the run's start w₀.
+        losses: (K + 1,) the loss at every step 0..K — F = Σ(u − y)² or train_gd's L = F/2 (only ratios are used).
+            Values after the first non-finite one are ignored (a diverged run: ``diverged`` is set).
+        distances: (K',) ‖w_k − w₀‖ at the probed steps (any subset of 0..K; e.g. from train_gd's ``movement``
+            probe on a FeedForward: the square root of the sum of the squared ``movement_<param>`` at a step).
+        lr: the run's step in :func:`zeroloss.train_gd`'s convention (it minimises L = F/2, so η on F is lr/2).
 
-def trajectory_check(run: GDRun, cert: Certificate, member: int = 0) -> TrajectoryCheck:
-    """Compare a run with the certificate: distance from w₀ vs r, per-step F ratio vs 1 − ηα/2.
-
-    The run's step η on F is ``run.lr[member] / 2`` (train_gd minimises L = F/2); ratios of L equal ratios of F.
     Ratios are checked while F(w_k) ≥ F_FLOOR·F(w₀) (below, round-off dominates: see ``F_FLOOR``).
-    """
-    from zeroloss.theory.chatterjee_estimates import F_FLOOR
 
-    dist = distances(run, member)
-    eta = float(run.lr[member]) / 2.0
+    Example:
+        >>> import math
+        >>> cert = Certificate(radius=1.0, member=0, f0=1.0, alpha_lower_bound=4.0, certified=True, reason="",
+        ...                    alpha_estimate=4.0, alpha_sampled=4.0, alpha_descent=4.0, alpha_at_w0=4.0,
+        ...                    criterion_estimated=True, beta_estimate=2.0, step_size=0.25, lr=0.5, rho=1.0,
+        ...                    step_basis="", lambda_min_xxt=1.0)
+        >>> losses = 0.5 ** np.arange(6)          # F halves each step: 1 − ηα/2 = 1 − 0.25·4/2 = 0.5
+        >>> check = trajectory_check(cert, losses, distances=[0.0, 0.3, 0.4], lr=0.5)
+        >>> check.stayed_in_ball, check.worst_ratio, check.predicted_rate, check.rate_ok
+        (True, 0.5, 0.5, True)
+    """
+    losses = np.asarray(losses, dtype=float).reshape(-1)
+    dist = np.asarray(distances, dtype=float).reshape(-1)
+    require(losses.size >= 1, "losses", "must hold the loss at step 0 at least", losses.size)
+    require(dist.size >= 1 and bool(np.isfinite(dist).all()), "distances", "must be finite, at least one", dist)
+    require(isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr > 0, "lr",
+            "must be a positive number", lr)
+    bad = np.nonzero(~np.isfinite(losses))[0]
+    diverged = bool(bad.size)
+    if diverged:
+        losses = losses[: bad[0]]
+    eta = float(lr) / 2.0
     alpha = cert.alpha_lower_bound if cert.certified else cert.alpha_estimate
     basis = "certified lower bound" if cert.certified else "estimate (no proof)"
-    losses = run.losses[:, member]
-    losses = losses[np.isfinite(losses)]
-    keep = losses[:-1] >= F_FLOOR * losses[0]
-    ratios = (losses[1:] / losses[:-1])[keep]
+    if losses.size >= 2:
+        keep = losses[:-1] >= F_FLOOR * losses[0]
+        ratios = (losses[1:] / losses[:-1])[keep]
+    else:
+        ratios = np.empty(0)
     predicted = None if alpha is None or not math.isfinite(alpha) else 1.0 - eta * alpha / 2.0
     worst = float(ratios.max()) if ratios.size else math.nan
     mean = float(np.exp(np.log(ratios).mean())) if ratios.size else math.nan
-    far = float(dist[:, 1].max())
-    rate_ok = None if predicted is None or not ratios.size else worst <= predicted
+    far = float(dist.max())
+    rate_ok = None if predicted is None or not ratios.size else bool(worst <= predicted)
     return TrajectoryCheck(
-        radius=cert.radius, max_distance=far, stayed_in_ball=far < cert.radius, probed_steps=len(dist),
+        radius=cert.radius, max_distance=far, stayed_in_ball=far < cert.radius, probed_steps=int(dist.size),
         step_size=eta, alpha=alpha, alpha_basis=basis, predicted_rate=predicted, worst_ratio=worst,
-        mean_ratio=mean, rate_ok=rate_ok, steps_checked=int(ratios.size),
+        mean_ratio=mean, rate_ok=rate_ok, steps_checked=int(ratios.size), diverged=diverged,
     )
-
-
-def run_certified_gd(net: FeedForward, X: torch.Tensor, y: torch.Tensor, cert: Certificate, steps: int,
-                     target: float = 1e-6) -> tuple[GDRun, TrajectoryCheck]:
-    """GD from a single-member net at the certificate's step (train_gd lr = 2η), distance probed every step,
-    stopped once F ≤ target·F(w₀); returns the run and its :class:`TrajectoryCheck`."""
-    require(net.members == 1, "net", "must have one member (use net.member(k))", net.members)
-    require(cert.lr is not None, "cert", "must allow a step (the criterion holds)", cert.step_basis)
-    run = train_gd(net, X, y, lr=cert.lr, steps=steps, probe_every=1, target_loss=target * cert.f0 / 2.0,
-                   probes=["loss", "movement"], progress=False)
-    return run, trajectory_check(run, cert)
 
 
 def binomial_interval(successes: int, trials: int, confidence: float = 0.95,
@@ -281,66 +308,87 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95,
     denom = 1 + z**2 / trials
     center = (p + z**2 / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
+    # At 0 (or all) successes the Wilson limit is exactly 0 (or 1); computed, it is off by round-off.
+    lo = 0.0 if successes == 0 else max(0.0, center - half)
+    hi = 1.0 if successes == trials else min(1.0, center + half)
+    return lo, hi
 
 
 @dataclass
 class CriterionProbability:
-    """Monte Carlo estimate of μ{w₀ : some r in the grid satisfies 4F(w₀) < r²α(w₀, r)} (MATH §2.1 corollary).
+    """Monte Carlo estimate of μ{w₀ : some r in the grid satisfies 4F(w₀) < r²α(w₀, r)} (docs/theory.md §2.1
+    corollary: P(linear convergence to zero loss) ≥ that probability).
 
-    ``basis`` says whether each success was proven (certified) or estimated (α estimate: an upper bound on α, so
-    an estimated success is optimistic). ``low``, ``high``: the confidence interval for the proportion.
+    Only *certified* trials count towards the bound: an estimated success rests on α_estimate, an upper bound on
+    α (a value attained in the ball), so it can be wrong in the optimistic direction and is reported apart.
+
+    Attributes:
+        law: the initialisation's name (``net.init_info["init"]``, or ``"unknown"``).
+        certified: trials with a proven criterion (4F(w₀) < r²α_lb for some r) — the successes of the bound.
+        trials: members tried.
+        estimate: certified / trials.
+        low, high: the confidence interval for the certified proportion (``low`` is the lower confidence bound the
+            corollary can use).
+        confidence, method: the interval's level and method.
+        estimated: trials where the criterion holds with α_estimate for some r (a superset of the certified
+            ones: certified ⇒ 4F < r²α_lb ≤ r²α ≤ r²α_est) — optimistic, *not* a bound, labelled as such.
+        radii: the radii tried.
+        basis: the counts in words.
     """
 
     law: str
-    successes: int
+    certified: int
     trials: int
     estimate: float
     low: float
     high: float
     confidence: float
     method: str
+    estimated: int
     radii: list[float]
     basis: str
 
 
 def criterion_probability(
-    law: str, X: torch.Tensor, y: torch.Tensor, widths: list[int], activation: str = "tanh",
-    radii: list[float] | tuple[float, ...] = (0.1, 0.3, 1.0), trials: int = 32, seed: int = 0,
-    confidence: float = 0.95, method: str = "wilson", init_options: dict | None = None,
-    samples: int = 16, descent_starts: int = 2, descent_steps: int = 20,
+    net: EnsembleNet, X: torch.Tensor, y: torch.Tensor, radii: list[float] | tuple[float, ...] = (0.1, 0.3, 1.0),
+    confidence: float = 0.95, method: str = "wilson", samples: int = 16, descent_starts: int = 2,
+    descent_steps: int = 20, seed: int = 0,
 ) -> CriterionProbability:
     """Estimate the probability that an initialisation law satisfies the criterion for some r in ``radii``.
 
-    Trial k is member k of one FeedForward initialised with ``law`` (seed + k). A trial succeeds when some radius
-    is certified (proof) or, where nothing is proven, when the *estimated* criterion holds.
+    Each member of ``net`` (already initialised with the law: member k is the draw with seed + k) is one trial.
+    The bound counts certified trials only; trials where only the α *estimate* satisfies the criterion are
+    counted apart (``estimated``). Nothing is initialised or trained here.
+
+    Args:
+        net: an initialised ensemble (for a certificate, a :class:`~zeroloss.nets.FeedForward`).
+        X, y: the data (n, d), (n,).
+        radii: the radii tried for each trial.
+        confidence, method: the interval (:func:`binomial_interval`).
+        samples, descent_starts, descent_steps, seed: the α estimate (:func:`certify`).
 
     Example:
         >>> from zeroloss.data import sphere_data
+        >>> from zeroloss.nets import FeedForward
         >>> X, y = sphere_data(n=4, d=8, seed=0)
-        >>> res = criterion_probability("gaussian", X, y, widths=[8], trials=4, radii=[0.1], samples=4,
-        ...                             descent_starts=0)
-        >>> 0.0 <= res.low <= res.estimate <= res.high <= 1.0
-        True
+        >>> net = FeedForward(8, [8], "tanh", members=4, dtype=torch.float64, init="lecun")
+        >>> res = criterion_probability(net, X, y, radii=[0.1], samples=4, descent_starts=0)
+        >>> res.law, res.certified, res.trials, res.low, res.high <= 0.5   # a Gaussian law is never certified
+        ('lecun', 0, 4, 0.0, True)
     """
-    from zeroloss.init import initialise
-
-    positive_int(trials, "trials")
-    radii = [float(r) for r in radii]
-    require(bool(radii) and all(r > 0 for r in radii), "radii", "must be a non-empty list of positive numbers", radii)
+    trials = net.members
+    radii = [check_radius(r, "radii") for r in (radii if isinstance(radii, (list, tuple)) else [radii])]
+    require(bool(radii), "radii", "must be a non-empty list of positive numbers", radii)
     X = torch.as_tensor(X, dtype=torch.float64)
-    net = FeedForward(X.shape[1], widths, activation, trials, seed, torch.float64, init=None)
-    initialise(net, law, **(init_options or {}))
     proven = estimated = 0
     for k in range(trials):
         certs = [certify(net, X, y, r, member=k, samples=samples, descent_starts=descent_starts,
                          descent_steps=descent_steps, beta=False, seed=seed + k) for r in radii]
-        if any(c.certified for c in certs):
-            proven += 1
-        elif any(c.criterion_estimated for c in certs):
-            estimated += 1
-    successes = proven + estimated
-    lo, hi = binomial_interval(successes, trials, confidence, method)
-    basis = (f"{proven} proven (certified), {estimated} estimated (α estimate, optimistic), "
-             f"{trials - successes} failed")
-    return CriterionProbability(law, successes, trials, successes / trials, lo, hi, confidence, method, radii, basis)
+        proven += any(c.certified for c in certs)
+        estimated += any(c.criterion_estimated for c in certs)
+    lo, hi = binomial_interval(proven, trials, confidence, method)
+    basis = (f"{proven}/{trials} certified (proven; the bound counts these only); {estimated}/{trials} satisfy the "
+             "criterion with the α estimate (optimistic, not a bound)")
+    law = str(getattr(net, "init_info", {}).get("init", "unknown"))
+    return CriterionProbability(law, proven, trials, proven / trials, lo, hi, confidence, method, estimated, radii,
+                                basis)

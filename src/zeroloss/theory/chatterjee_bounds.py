@@ -1,4 +1,4 @@
-"""Chatterjee's certified first-layer lower bound on α(w₀, r) (MATH §2.3, [derived]), and its assumptions.
+"""Chatterjee's certified first-layer lower bound on α(w₀, r) (docs/theory.md §2.3, [derived]), and its assumptions.
 
 For F(w) = Σ_i (f(x_i; w) − y_i)² and δ_i = ∂f(x_i)/∂(W₁x_i + b₁) ∈ R^{d₁}, the W₁-block of the gradient is
 ∇_{W₁}F = 2 Σ_i r_i δ_i x_iᵀ (r = u − y), so ‖∇_{W₁}F‖² = 4 rᵀ (D ∘ XXᵀ) r with D_ij = δ_i·δ_j. By the Schur
@@ -12,9 +12,10 @@ reachable in the ball, back-propagation keeps every entry of δ_i at least (M �
 
     κ = Π_{ℓ≥2} (c_ℓ − r) d_ℓ · Π_{ℓ=1}^{L} s_ℓ,      so   α(w₀, r) ≥ 4 λ_min(XXᵀ) d₁ (M − r)² κ².
 
-(MATH writes one c_lo for every layer; the per-layer c_ℓ is the same argument.) The criterion 4F(w₀) < r²α then
-holds once M > r + sqrt(F(w₀) / (r² λ_min(XXᵀ) d₁)) / κ. For L = 0 (the linear model f = vᵀx + c) the first
-trained map is v itself, δ_i = 1, and the bound is α ≥ 4 λ_min(XXᵀ) — exact for F = ‖Xv − y‖².
+(docs/theory.md §2.3 writes one c_lo for every layer; the per-layer c_ℓ is the same argument.) The criterion
+4F(w₀) < r²α then holds once M > r + sqrt(F(w₀) / (r² λ_min(XXᵀ) d₁)) / κ. For L = 0 (the linear model
+f = vᵀx + c) the first trained map is v itself, δ_i = 1, and the bound is α ≥ 4 λ_min(XXᵀ) — exact for
+F = ‖Xv − y‖².
 
 The pre-activation ranges are propagated by interval arithmetic over the whole ball (:func:`preactivation_ranges`)
 in float64 with round-to-nearest: the bound is a mathematical certificate up to that round-off (relative 1e-15),
@@ -29,15 +30,44 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from zeroloss.activations import Activation
-from zeroloss.errors import ZerolossInputError
+from zeroloss.errors import ZerolossInputError, require
 
 #: Activations whose σ′ is quasi-concave (unimodal: increasing then decreasing, or monotone), so that the minimum
 #: of σ′ over an interval is attained at an endpoint — what :func:`sigma_prime_lower` relies on. These are also
 #: exactly the registry's smooth, strictly increasing activations.
 QUASI_CONCAVE_DERIVATIVE = ("softplus", "tanh", "sigmoid", "erf")
+#: Smallest positive normal float64: a κ below it has lost its precision (subnormal).
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+#: Radii accepted by the certificate (``certify``, the positive init): r² must be a normal float64 (below, r²
+#: underflows and the criterion 4F(w₀) < r²α reads 4F(w₀) < 0; above, it overflows to inf).
+RADIUS_RANGE = (math.sqrt(float(np.finfo(np.float64).tiny)), math.sqrt(float(np.finfo(np.float64).max)))
+
+
+def check_radius(radius: object, field: str = "radius") -> float:
+    """Return ``radius`` as a float after checking it is a number in :data:`RADIUS_RANGE` (r² a normal float64).
+
+    Example:
+        >>> check_radius(0.05)
+        0.05
+        >>> check_radius(1e-300)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        zeroloss.errors.ZerolossInputError: radius: must be a number in [1.49e-154, 1.34e+154] (r² must be ...
+    """
+    ok = isinstance(radius, (int, float)) and not isinstance(radius, bool) and math.isfinite(radius) and radius > 0
+    require(ok, field, "must be a positive number", radius)
+    lo, hi = RADIUS_RANGE
+    if not lo <= radius <= hi:
+        side = "below, it underflows to 0" if radius < lo else "above, it overflows"
+        raise ZerolossInputError(f"{field}: must be a number in [{lo:.3g}, {hi:.3g}] (r² must be a normal float64: "
+                                 f"{side}), got {radius!r}")
+    return float(radius)
 
 
 def input_spectrum(X: torch.Tensor) -> tuple[float, float, float]:
@@ -57,7 +87,7 @@ def input_spectrum(X: torch.Tensor) -> tuple[float, float, float]:
 def check_certificate_assumptions(activation: Activation, X: torch.Tensor) -> float:
     """Raise :class:`ZerolossInputError` unless Chatterjee's assumptions hold; return λ_min(XXᵀ) (float64).
 
-    Assumptions (MATH §2.2): σ smooth and strictly increasing (σ′ > 0), with σ′ quasi-concave for the interval
+    Assumptions (docs/theory.md §2.2): σ smooth and strictly increasing (σ′ > 0), with σ′ quasi-concave for the interval
     bound; inputs linearly independent (n ≤ d and λ_min(XXᵀ) above the rank tolerance).
     """
     if not (activation.smooth and activation.strictly_increasing) or activation.name not in QUASI_CONCAVE_DERIVATIVE:
@@ -139,17 +169,24 @@ class FirstLayerBound:
     kappa: float | None = None
 
     def output_scale_threshold(self, f0: float, radius: float) -> float | None:
-        """The M above which 4F(w₀) < r²α is certified: r + sqrt(F(w₀)/(r² λ_min d₁)) / κ (None if κ ≤ 0)."""
+        """The M above which 4F(w₀) < r²α is certified: r + sqrt(F(w₀)/(r² λ_min d₁)) / κ (None if κ ≤ 0).
+
+        Written as r + sqrt(F(w₀)/(λ_min d₁)) / (r κ) so that a tiny r does not underflow r² to 0; the result is
+        ``inf`` when it overflows float64 (a radius or κ so small that no representable M certifies).
+        """
         if self.kappa is None or self.kappa <= 0.0:
             return None
-        return radius + math.sqrt(f0 / (radius**2 * self.lambda_min * self.d1)) / self.kappa
+        with np.errstate(over="ignore", divide="ignore"):
+            root = np.float64(math.sqrt(f0 / (self.lambda_min * self.d1)))
+            scale = root / np.float64(radius) / np.float64(self.kappa)
+        return float(radius + scale)
 
 
 def first_layer_bound(
     params: dict[str, torch.Tensor], X: torch.Tensor, radius: float, activation: Activation, depth: int,
     bias: bool, lambda_min: float,
 ) -> FirstLayerBound:
-    """Certified α(w₀, r) lower bound of MATH §2.3 for one member (params without the members dim, float64).
+    """Certified α(w₀, r) lower bound of docs/theory.md §2.3 for one member (params without the members dim, float64).
 
     Example:
         >>> from zeroloss.activations import get_activation
@@ -181,5 +218,17 @@ def first_layer_bound(
         kappa *= (c - radius) * params[f"W{ell}"].shape[0]
     base.sigma_prime_lower, base.kappa = s, kappa
     base.alpha_lower_bound = 4.0 * lambda_min * d1 * (M - radius) ** 2 * kappa**2
-    base.reason = "first-layer bound: α ≥ 4 λ_min(XXᵀ) d₁ (M − r)² κ² (MATH §2.3, derived)"
+    base.reason = "first-layer bound: α ≥ 4 λ_min(XXᵀ) d₁ (M − r)² κ² (docs/theory.md §2.3, derived)"
+    zero = [ell for ell, value in enumerate(s, start=1) if value <= 0.0]
+    if zero:
+        ell = zero[0]
+        lo, hi = ranges[ell - 1]
+        reach = max(abs(float(lo.min())), abs(float(hi.max())))
+        base.reason = (
+            f"no useful bound (α ≥ 0): {activation.name}′ has no positive lower bound on layer {ell}'s pre-activations "
+            f"reachable in B(w₀, r), which span up to |z| = {reach:.3g} (σ′ rounds to 0 there in float64); the range "
+            "grows with the radius and with hidden weight × width — lower the radius or the hidden weights"
+        )
+    elif kappa < _TINY:
+        base.reason += f"; κ = {kappa:.3g} underflows float64"
     return base
