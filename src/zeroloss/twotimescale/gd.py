@@ -70,8 +70,31 @@ def relu_forward(a: torch.Tensor, u: torch.Tensor, x: torch.Tensor) -> torch.Ten
     return (a[:, None, :] * torch.relu(x[None, :, :1] - u[:, None, :])).sum(dim=2)
 
 
+class Workspace:
+    """Reusable (R, n, J, d) buffers for :func:`criterion_and_grad` on the additive model.
+
+    An epoch needs three arrays of the sample × neuron size (the clamped arguments, σ and σ′ — 8 MB each for the
+    paper's 10-D run, n = 10⁴). Allocated afresh every epoch they are often handed back to the kernel and faulted in
+    again (glibc serves blocks this large with mmap, and whether its adaptive threshold keeps them on the heap
+    depends on the process's allocation history): on the 2-core machine that page-faulting took as much CPU as the
+    arithmetic, and was most of marion2023's system time at paper scale. One workspace per run, reused every epoch,
+    allocates them once.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """The buffer ``name`` with ``shape``, dtype and device of ``like`` (allocated on first use or change)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = torch.empty(shape, dtype=like.dtype, device=like.device)
+            self._buffers[name] = buf
+        return buf
+
+
 def criterion_and_grad(model: str, a: torch.Tensor, u: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                       eta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                       eta: float, work: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The official criterion C = ‖ŷ − y‖₂/n per member and its exact gradients, by hand (no autograd).
 
     With r = ŷ − y and g = ∂C/∂ŷ = r/(n‖r‖):
@@ -83,17 +106,20 @@ def criterion_and_grad(model: str, a: torch.Tensor, u: torch.Tensor, x: torch.Te
     Args:
         a, u: (R, J, d) for ``additive``, (R, J) for ``relu``.
         x: (n, d); y: (n,).
+        work: buffers reused across calls (:class:`Workspace`); a fresh one per call when None.
 
     Returns:
         (C (R,), ∂C/∂a, ∂C/∂u) — the gradients shaped like a and u; a member with r = 0 gets gradient 0.
     """
     n = x.shape[0]
     if model == "additive":
-        # Three (R, n, J, d) buffers, updated in place: fresh large tensors are page-faulted in on every epoch,
-        # which cost more system time than the arithmetic itself on the 2-core machine.
-        c = (x[None, :, None, :] - u[:, None, :, :]).div_(eta).clamp_(-0.5, 0.5)  # clamped z_{ijk}
-        w = c.abs()
-        phi = torch.mul(c, c).mul_(4.0).sub_(w, alpha=6.0).add_(3.0).mul_(c).add_(0.5)  # σ(z), cubic_step_poly
+        work = Workspace() if work is None else work
+        shape = (u.shape[0], n) + tuple(u.shape[1:])
+        c, phi, dphi = (work.get(name, shape, u) for name in ("c", "phi", "dphi"))
+        # Everything of size (R, n, J, d) is written into the workspace's three buffers, in place.
+        torch.sub(x[None, :, None, :], u[:, None, :, :], out=c).div_(eta).clamp_(-0.5, 0.5)  # clamped z_{ijk}
+        w = torch.abs(c, out=dphi)  # |c|, turned into σ′ below
+        torch.mul(c, c, out=phi).mul_(4.0).sub_(w, alpha=6.0).add_(3.0).mul_(c).add_(0.5)  # σ(z), cubic_step_poly
         dphi = w.neg_().add_(0.5).square_().mul_(12.0)  # σ′(z) = 12(½ − |c|)², cubic_step_poly_d1
         resid = torch.einsum("rjk,rnjk->rn", a, phi) - y
     else:
@@ -192,10 +218,11 @@ def _descend(model: str, a: torch.Tensor, u: torch.Tensor, x: torch.Tensor, y: t
     first = None
     t0 = time.perf_counter()
     view = (-1,) + (1,) * (a.dim() - 1)
+    work = Workspace()
     for epoch in range(epochs + 1):
         # The official code descends the criterion itself, ‖ŷ − y‖₂/n (not the mean squared error): its gradient
         # r/(n‖r‖) is what makes lr = 1.0 a sensible step. Two plain-SGD optimisers = two step sizes.
-        criterion, grad_a, grad_u = criterion_and_grad(model, a, u, x, y, eta)
+        criterion, grad_a, grad_u = criterion_and_grad(model, a, u, x, y, eta, work)
         if first is None:
             first = criterion.clone()
         alive &= torch.isfinite(criterion) & (criterion <= DIVERGENCE_FACTOR * first)
