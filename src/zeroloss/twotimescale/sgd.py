@@ -9,7 +9,8 @@ r = y − f(x) and the per-sample loss ℓ = (y − f(x))² (the official code's
 ``derivative="exact"`` (default) uses σ′; ``"box"`` uses the code's surrogate 1{|x − u_j| ≤ η/2}/η for σ′(·)/η.
 After p steps the slow time is τ = p·h·ε. The exact population risk (:func:`~zeroloss.twotimescale.risk.
 exact_risk`) is logged ``logs`` times, evenly spaced in steps. All members advance side by side in one compiled
-loop (``prange`` over members); member k draws from its own xoshiro256** stream seeded ``seed + k``.
+loop (``prange`` over members; a plain loop for one member, so that no thread pool spins beside it); member k draws
+from its own xoshiro256** stream seeded ``seed + k``.
 
 References:
     Marion & Berthier, NeurIPS 2023, §5 (experiments); official code github.com/PierreMarion23/two-timescale-nn
@@ -93,21 +94,32 @@ def _step(a, u, phi, x, y, h, heps, eta, box):
     a[0] += h * g
 
 
+@nb.njit(inline="always", cache=True)
+def _advance(ar, ur, s, phi, steps, h, heps, eta, noise, jumps, values, box):
+    """Advance one member ``steps`` steps with fresh samples from its stream ``s`` (in place)."""
+    for _ in range(steps):
+        x = next_uniform(s)
+        xi = noise * (2.0 * next_uniform(s) - 1.0)
+        y = _target_value(x, jumps, values) + xi
+        _step(ar, ur, phi, x, y, h, heps, eta, box)
+
+
 @nb.njit(parallel=True, cache=True)
 def _sgd_chunk(a, u, states, steps, h, eps, eta, noise, jumps, values, box):
-    """Advance every member ``steps`` steps with fresh samples from its own stream (in place)."""
+    """Advance every member ``steps`` steps, members in parallel (``prange``), each from its own stream."""
     R, m = u.shape
-    heps = h * eps
     for r in nb.prange(R):
-        phi = np.empty(m)
-        s = states[r]
-        ar = a[r]
-        ur = u[r]
-        for _ in range(steps):
-            x = next_uniform(s)
-            xi = noise * (2.0 * next_uniform(s) - 1.0)
-            y = _target_value(x, jumps, values) + xi
-            _step(ar, ur, phi, x, y, h, heps, eta, box)
+        _advance(a[r], u[r], states[r], np.empty(m), steps, h, h * eps, eta, noise, jumps, values, box)
+
+
+@nb.njit(cache=True)
+def _sgd_chunk_serial(a, u, states, steps, h, eps, eta, noise, jumps, values, box):
+    """:func:`_sgd_chunk` without the thread pool, for one member: a parallel region with one iteration leaves the
+    pool's other threads spinning, which costs a busy 2-core machine CPU for nothing. Same results (each member only
+    reads its own stream)."""
+    R, m = u.shape
+    for r in range(R):
+        _advance(a[r], u[r], states[r], np.empty(m), steps, h, h * eps, eta, noise, jumps, values, box)
 
 
 @nb.njit(cache=True)
@@ -223,9 +235,10 @@ def online_sgd(target, eps: float, h: float, steps: int, neurons: int = 20, eta:
     from tqdm import tqdm
 
     bar = tqdm(total=steps, disable=None if progress else True, unit="step", unit_scale=True, leave=False)
+    chunk = _sgd_chunk if u.shape[0] > 1 and nb.get_num_threads() > 1 else _sgd_chunk_serial
     for start, stop in zip(schedule[:-1], schedule[1:], strict=True):
-        _sgd_chunk(a, u, states, int(stop - start), float(h), float(eps), float(eta), float(noise),
-                   target.jumps, target.values, box)
+        chunk(a, u, states, int(stop - start), float(h), float(eps), float(eta), float(noise), target.jumps,
+              target.values, box)
         with np.errstate(all="ignore"):
             risks.append(exact_risk(a, u, eta, target) if np.all(np.isfinite(a)) and np.all(np.isfinite(u))
                          else _risk_or_nan(a, u, eta, target))
