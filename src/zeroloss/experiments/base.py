@@ -164,6 +164,9 @@ class Experiment:
             :func:`zeroloss.load`): one row per (run, step, metric) plus the spec and summary columns.
         claims: ``(df) -> list[Claim]``.
         batch_key: which specs may run together (default :func:`default_batch_key`).
+        estimate_seconds: optional cost model, ``spec -> seconds`` one run takes on the machine it was calibrated
+            on (amortised over its batch when runs train together); ``zeroloss reproduce --dry-run`` sums it over
+            the runs still to do. Its constants are measured timings, stored beside the experiment.
     """
 
     name: str
@@ -174,6 +177,7 @@ class Experiment:
     plot: Callable[[pd.DataFrame], dict[str, Any]]
     claims: Callable[[pd.DataFrame], list[Claim]]
     batch_key: Callable[[Spec], str] = field(default=default_batch_key)
+    estimate_seconds: Callable[[Spec], float] | None = None
 
 
 #: name → Experiment. Paper modules add themselves with :func:`register`.
