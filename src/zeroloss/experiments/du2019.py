@@ -91,8 +91,8 @@ register(Experiment(
                 "labels, full-batch GD with η = 1/λ_max(G(0)) for twice the kernel's horizon, over widths and seeds: "
                 "each run against the kernel prediction of its own G(0); λ_min(G(k)) at every step.",
     specs={"tiny": kernel_specs([64, 128, 256, 512], 8, n=8, d=16),
-           "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=16, d=32),
-           "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192, 16384], 8, n=64, d=128)},
+           "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=8, d=16),
+           "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192], 8, n=32, d=64)},
     run_batch=run_batch, plot=kernel_plot, claims=kernel_claims,
 ))
 
@@ -122,9 +122,9 @@ register(Experiment(
                 "labels, η = 1/λ_max(G(0))), each run until its kernel predicts L ≤ 10⁻⁴·L(0): the width from "
                 "which the loss curve stays within τ of its kernel prediction.",
     specs={"tiny": depth_specs([2, 3, 4], [8, 16, 32, 64, 128, 256], 3, n=8, d=16),
-           "medium": depth_specs([2, 3, 4, 5, 6], [8, 16, 32, 64, 128, 256, 512, 1024], 4, n=8, d=16),
-           "paper": depth_specs([2, 3, 4, 5, 6, 7, 8], [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 8,
-                                n=16, d=32, max_steps=1_000_000)},
+           "medium": depth_specs([2, 3, 4, 5], [8, 16, 32, 64, 128, 256, 512], 4, n=8, d=16),
+           "paper": depth_specs([2, 3, 4, 5, 6], [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 8,
+                                n=8, d=16, max_steps=1_000_000)},
     run_batch=run_batch, plot=depth_plot, claims=depth_claims,
 ))
 
@@ -151,7 +151,7 @@ register(Experiment(
                 "Frobenius norm with random ±1 labels, full-batch GD with η = 1/λ_max(G(0)) for twice its "
                 "kernel's horizon.",
     specs={"tiny": conv_specs(32, 3, n=12, channels=2, positions=8),
-           "medium": conv_specs(64, 5, n=16, channels=3, positions=8),
+           "medium": conv_specs(64, 5, n=12, channels=2, positions=8),
            "paper": conv_specs(256, 8, n=32, channels=3, positions=16)},
     run_batch=run_batch, plot=conv_plot, claims=conv_claims,
 ))
