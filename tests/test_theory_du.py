@@ -88,7 +88,7 @@ def test_compare_contraction_stops_at_the_round_off_floor():
 
 
 def test_wide_fc_net_contracts_at_least_as_fast_as_du_bound():
-    """Linear rate (MATH §1.5): L(k+1) ≤ (1 − ηλ₀/2) L(k) for a wide net and a small step.
+    """Linear rate (docs/theory.md §1.5): L(k+1) ≤ (1 − ηλ₀/2) L(k) for a wide net and a small step.
 
     Width 512 and η = 0.5/λ_max(G(0)) (a quarter of the largest stable step 2/λ_max): Du et al.'s theorem
     needs λ_min(G(k)) ≥ λ₀/2 along the run and η small enough for the second-order term, both satisfied here

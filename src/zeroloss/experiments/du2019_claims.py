@@ -41,8 +41,10 @@ SLOPE_PRECISION = 0.25
 DEPTH_MARGIN_STEPS = 2
 
 CONTRACTION_SOURCE = Provenance(
-    "theorem", "Du et al. 2019, proofs of Thms 5.1/6.1/7.1: ‖y − u(k+1)‖² ≤ (1 − ηλ_min(G(k))/2)‖y − u(k)‖² "
-               "once m is large and η small (docs/theory.md §1.5); no tolerance: an inequality checked in float64")
+    "theorem", "Du et al. 2019, the one-step inequality of the proofs of Thms 5.1/6.1/7.1, ‖y − u(k+1)‖² ≤ "
+               "(1 − ηλ_min/2)‖y − u(k)‖² for m large and η small, here with λ_min of the step's full Gram G(k) "
+               "(the paper's remark: counting every layer's Gram only improves the rate; docs/theory.md §1.3, §1.5); "
+               "no tolerance: an inequality checked in float64")
 TRACK_SOURCE = Provenance(
     "lab", f"τ = {TRACK_TOL:g}: the kernel prediction describes a run when the residual norm stays within "
            "5 % of ‖r(0)‖ of it at every step of the kernel's window — a round one-in-twenty agreement, far below "
@@ -52,10 +54,11 @@ FIT_SOURCE = Provenance(
            "reaches the same fraction): Du et al.'s theorems say arbitrary labels are fitted at the kernel's "
            "linear rate; the factor 2 leaves room for a finite-width net that trails its kernel")
 SLOPE_SOURCE = Provenance(
-    "theorem", "Du et al. 2019, Lemmas B.x/C.x: ‖W^(h)(k) − W^(h)(0)‖_F ≤ R′√m with R′ ∝ m^(−1/2), and the Gram "
-               "and the dynamics stay within O(R′) of their initial/kernel values (docs/theory.md §1.5): decay at "
-               f"least as fast as m^(−1/2); tolerance: the fit's {SLOPE_CONFIDENCE:.0%} t-interval, a verdict only "
-               f"when its half-width is ≤ {SLOPE_PRECISION} (else m^(−1/2) and m^(−1/4) are not told apart)")
+    "theorem", "Du et al. 2019, the perturbation analysis behind Thms 5.1/6.1/7.1: every layer moves "
+               "‖W^(h)(k) − W^(h)(0)‖_F ≤ √m·R′ with R′ ∝ m^(−1/2), and the Gram matrix, hence the dynamics, stay "
+               "within O(R′) of their initial values (docs/theory.md §1.5): decay at least as fast as m^(−1/2); "
+               f"tolerance: the fit's {SLOPE_CONFIDENCE:.0%} t-interval, a verdict only when its half-width is "
+               f"≤ {SLOPE_PRECISION} (else m^(−1/2) and m^(−1/4) are not told apart)")
 DEPTH_SOURCE = Provenance(
     "theorem", "Du et al. 2019, Thm 5.1 (FC: m = Ω(2^{O(H)}·poly(n, 1/λ₀))) vs Thm 6.1 (ResNet: polynomial, no "
                f"exponential depth factor); τ = {TRACK_TOL:g} as the tracking claim; margin {DEPTH_MARGIN_STEPS} "

@@ -69,7 +69,7 @@ def _positive(value: float, field: str) -> float:
 
 
 def contraction_bound(lr: float, lambda0: float) -> float:
-    """Du et al.'s per-step loss contraction factor 1 − η λ₀ / 2 (MATH §1.5).
+    """Du et al.'s per-step loss contraction factor 1 − η λ₀ / 2 (docs/theory.md §1.5).
 
     Args:
         lr: step size η > 0.
@@ -84,7 +84,7 @@ def contraction_bound(lr: float, lambda0: float) -> float:
 def largest_stable_step(G: torch.Tensor) -> float | torch.Tensor:
     """2 / λ_max(G) for a finite net's Gram matrix G (float64 spectrum).
 
-    For the linearised dynamics r(k+1) = (I − ηG) r(k) of the residual r = u − y (MATH §1.3) every
+    For the linearised dynamics r(k+1) = (I − ηG) r(k) of the residual r = u − y (docs/theory.md §1.3) every
     eigendirection contracts iff |1 − ηλ| < 1 for all eigenvalues λ, i.e. η < 2/λ_max(G).
 
     Args:
@@ -124,7 +124,7 @@ def _depth_factor(net: str, depth: int, depth_base: float | None, poly_p: float 
 
 def width_scaling(net: str, n: int, depth: int, lambda0: float, delta: float, *, constant: float,
                   depth_base: float | None = None, poly_p: float | None = None) -> float:
-    """The width m = Ω(…) of Du et al.'s theorems (MATH §1.5), with the unknown constants as arguments.
+    """The width m = Ω(…) of Du et al.'s theorems (docs/theory.md §1.5), with the unknown constants as arguments.
 
     FC:          constant · depth_base^H · max{n⁴/λ⁴, n/δ, n² log(Hn/δ)/λ²}
     ResNet:      constant · max{n⁴/(λ⁴H⁶), n²/(λ²H²), n/δ, n² log(Hn/δ)/λ²}
@@ -159,7 +159,7 @@ def width_scaling(net: str, n: int, depth: int, lambda0: float, delta: float, *,
 
 def step_scaling(net: str, n: int, depth: int, lambda0: float, *, constant: float,
                  depth_base: float | None = None, poly_p: float | None = None) -> float:
-    """The step η = O(…) of Du et al.'s theorems (MATH §1.5), with the unknown constants as arguments.
+    """The step η = O(…) of Du et al.'s theorems (docs/theory.md §1.5), with the unknown constants as arguments.
 
     FC: constant · λ / (n² depth_base^H);  ResNet: constant · λH²/n²;  Conv-ResNet: constant · λH²/(n² poly_p).
 
