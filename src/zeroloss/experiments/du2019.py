@@ -158,17 +158,20 @@ register(Experiment(
 
 
 def estimate_seconds(spec: Spec) -> float:
-    """Rough CPU seconds of one run (for ``reproduce --dry-run``): flops of its GD steps at 5 GFLOP/s.
+    """Rough single-thread CPU seconds of one run (for ``reproduce --dry-run``), from its flops at 12 GFLOP/s.
 
-    The horizon is unknown before G(0) is computed; it is taken as 300 steps × 4^(H−2) for FC (the kernel's
-    condition number grows about 2.7× per layer here) and 300 for the ResNets, × ``run_factor``, and a step costs
-    about 6·n·(Σ fan-in × fan-out) flops (three matmuls per map), twice that when the Gram is probed every step.
+    The horizon is known only once G(0) is computed; it is taken from the tiny runs: about 400 · 3^(H−2) steps for
+    FC (its kernel's condition number grows about 3× per layer), 250 for the ResNet, 1500 for the conv-ResNet,
+    × ``run_factor``. A step costs about 6·n·Σ(fan-in × fan-out) flops (three matmuls per map), twice that when the
+    Gram is probed every step. Calibrated on the tiny scale (measured under load, within a factor 2); on a GPU
+    the runs are much faster for large widths and launch-bound for small ones.
     """
     m, H, n = spec["width"], spec["depth"], spec["n"]
     if spec["net"] == "conv-resnet":
         fan = spec["positions"] * (3 * spec["channels"] * m + (H - 1) * 3 * m * m + m)
+        horizon = 1500.0
     else:
         fan = spec["d"] * m + (H - 1) * m * m + m
-    steps = 300.0 * (4.0 ** (H - 2) if spec["net"] == "fc" else 1.0) * float(spec_value(spec, "run_factor"))
+        horizon = 400.0 * 3.0 ** (H - 2) if spec["net"] == "fc" else 250.0
     per_step = 6.0 * n * fan * (2.0 if "lambda_min" in spec_value(spec, "probes") else 1.0)
-    return steps * per_step / 5e9
+    return horizon * float(spec_value(spec, "run_factor")) * per_step / 12e9
