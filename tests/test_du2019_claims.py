@@ -110,6 +110,12 @@ def test_slope_claim_needs_three_widths_and_a_tight_interval():
     noisy = _tidy(_kernel_rows(**PRESENT, seed_noise=1.5))
     claim = slope_claim("x", "FC", noisy[noisy["net"] == "fc"], "movement_max", "movement")
     assert claim.verdict == INCONCLUSIVE and "half-width" in claim.reason
+    # a wide interval entirely below −½ decides: the quantity falls faster than m^(−1/2) whatever the slope is
+    steep = _tidy(_kernel_rows(deviation=PRESENT["deviation"], movement=lambda m: 50 * m**-1.5,
+                               drift=PRESENT["drift"], seed_noise=0.6))
+    claim = slope_claim("x", "FC", steep[steep["net"] == "fc"], "movement_max", "movement")
+    half = float(claim.measured.split(" ± ")[1])
+    assert claim.verdict == PASS and half > 0.25, claim.measured
     # m^(−0.3) with little noise: decided FAIL (falls, but more slowly than m^(−1/2))
     slow = _tidy(_kernel_rows(deviation=PRESENT["deviation"], movement=lambda m: m**-0.3, drift=PRESENT["drift"]))
     assert slope_claim("x", "FC", slow[slow["net"] == "fc"], "movement_max", "movement").verdict == FAIL
