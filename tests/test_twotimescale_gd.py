@@ -56,3 +56,19 @@ def test_two_timescale_gd_beats_the_standard_regime_on_the_2d_target():
 def test_relu_model_is_univariate():
     with pytest.raises(ZerolossInputError, match="d: the ReLU model is univariate"):
         two_optimizer_gd("relu", d=2, n=10, lr_a=1.0, lr_u=0.01, epochs=1)
+
+
+def test_a_reused_workspace_gives_the_fresh_allocation_result():
+    """The buffers of a Workspace carry nothing from one call to the next: every entry is overwritten."""
+    from zeroloss.twotimescale.gd import Workspace
+
+    x_np, y_np = make_data("additive", 3, 300, seed=1)
+    x, y = torch.tensor(x_np), torch.tensor(y_np)
+    rng = np.random.default_rng(4)
+    work = Workspace()
+    for _ in range(2):  # a second call with other parameters reuses the first call's buffers
+        a, u = torch.tensor(3 * rng.random((2, 5, 3))), torch.tensor(rng.random((2, 5, 3)))
+        reused = criterion_and_grad("additive", a, u, x, y, 0.05, work)
+        fresh = criterion_and_grad("additive", a, u, x, y, 0.05)
+        for r, f in zip(reused, fresh, strict=True):
+            torch.testing.assert_close(r, f, rtol=0, atol=0)

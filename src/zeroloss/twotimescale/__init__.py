@@ -4,7 +4,8 @@
 - :mod:`model`: f(x) = a₀ + Σ a_j σ((x − u_j)/η) with the cubic smoothed step; u₀ draws; neurons per piece.
 - :mod:`risk`: the exact population risk ∫₀¹(f − f*)², its gradient, and a*(u) (cell-wise Gauss–Legendre).
 - :mod:`sgd`: online SGD with label noise, numba-compiled, repeats side by side.
-- :mod:`limit`: the ε → 0 limit, general (least squares + ODE) and sharp-step (closed form with snapping).
+- :mod:`limit`: the ε → 0 limit, general (least squares + ODE) and sharp-step (closed form with snapping); the
+  closing time, the horizon built from it and the O(η) floor Σ Δf² η/28.
 - :mod:`gd`: full-batch GD with two optimisers (the appendix's additive and ReLU models).
 
 Example:
@@ -18,13 +19,17 @@ from zeroloss.twotimescale.gd import GDRunTT, two_optimizer_gd
 from zeroloss.twotimescale.limit import (
     LimitRun,
     check_validity,
+    euler_steps,
+    floor_risk,
     general_limit,
+    latest_closing_time,
+    limit_horizon,
     sharp_closing_time,
     sharp_limit,
     sharp_risk,
 )
 from zeroloss.twotimescale.model import forward, init_positions, neurons_per_piece
-from zeroloss.twotimescale.risk import exact_risk, optimal_outer, risk_and_grad
+from zeroloss.twotimescale.risk import exact_risk, label_noise_excess, optimal_outer, risk_and_grad
 from zeroloss.twotimescale.targets import PiecewiseConstant, relu_teacher, sum_of_steps, target_preset
 
 #: Names served by the numba module :mod:`~zeroloss.twotimescale.sgd`, imported on first use so that
@@ -45,10 +50,15 @@ __all__ = [
     "PiecewiseConstant",
     "SGDRun",
     "check_validity",
+    "euler_steps",
     "exact_risk",
+    "floor_risk",
     "forward",
     "general_limit",
     "init_positions",
+    "label_noise_excess",
+    "latest_closing_time",
+    "limit_horizon",
     "neurons_per_piece",
     "online_sgd",
     "optimal_outer",
