@@ -3,20 +3,24 @@
 Layout of ``out``: one sweep directory per experiment (``out/<experiment>/runs/<id>/...``), ``reproduce.json``
 (paper, scale, experiments, command), ``claims.json`` and ``report.html`` (see :mod:`zeroloss.report`).
 
+Scales are per experiment (the keys of its ``specs``): a scale is accepted when at least one of the paper's
+experiments defines it, and the experiments that do not are skipped with a note (``--scale medium`` exists for
+du2019 only). :func:`zeroloss.sweep.dry_run.dry_run` lists what a call would run, with an estimated time.
+
 Example:
     >>> from zeroloss.sweep.reproduce import SCALES
     >>> SCALES
-    ('tiny', 'paper')
+    ('tiny', 'medium', 'paper')
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import ZerolossInputError
 from zeroloss.experiments.registry import experiments_for_paper
 from zeroloss.store import _atomic_write, python_command, sweep_lock
 from zeroloss.sweep.executors import make_executor
@@ -26,15 +30,17 @@ if TYPE_CHECKING:  # zeroloss.experiments (every paper module) and the report im
     from zeroloss.experiments.base import Experiment
     from zeroloss.report import Report
 
-SCALES = ("tiny", "paper")
+#: The conventional scale names, smallest first (for listings); an experiment may define any subset, or others.
+SCALES = ("tiny", "medium", "paper")
 
 
 @dataclass
 class ReproduceResult:
-    """The sweeps run and the report written."""
+    """The sweeps run and the report written; ``skipped`` names the experiments without the asked scale."""
 
     sweeps: list[SweepResult]
     report: Report
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
@@ -44,15 +50,32 @@ class ReproduceResult:
         return errs + self.report.errors
 
 
-def plan(paper: str, scale: str) -> list[Experiment]:
-    """The experiments to run, checked before anything is written."""
-    choice(scale, "--scale", SCALES)
+def scales_of(experiments: list[Experiment]) -> list[str]:
+    """The scales any of ``experiments`` defines, conventional ones (:data:`SCALES`) first, in their order."""
+    names = {scale for e in experiments for scale, specs in e.specs.items() if specs}
+    return [s for s in SCALES if s in names] + sorted(names - set(SCALES))
+
+
+def plan(paper: str, scale: str) -> tuple[list[Experiment], list[Experiment]]:
+    """(experiments to run at ``scale``, experiments of the paper without it), checked before anything is written.
+
+    Raises:
+        ZerolossInputError: unknown paper, or no experiment of the paper defines ``scale`` (the message lists the
+            scales that exist).
+    """
     experiments = experiments_for_paper(paper)
-    for e in experiments:
-        if not e.specs.get(scale):
-            raise ZerolossInputError(f"--scale: experiment {e.name} has no {scale!r} runs "
-                                     f"(it has: {', '.join(sorted(e.specs))})")
-    return experiments
+    chosen = [e for e in experiments if e.specs.get(scale)]
+    if not chosen:
+        whose = "the registered experiments" if paper == "all" else f"{paper}'s experiments"
+        raise ZerolossInputError(f"--scale: one of {', '.join(scales_of(experiments))} (the scales {whose} "
+                                 f"define), got {scale!r}")
+    return chosen, [e for e in experiments if not e.specs.get(scale)]
+
+
+def skip_note(experiment: Experiment, scale: str) -> str:
+    """One line saying that ``experiment`` is skipped at ``scale`` and which scales it has."""
+    return (f"{experiment.name} has no {scale!r} scale (it has: {', '.join(scales_of([experiment]))}): "
+            "skipped")
 
 
 def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-results", executor: str = "local",
@@ -62,7 +85,8 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
 
     Args:
         paper: ``du2019``, ``chatterjee2022``, ``marion2023`` or ``all``.
-        scale: ``tiny`` (CI, minutes on a laptop CPU) or ``paper`` (one GPU).
+        scale: ``tiny`` (CI, minutes on a laptop CPU), ``medium`` or ``paper`` — any scale one of the paper's
+            experiments defines; the others are skipped (``result.skipped``).
         out: results directory; re-running into it resumes (finished runs are skipped).
         executor: ``local``, ``process`` or ``ray``; ``workers`` and ``address`` as in
             :func:`zeroloss.sweep.run_sweep`.
@@ -78,7 +102,7 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
     """
     from zeroloss.report import REPRODUCE_MANIFEST, write_report
 
-    experiments = plan(paper, scale)
+    experiments, skipped = plan(paper, scale)
     device = resolve_device(device)
     out = Path(out)
     command = python_command()
@@ -91,4 +115,4 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
         meta = {"paper": paper, "scale": scale, "experiments": [e.name for e in experiments], "command": command}
         _atomic_write(out / REPRODUCE_MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
         report = write_report(out, [e.name for e in experiments])
-    return ReproduceResult(sweeps, report)
+    return ReproduceResult(sweeps, report, [skip_note(e, scale) for e in skipped])
