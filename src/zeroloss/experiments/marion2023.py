@@ -111,15 +111,16 @@ def run_sgd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
     for spec in specs:
         target = target_preset(spec["target"])
         u0 = init_positions(spec["neurons"], 1, spec["seed"], valid_for=target)
+        noise = spec.get("noise", 1.0)  # label noise ξ ∼ U[−noise, noise]; the paper's 1 unless the spec says
         run = online_sgd(target, eps=spec["eps"], h=spec["h"], steps=_sgd_steps(spec), eta=spec["eta"],
-                         seed=spec["seed"], u0=u0, logs=spec.get("logs", 100),
+                         seed=spec["seed"], u0=u0, logs=spec.get("logs", 100), noise=noise,
                          derivative=spec.get("derivative", "exact"))
         risk = run.risk[:, 0]
         final_u = run.u[-1]
         finite = bool(np.all(np.isfinite(risk)) and np.all(np.isfinite(final_u)))
         summary = {"final_risk": float(risk[-1]), "plateau_risk": window_mean(run.tau, risk, PLATEAU_WINDOW),
                    "mid_risk": window_mean(run.tau, risk, MID_WINDOW), "diverged": not finite,
-                   "noise_excess": float(label_noise_excess(final_u, spec["eta"], spec["h"], 1.0, target)[0])
+                   "noise_excess": float(label_noise_excess(final_u, spec["eta"], spec["h"], noise, target)[0])
                    if finite else float("nan"),
                    "closing_time": float(latest_closing_time(u0, target)[0]),
                    "steps_done": run.steps, "seconds": run.seconds}
