@@ -40,8 +40,6 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -126,41 +124,27 @@ def build_net(spec: Spec, X: torch.Tensor, y: torch.Tensor, device: torch.device
     return net, info
 
 
-@contextmanager
-def _single_thread_on_cpu(device: torch.device) -> Iterator[None]:
-    """One intra-op thread while a CPU batch runs, restored after. These tensors are tiny (n ≤ 64, widths ≤ 64):
-    threading adds only synchronisation, which on a busy 2-core machine made one batch 33× slower (1.5 s with one
-    thread vs 50 s with two, same batch, measured back to back)."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def batch_key(spec: Spec) -> str:
     """Runs of one architecture and data set (every init and seed) train as one ensemble."""
-    return json.dumps({k: v for k, v in spec.items() if k not in ("seed", "init")}, sort_keys=True, default=str)
+    per_run = ("seed", "init", "certified_step_run")
+    return json.dumps({k: v for k, v in spec.items() if k not in per_run}, sort_keys=True, default=str)
 
 
 def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[RunOutput]:
-    """Runs of one architecture and data set: every init and seed, each on its own relative step grid."""
+    """Runs of one architecture and data set: every init and seed, each on its own relative step grid.
+
+    The intra-op thread count is the sweep runner's (one per batch by default: these tensors are tiny, and on a
+    shared 2-core machine two threads made one batch 33× slower, 1.5 s vs 50 s measured back to back)."""
     dev = resolve_device(device)
-    with _single_thread_on_cpu(dev):
-        first = specs[0]
-        X, y = experiment_data(first["data"], first["centred"], first["n"], first["d"], first["data_seed"])
-        X, y = X.to(dev), y.to(dev)
-        built = [build_net(spec, X, y, dev) for spec in specs]
-        found = best_steps([net for net, _ in built], X, y, list(first["fractions"]), first["budget"],
-                           first["target"])
-        lam_min_xx, lam_max_xx, _ = input_spectrum(X)
-        data_facts = {"lambda_min_xx": lam_min_xx, "kappa_xx": lam_max_xx / lam_min_xx}
-        return [_output(spec, net, info, res, X, y, data_facts)
-                for spec, (net, info), res in zip(specs, built, found, strict=True)]
+    first = specs[0]
+    X, y = experiment_data(first["data"], first["centred"], first["n"], first["d"], first["data_seed"])
+    X, y = X.to(dev), y.to(dev)
+    built = [build_net(spec, X, y, dev) for spec in specs]
+    found = best_steps([net for net, _ in built], X, y, list(first["fractions"]), first["budget"], first["target"])
+    lam_min_xx, lam_max_xx, _ = input_spectrum(X)
+    data_facts = {"lambda_min_xx": lam_min_xx, "kappa_xx": lam_max_xx / lam_min_xx}
+    return [_output(spec, net, info, res, X, y, data_facts)
+            for spec, (net, info), res in zip(specs, built, found, strict=True)]
 
 
 def thin_curve(curve: np.ndarray, points: int = CURVE_POINTS) -> list[tuple[int, float]]:
@@ -193,7 +177,7 @@ def _output(spec: Spec, net: FeedForward, info: dict, res: BestStep, X, y, data_
         summary.update({f"cert_{k}": v for k, v in cert.to_dict().items()
                         if k in ("certified", "alpha_lower_bound", "alpha_estimate", "alpha_at_w0", "beta_estimate",
                                  "step_size", "lr", "rho", "reason")})
-        if cert.lr is not None:
+        if cert.lr is not None and spec["certified_step_run"]:
             crun, check = run_certified_gd(net, X, y, cert, spec["certify_budget"], spec["target"])
             rows += [(k, "F_relative_certified_step", v)
                      for k, v in thin_curve(crun.losses[:, 0] / crun.losses[0, 0])]
@@ -233,8 +217,10 @@ def run_certified_gd(net: FeedForward, X: torch.Tensor, y: torch.Tensor, cert: C
 
 
 def make_specs(data: list[tuple[str, bool]], widths: list[int], depths: list[int], depth_width: int, n: int,
-               seeds: int, budget: int, certify_budget: int, samples: int, descent: int) -> list[Spec]:
-    """Runs: for each data variant and network, widths at depth 2 and depths at ``depth_width``, every init, seeds."""
+               seeds: int, budget: int, certify_budget: int, samples: int, descent: int,
+               certified_seeds: int) -> list[Spec]:
+    """Runs: for each data variant and network, widths at depth 2 and depths at ``depth_width``, every init, seeds.
+    Every positive run is certified; the first ``certified_seeds`` seeds also re-run at the certified step."""
     shapes = [[w, w] for w in widths] + [[depth_width] * L for L in depths if L != 2 or depth_width not in widths]
     specs = []
     for name, centred in data:
@@ -247,12 +233,55 @@ def make_specs(data: list[tuple[str, bool]], widths: list[int], depths: list[int
                             "activation": "tanh", "hidden_bias": hidden_bias, "init": init, "seed": seed,
                             "radius_fraction": 0.5, "fractions": FRACTIONS, "budget": budget, "target": 1e-6,
                             "certify_budget": certify_budget, "alpha_samples": samples, "descent_starts": 2,
-                            "descent_steps": descent,
+                            "descent_steps": descent, "certified_step_run": seed < certified_seeds,
                         })
     return specs
 
 
 ALL_DATA = [("gaussian", True), ("gaussian", False), ("digits", True), ("digits", False)]
+
+# ------------------------------------------------------------------------------------------ cost model
+#: Best-step counts at depth 2, n = 16, measured at the paper scale's settings (median over inits and seeds):
+#: (data, centred, hidden_bias) → (positive, baselines). The positive init's count grows with depth when the net has
+#: hidden biases (×2.5–3 from depth 2 to 6: :data:`POSITIVE_DEPTH_GROWTH` per layer) and does not without them.
+STEPS_GUESS = {
+    ("gaussian", True, True): (346, 130), ("gaussian", True, False): (19, 40),
+    ("gaussian", False, True): (930, 390), ("gaussian", False, False): (190, 160),
+    ("digits", True, True): (850, 400), ("digits", True, False): (106, 160),
+    ("digits", False, True): (6400, 3900), ("digits", False, False): (1730, 1450),
+}
+POSITIVE_DEPTH_GROWTH = 0.4
+#: CPU seconds, one thread, timed on the shared 2-core development machine under load (so ± 50 %; a quiet machine is
+#: faster): a member-step costs a part per layer plus a part per flop (6·n·Σ fan_in·fan_out); a run keeps about
+#: ALIVE grid members until its best step (the larger steps diverge early); a certificate (α sampling and descent,
+#: β Lanczos) costs about ``certify``; a certified-step run (one member, distance probed every step) ``probe_step``
+#: per step, for about 1.4× the best count (its step is about 1/β ≈ half the stability limit, the best one 1/√2).
+COSTS = {"member_layer_step": 4e-6, "flop": 7.3e-11, "certify": 0.5, "probe_step": 3.5e-4}
+ALIVE = 12
+
+
+def estimate_seconds(spec: Spec) -> float:
+    """Seconds one run of ``spec`` takes on the calibration machine (see :data:`COSTS`, :data:`STEPS_GUESS`).
+
+    Example:
+        >>> spec = EXPERIMENT.specs["paper"][0]
+        >>> 0.1 < estimate_seconds(spec) < 60
+        True
+    """
+    widths = list(spec["widths"])
+    fans = [spec["d"], *widths, 1]
+    flops = 6.0 * spec["n"] * sum(a * b for a, b in zip(fans[:-1], fans[1:], strict=True))
+    member_step = COSTS["member_layer_step"] * (len(widths) + 1) + COSTS["flop"] * flops
+    positive, baseline = STEPS_GUESS.get((spec["data"], spec["centred"], spec["hidden_bias"]), (1000, 1000))
+    scale = spec["n"] / 16.0  # κ(XXᵀ), hence the counts, grow with n (a rough guess beyond the measured n = 16)
+    if spec["init"] in POSITIVE:
+        growth = 1.0 + POSITIVE_DEPTH_GROWTH * (len(widths) - 2) if spec["hidden_bias"] else 1.0
+        steps = min(positive * growth * scale, spec["budget"])
+        seconds = steps * ALIVE * member_step + COSTS["certify"]
+        if spec["certified_step_run"]:
+            seconds += min(1.4 * steps, spec["certify_budget"]) * COSTS["probe_step"]
+        return seconds
+    return min(baseline * scale, spec["budget"]) * ALIVE * member_step
 
 EXPERIMENT = register(Experiment(
     name=NAME, paper=PAPER,
@@ -263,10 +292,10 @@ EXPERIMENT = register(Experiment(
                 "stability limit 2/λ_max(Θ(w₀)); steps to F ≤ 1e-6·F(w₀), censored runs reported as such; the "
                 "positive runs' certificates checked by a second run at the certified step.",
     specs={
-        "tiny": make_specs([("gaussian", True), ("digits", True)], widths=[4, 16], depths=[3], depth_width=8,
-                           n=16, seeds=2, budget=3000, certify_budget=3000, samples=8, descent=10),
-        "paper": make_specs(ALL_DATA, widths=[2, 4, 8, 16, 32, 64], depths=[2, 3, 4, 6], depth_width=16, n=32,
-                            seeds=3, budget=20000, certify_budget=20000, samples=32, descent=30),
+        "tiny": make_specs([("gaussian", True), ("digits", True)], widths=[4, 16], depths=[3], depth_width=16,
+                           n=16, seeds=2, budget=3000, certify_budget=6000, samples=8, descent=10, certified_seeds=2),
+        "paper": make_specs(ALL_DATA, widths=[2, 4, 8, 16, 32, 64], depths=[2, 3, 4, 6], depth_width=16, n=16,
+                            seeds=3, budget=20000, certify_budget=40000, samples=32, descent=30, certified_seeds=1),
     },
-    run_batch=run_batch, plot=plot, claims=claims, batch_key=batch_key,
+    run_batch=run_batch, plot=plot, claims=claims, batch_key=batch_key, estimate_seconds=estimate_seconds,
 ))

@@ -35,6 +35,9 @@ LABELS = {
 COLORS = {"positive": "C3", "positive_uniform": "C1", "kaiming": "C0", "xavier": "C2", "lecun": "C4",
           "torch_default": "C7"}
 MARKERS = {"positive": "o", "positive_uniform": "s", "kaiming": "D", "xavier": "v", "lecun": "P", "torch_default": "X"}
+#: The two positive laws often coincide: the uniform one is dashed so that both stay visible.
+STYLES = {"positive_uniform": "--"}
+KAPPA = r"$\kappa(XX^\top)$"
 #: The loss curves' lower limit, as a multiple of the target (the curves stop at the target: below is empty).
 FLOOR_BELOW_TARGET = 0.1
 
@@ -58,6 +61,8 @@ def _figure(nets: list[bool], data: list[tuple[str, bool]]):
 
 
 def _steps_panel(ax, sub: pd.DataFrame, x_of, xlabel: str) -> None:
+    from matplotlib.ticker import NullLocator
+
     budget = float(sub["budget"].max())
     for init, label in LABELS.items():
         rows = sub[sub["init"] == init]
@@ -75,13 +80,16 @@ def _steps_panel(ax, sub: pd.DataFrame, x_of, xlabel: str) -> None:
         xs, mids = np.array(xs, dtype=float), np.array(mids)
         err = np.array([mids - np.array(lows), np.array(highs) - mids])
         ax.errorbar(xs, mids, yerr=err, color=COLORS[init], marker=MARKERS[init], ms=4, lw=1.2, capsize=2,
-                    label=label)
+                    ls=STYLES.get(init, "-"), label=label)
         cen = np.array(cens, dtype=bool)
         if cen.any():
             ax.plot(xs[cen], mids[cen], linestyle="none", marker="^", ms=9, mfc="none", mec=COLORS[init])
     ax.axhline(budget, color="0.5", lw=0.8, ls=":")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    ticks = sorted(set(sub["widths"].map(x_of)))
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel)
 
 
@@ -95,7 +103,7 @@ def _steps_figure(runs: pd.DataFrame, x_of, xlabel: str, title: str):
             if not sub.empty:
                 _steps_panel(ax, sub, x_of, xlabel)
                 kappa = sub["kappa_xx"].iloc[0] if "kappa_xx" in sub else math.nan
-                ax.set_title(f"{data_label(name, centred)}, κ(XXᵀ) = {kappa:.3g}\nnet {net_label(bias)}", fontsize=8)
+                ax.set_title(f"{data_label(name, centred)}, {KAPPA} = {kappa:.3g}\nnet {net_label(bias)}", fontsize=8)
             if j == 0:
                 ax.set_ylabel("GD steps to F ≤ 1e-6·F(w₀)")
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -127,7 +135,7 @@ def _curves_figure(df: pd.DataFrame, runs: pd.DataFrame, widths: tuple[int, ...]
                 curve = curves[curves["run_id"] == first["run_id"].iloc[0]].sort_values("step")
                 if not curve.empty:
                     ax.plot(curve["step"], curve["value"].clip(lower=target * FLOOR_BELOW_TARGET), color=COLORS[init],
-                            lw=1.2, label=label)
+                            lw=1.2, ls=STYLES.get(init, "-"), label=label)
             ax.axhline(target, color="k", lw=0.8, ls="--", label="target")
             ax.set_yscale("log")
             ax.set_ylim(target * FLOOR_BELOW_TARGET, 10.0)
