@@ -287,10 +287,11 @@ EXPERIMENT = register(Experiment(
     name=NAME, paper=PAPER,
     description="Chatterjee's positive initialisation (certified output scale; hidden weights constant or uniform) "
                 "against Kaiming, Xavier, LeCun and PyTorch's default at the same width and depth, tanh, full-batch "
-                "GD on the squared loss, n ≤ d = 64 (Gaussian points and digits, centred and uncentred), with and "
-                "without hidden biases. Each initialisation at its best step of a grid placed relative to its own "
-                "stability limit 2/λ_max(Θ(w₀)); steps to F ≤ 1e-6·F(w₀), censored runs reported as such; the "
-                "positive runs' certificates checked by a second run at the certified step.",
+                "GD on the squared loss, n ≤ d = 64 (Gaussian points and digits, centred and uncentred), with "
+                "hidden biases (the network of the theorem, docs/theory.md §2.2) and without them (which one the "
+                "paper's experiment used is not known). Each initialisation at its best step of a grid placed "
+                "relative to its own stability limit 2/λ_max(Θ(w₀)); steps to F ≤ 1e-6·F(w₀), censored runs "
+                "reported as such; the positive runs' certificates checked by a second run at the certified step.",
     specs={
         "tiny": make_specs([("gaussian", True), ("digits", True)], widths=[4, 16], depths=[3], depth_width=16,
                            n=16, seeds=2, budget=3000, certify_budget=6000, samples=8, descent=10, certified_seeds=2),
