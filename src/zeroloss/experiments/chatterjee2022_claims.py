@@ -182,6 +182,14 @@ def data_label(data: str, centred: bool) -> str:
     return f"{data} ({'centred' if centred else 'uncentred'})"
 
 
+def _edges(runs: pd.DataFrame) -> str:
+    """A note on runs whose best step is the smallest or largest of the grid (a wider grid might do better)."""
+    if "best_at_grid_edge" not in runs:
+        return ""
+    edge = runs["best_at_grid_edge"].map(flag)
+    return f"; {int(edge.sum())} of {len(runs)} runs had their best step at an edge of the grid" if edge.any() else ""
+
+
 def acceleration_claims(runs: pd.DataFrame) -> list[Claim]:
     """Per (network, data): ≥ 2× fewer steps than the median baseline; per network: no more than the best."""
     table = comparisons(runs)
@@ -199,7 +207,9 @@ def acceleration_claims(runs: pd.DataFrame) -> list[Claim]:
                   "to F ≤ 1e-6·F(w₀) than the median baseline at the same width and depth",
             f"{decisions.count(YES)}/{len(decisions)} configurations", "> half (strict majority)", verdict,
             details=f"{_tally(sub, 'vs_median')}; {_median_ratio(sub['ratio_median'])} (positive/median baseline); "
-                    f"κ(XXᵀ) = {sub['kappa_xx'].iloc[0]:.3g}; each init at its best step",
+                    f"κ(XXᵀ) = {sub['kappa_xx'].iloc[0]:.3g}; each init at its best step"
+                    + _edges(runs[(runs["hidden_bias"] == bias) & (runs["data"] == data)
+                                  & (runs["centred"] == centred)]),
             provenance=SUBSTANTIAL_PROVENANCE, reason=reason))
     for bias, sub in sorted(table.groupby("hidden_bias"), key=lambda kv: not kv[0]):
         decisions = sub["vs_best"].tolist()
@@ -277,14 +287,16 @@ def _trajectory_claims(good: pd.DataFrame, theorem: str) -> list[Claim]:
         provenance=Provenance("theorem", theorem), reason=(empty if ran.empty else why) if verdict == INCONCLUSIVE
         else ""))
     if ran.empty:
-        margin, verdict = math.nan, INCONCLUSIVE
+        slowest, verdict = math.nan, INCONCLUSIVE
     else:
-        excess = ran["certified_run_worst_ratio"] - ran["certified_rate"]
-        margin = float(excess.max())
-        verdict = FAIL if (excess > 0).any() else (INCONCLUSIVE if censored or excess.isna().any() else PASS)
+        # worst F_{k+1}/F_k ≤ 1 − ηα_lb/2  ⇔  (1 − worst ratio)/(ηα_lb/2) ≥ 1: the slowest step's decrease in units of
+        # the certified one (read the same way whatever the rate's closeness to 1)
+        ratio = (1.0 - ran["certified_run_worst_ratio"]) / (1.0 - ran["certified_rate"])
+        slowest = float(ratio.min())
+        verdict = FAIL if (ratio < 1).any() else (INCONCLUSIVE if censored or ratio.isna().any() else PASS)
     out.append(Claim(
-        NAME, "…and contracts F by at least the certified rate: F_{k+1}/F_k ≤ 1 − ηα_lb/2 at every step", margin,
-        "max over runs of (worst F_{k+1}/F_k − (1 − ηα_lb/2)) ≤ 0", verdict,
+        NAME, "…and contracts F by at least the certified rate: F_{k+1}/F_k ≤ 1 − ηα_lb/2 at every step", slowest,
+        "min over runs of (1 − worst F_{k+1}/F_k)/(ηα_lb/2) ≥ 1", verdict,
         details="every step while F_k ≥ 1e-12·F(w₀), against the run's own certified rate; no tolerance; η uses the "
                 "β *estimate* (a lower estimate of sup‖∇²F‖), so a failure may also mean β was underestimated",
         provenance=Provenance("theorem", theorem), reason=(empty if ran.empty else why) if verdict == INCONCLUSIVE

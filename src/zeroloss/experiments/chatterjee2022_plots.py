@@ -60,7 +60,7 @@ def _figure(nets: list[bool], data: list[tuple[str, bool]]):
     return fig, axes
 
 
-def _steps_panel(ax, sub: pd.DataFrame, x_of, xlabel: str) -> None:
+def _steps_panel(ax, sub: pd.DataFrame, x_of, xlabel: str, log_x: bool) -> None:
     from matplotlib.ticker import NullLocator
 
     budget = float(sub["budget"].max())
@@ -85,7 +85,8 @@ def _steps_panel(ax, sub: pd.DataFrame, x_of, xlabel: str) -> None:
         if cen.any():
             ax.plot(xs[cen], mids[cen], linestyle="none", marker="^", ms=9, mfc="none", mec=COLORS[init])
     ax.axhline(budget, color="0.5", lw=0.8, ls=":")
-    ax.set_xscale("log", base=2)
+    if log_x:
+        ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ticks = sorted(set(sub["widths"].map(x_of)))
     ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -93,7 +94,7 @@ def _steps_panel(ax, sub: pd.DataFrame, x_of, xlabel: str) -> None:
     ax.set_xlabel(xlabel)
 
 
-def _steps_figure(runs: pd.DataFrame, x_of, xlabel: str, title: str):
+def _steps_figure(runs: pd.DataFrame, x_of, xlabel: str, title: str, log_x: bool = True):
     nets, data = _panels(runs)
     fig, axes = _figure(nets, data)
     for i, bias in enumerate(nets):
@@ -101,7 +102,7 @@ def _steps_figure(runs: pd.DataFrame, x_of, xlabel: str, title: str):
             ax = axes[i][j]
             sub = runs[(runs["hidden_bias"] == bias) & (runs["data"] == name) & (runs["centred"] == centred)]
             if not sub.empty:
-                _steps_panel(ax, sub, x_of, xlabel)
+                _steps_panel(ax, sub, x_of, xlabel, log_x)
                 kappa = sub["kappa_xx"].iloc[0] if "kappa_xx" in sub else math.nan
                 ax.set_title(f"{data_label(name, centred)}, {KAPPA} = {kappa:.3g}\nnet {net_label(bias)}", fontsize=8)
             if j == 0:
@@ -165,7 +166,7 @@ def plot(df: pd.DataFrame) -> dict[str, Any]:
         by_depth = runs[runs["widths"].map(lambda w: w[0] == width)]
         figures["steps to target vs depth"] = _steps_figure(
             by_depth, len, f"depth (hidden layers, width {width})", "steps to the target at each init's best step, "
-                                                                      "by depth")
+                                                                      "by depth", log_x=False)
     if "metric" in df.columns and (df["metric"] == "F_relative").any():
         widths = sorted(runs["widths"].unique(), key=lambda w: (len(w), w[0]))
         figures["loss curves"] = _curves_figure(df, runs, widths[len(widths) // 2] if widths else ())
