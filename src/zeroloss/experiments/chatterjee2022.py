@@ -62,9 +62,9 @@ PAPER = "chatterjee2022"
 NAME = "chatterjee2022.init_comparison"
 INITS = (*POSITIVE, *BASELINES)
 #: The step grid, as multiples of each run's own 2/λ_max(Θ(w₀)): ratio √2 from 1/64 to 4. Measured before fixing
-#: it: the baselines' best steps fell between 1/16 (torch_default with biases, whose bias directions make Θ stiff)
-#: and 2√2 (kaiming at depth 6) of the limit, the positive inits' at 1/√2; the edges leave a factor 4 below and √2
-#: above, and a run whose best is at an edge is flagged (``best_at_grid_edge``).
+#: it: the baselines' best steps fell between 1/32 (torch_default and xavier with biases, whose bias directions make
+#: Θ stiff) and 2√2 (kaiming at depth 6) of the limit, the positive inits' at 1/√2; the edges leave a factor 2 below
+#: and √2 above, and a run whose best is at an edge is flagged (``best_at_grid_edge``).
 FRACTIONS = [float(2.0 ** (k / 2)) for k in range(-12, 5)]
 #: Points of a loss curve kept in the metrics (evenly spaced steps, plus the first and the last).
 CURVE_POINTS = 200
@@ -99,17 +99,19 @@ def experiment_data(data: str, centred: bool, n: int, d: int = 64, seed: int = 0
 
 
 def hidden_range(init: str, widths: list[int]) -> tuple[float, float] | None:
-    """The positive inits' hidden-weight law: None for the constant 1/fan_in, else (lo, hi) of the uniform law."""
+    """The positive inits' hidden-weight law: None for the constant 1/fan_in of each layer, else (lo, hi) of the
+    uniform law U[½, 3⁄2]/fan with fan the largest hidden fan-in (every layer's, for the equal widths used here)."""
     if init == "positive":
         return None
-    fan = widths[0]
+    fan = max(widths[:-1])
     return (0.5 / fan, 1.5 / fan)
 
 
 def radius_of(spec: Spec) -> float:
-    """r = radius_fraction × the smallest hidden weight the positive law can draw (1/fan_in, or ½/fan_in)."""
-    smallest = min(1.0 / w for w in spec["widths"][:-1]) if len(spec["widths"]) > 1 else 1.0 / spec["widths"][0]
-    return spec["radius_fraction"] * smallest * (0.5 if spec["init"] == "positive_uniform" else 1.0)
+    """r = radius_fraction × the smallest hidden weight the positive law can draw (1/fan, or ½/fan, fan the largest
+    hidden fan-in)."""
+    fan = max(spec["widths"][:-1])
+    return spec["radius_fraction"] * (0.5 if spec["init"] == "positive_uniform" else 1.0) / fan
 
 
 def build_net(spec: Spec, X: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[FeedForward, dict]:
