@@ -47,6 +47,34 @@ def _spec(**kw: Any) -> Spec:
     return spec
 
 
+#: Effective single-thread float64 flop rate of a du2019 GD step on the calibration machine: the tiny scale's
+#: measured CPU seconds (2-core AMD EPYC, one intra-op thread, under load; `zeroloss reproduce du2019 --scale tiny`)
+#: divided by the flop counts below; the estimates were within a factor 2 of every experiment's measured time.
+CPU_FLOPS = 12e9
+#: Typical kernel horizons in steps (the step at which L̂ ≤ 10⁻⁴ L̂_0 with η = 1/λ_max) on the scales' data,
+#: measured on the tiny runs: FC grows about 3× per layer (its kernel's condition number does), the ResNets do not.
+HORIZON_FC_H2, HORIZON_FC_PER_LAYER, HORIZON_RESNET, HORIZON_CONV = 400.0, 3.0, 250.0, 1500.0
+
+
+def estimate_seconds(spec: Spec) -> float:
+    """Rough single-thread CPU seconds of one run (``reproduce --dry-run``): its flops at :data:`CPU_FLOPS`.
+
+    The horizon is known only once G(0) is computed; it is taken as :data:`HORIZON_FC_H2` × 3^(H−2) for FC,
+    :data:`HORIZON_RESNET` for the ResNet, :data:`HORIZON_CONV` for the conv-ResNet, × ``run_factor``. A step
+    costs about 6·n·Σ(fan-in × fan-out) flops (three matmuls per map), twice that when the Gram is probed every
+    step. On a GPU large widths run much faster and small ones are launch-bound: there this is no guide.
+    """
+    m, H, n = spec["width"], spec["depth"], spec["n"]
+    if spec["net"] == "conv-resnet":
+        fan = spec["positions"] * (3 * spec["channels"] * m + (H - 1) * 3 * m * m + m)
+        horizon = HORIZON_CONV
+    else:
+        fan = spec["d"] * m + (H - 1) * m * m + m
+        horizon = HORIZON_FC_H2 * HORIZON_FC_PER_LAYER ** (H - 2) if spec["net"] == "fc" else HORIZON_RESNET
+    per_step = 6.0 * n * fan * (2.0 if "lambda_min" in spec_value(spec, "probes") else 1.0)
+    return horizon * float(spec_value(spec, "run_factor")) * per_step / CPU_FLOPS
+
+
 # ---------------------------------------------------------------------------------------------- kernel
 
 KERNEL_PROBES = ["loss", "lambda_min", "movement", "gram_drift"]
@@ -93,7 +121,7 @@ register(Experiment(
     specs={"tiny": kernel_specs([64, 128, 256, 512], 8, n=8, d=16),
            "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=8, d=16),
            "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192], 8, n=32, d=64)},
-    run_batch=run_batch, plot=kernel_plot, claims=kernel_claims,
+    run_batch=run_batch, plot=kernel_plot, claims=kernel_claims, estimate_seconds=estimate_seconds,
 ))
 
 
@@ -125,7 +153,7 @@ register(Experiment(
            "medium": depth_specs([2, 3, 4, 5], [8, 16, 32, 64, 128, 256, 512], 4, n=8, d=16),
            "paper": depth_specs([2, 3, 4, 5, 6], [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 8,
                                 n=8, d=16, max_steps=1_000_000)},
-    run_batch=run_batch, plot=depth_plot, claims=depth_claims,
+    run_batch=run_batch, plot=depth_plot, claims=depth_claims, estimate_seconds=estimate_seconds,
 ))
 
 
@@ -153,25 +181,5 @@ register(Experiment(
     specs={"tiny": conv_specs(32, 3, n=12, channels=2, positions=8),
            "medium": conv_specs(64, 5, n=12, channels=2, positions=8),
            "paper": conv_specs(256, 8, n=32, channels=3, positions=16)},
-    run_batch=run_batch, plot=conv_plot, claims=conv_claims,
+    run_batch=run_batch, plot=conv_plot, claims=conv_claims, estimate_seconds=estimate_seconds,
 ))
-
-
-def estimate_seconds(spec: Spec) -> float:
-    """Rough single-thread CPU seconds of one run (for ``reproduce --dry-run``), from its flops at 12 GFLOP/s.
-
-    The horizon is known only once G(0) is computed; it is taken from the tiny runs: about 400 · 3^(H−2) steps for
-    FC (its kernel's condition number grows about 3× per layer), 250 for the ResNet, 1500 for the conv-ResNet,
-    × ``run_factor``. A step costs about 6·n·Σ(fan-in × fan-out) flops (three matmuls per map), twice that when the
-    Gram is probed every step. Calibrated on the tiny scale (measured under load, within a factor 2); on a GPU
-    the runs are much faster for large widths and launch-bound for small ones.
-    """
-    m, H, n = spec["width"], spec["depth"], spec["n"]
-    if spec["net"] == "conv-resnet":
-        fan = spec["positions"] * (3 * spec["channels"] * m + (H - 1) * 3 * m * m + m)
-        horizon = 1500.0
-    else:
-        fan = spec["d"] * m + (H - 1) * m * m + m
-        horizon = 400.0 * 3.0 ** (H - 2) if spec["net"] == "fc" else 250.0
-    per_step = 6.0 * n * fan * (2.0 if "lambda_min" in spec_value(spec, "probes") else 1.0)
-    return horizon * float(spec_value(spec, "run_factor")) * per_step / 12e9
