@@ -74,7 +74,7 @@ def _check_columns(runs: pd.DataFrame, needed: tuple[str, ...]) -> None:
 
 
 def _fmt(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.3g}"
+    return ("-inf" if x < 0 else "inf") if math.isinf(x) else f"{x:.3g}"
 
 
 # ------------------------------------------------------------------------------------------- (a) contraction
