@@ -18,7 +18,6 @@ from zeroloss.experiments import du2019
 from zeroloss.experiments.base import FAIL, INCONCLUSIVE, PASS
 from zeroloss.experiments.du2019_claims import (
     DEPTH_MARGIN_STEPS,
-    FIT_RATIO,
     TRACK_TOL,
     loglog_fit,
     needed_width,
@@ -40,8 +39,9 @@ def _tidy(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _kernel_rows(deviation, movement, drift, violations=0, fit=1e-6, censored=False, seed_noise=0.05):
-    """FC and ResNet runs at WIDTHS × SEEDS; the quantities are functions of the width m."""
+def _kernel_rows(deviation, movement, drift, violations=0, fit=1.2, censored=False, seed_noise=0.05):
+    """FC and ResNet runs at WIDTHS × SEEDS; the quantities are functions of the width m; ``fit``: steps to
+    L ≤ 10⁻⁴ L(0) in kernel horizons (None: never)."""
     rng = np.random.default_rng(0)
     rows = []
     for (net, depth), m, s in itertools.product(du2019.KERNEL_NETS, WIDTHS, range(SEEDS)):
@@ -50,7 +50,8 @@ def _kernel_rows(deviation, movement, drift, violations=0, fit=1e-6, censored=Fa
         rows.append({"net": net, "depth": depth, "width": m, "seed": s, "eta": 0.1, "lambda_max_G0": 10.0,
                      "initial_loss": 5.0, "kernel_horizon": 300, "censored": cut, "diverged": False,
                      "kernel_deviation": deviation(m) * noise(), "movement_max": movement(m) * noise(),
-                     "gram_drift_max": drift(m) * noise(), "min_loss_ratio": fit,
+                     "gram_drift_max": drift(m) * noise(),
+                     "fit_step": None if fit is None else int(fit * 300),
                      "contraction_steps": 600, "contraction_violations": violations,
                      "contraction_worst_excess": 0.002 if violations else -0.01})
     return rows
@@ -83,13 +84,13 @@ def test_kernel_claims_pass_when_the_theory_holds():
 def test_kernel_claims_fail_when_the_effects_are_absent():
     """No contraction, a deviation that stays at 0.2 > τ, nothing falls with width, labels not fitted."""
     absent = dict(deviation=lambda m: 0.2, movement=lambda m: 0.3, drift=lambda m: 0.5 * m**-0.1)
-    claims = du2019.kernel_claims(_tidy(_kernel_rows(**absent, violations=3, fit=0.3)))
+    claims = du2019.kernel_claims(_tidy(_kernel_rows(**absent, violations=3, fit=None)))
     assert [c.verdict for c in claims] == [FAIL] * 12, [(c.claim, c.verdict, c.measured) for c in claims]
 
 
 def test_kernel_claims_are_inconclusive_on_censored_runs():
     """max_steps cut the runs: no violation seen and a deviation below τ, but the windows were not complete."""
-    claims = du2019.kernel_claims(_tidy(_kernel_rows(**PRESENT, fit=0.3, censored=True)))
+    claims = du2019.kernel_claims(_tidy(_kernel_rows(**PRESENT, fit=None, censored=True)))
     assert [c.verdict for c in claims] == [INCONCLUSIVE] * 12
     assert all(c.reason for c in claims)
 
@@ -130,16 +131,21 @@ def test_loglog_fit_recovers_a_power_law_and_its_standard_error():
 
 
 def test_fit_claim_on_the_conv_experiment():
+    """PASS: every seed within 2 kernel horizons; FAIL: one needs 2.5 (its window was complete) or diverged;
+    INCONCLUSIVE: one not there yet when max_steps cut it."""
     base = {"net": "conv-resnet", "depth": 3, "width": 32, "initial_loss": 6.0, "kernel_horizon": 1500,
-            "diverged": False, "kernel_deviation": 0.01}
-    reached = [{**base, "seed": s, "min_loss_ratio": 1e-6, "censored": False} for s in range(3)]
-    assert du2019.conv_claims(_tidy(reached))[0].verdict == PASS
-    missed = [{**base, "seed": s, "min_loss_ratio": 1e-6 if s else 1e-2, "censored": False} for s in range(3)]
-    assert du2019.conv_claims(_tidy(missed))[0].verdict == FAIL
-    cut = [{**r, "censored": r["min_loss_ratio"] > FIT_RATIO} for r in missed]
+            "diverged": False, "kernel_deviation": 0.01, "censored": False}
+    reached = [{**base, "seed": s, "fit_step": 1400 + 500 * s} for s in range(3)]  # ≤ 2.0 horizons
+    claim = du2019.conv_claims(_tidy(reached))[0]
+    assert claim.verdict == PASS and claim.measured == pytest.approx(2400 / 1500)
+    late = [{**r, "fit_step": 3750 if r["seed"] == 2 else r["fit_step"]} for r in reached]  # 2.5 horizons
+    assert du2019.conv_claims(_tidy(late))[0].verdict == FAIL
+    never = [{**r, "fit_step": None if r["seed"] == 2 else r["fit_step"]} for r in reached]
+    assert du2019.conv_claims(_tidy(never))[0].verdict == FAIL
+    cut = [{**r, "censored": r["seed"] == 2} for r in never]
     claim = du2019.conv_claims(_tidy(cut))[0]
     assert claim.verdict == INCONCLUSIVE and "max_steps" in claim.reason
-    diverged = [{**r, "diverged": r["min_loss_ratio"] > FIT_RATIO} for r in cut]
+    diverged = [{**r, "diverged": r["seed"] == 2} for r in cut]
     assert du2019.conv_claims(_tidy(diverged))[0].verdict == FAIL
 
 

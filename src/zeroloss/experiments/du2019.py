@@ -29,6 +29,7 @@ import pandas as pd
 from zeroloss.experiments import plotting
 from zeroloss.experiments.base import Claim, Experiment, Spec, register
 from zeroloss.experiments.du2019_claims import (
+    FIT_WITHIN,
     contraction_claim,
     depth_claim,
     fit_claim,
@@ -87,7 +88,7 @@ SLOPES = (("kernel_deviation", "the deviation from the kernel prediction"),
 
 def kernel_specs(widths: list[int], seeds: int, n: int, d: int, max_steps: int = 100_000) -> list[Spec]:
     """FC (H = 2) and ResNet (H = 3) at every width and seed; 2× the kernel horizon (the fit claim)."""
-    return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, run_factor=2.0, max_steps=max_steps,
+    return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, run_factor=FIT_WITHIN, max_steps=max_steps,
                   probes=KERNEL_PROBES)
             for net, depth in KERNEL_NETS for m in widths for s in range(seeds)]
 
@@ -162,7 +163,7 @@ register(Experiment(
 def conv_specs(width: int, seeds: int, n: int, channels: int, positions: int) -> list[Spec]:
     """The convolutional ResNet (H = 3, kernel 3) on patch data, 2× its kernel horizon."""
     return [_spec(net="conv-resnet", depth=3, width=width, n=n, channels=channels, positions=positions, seed=s,
-                  run_factor=2.0) for s in range(seeds)]
+                  run_factor=FIT_WITHIN) for s in range(seeds)]
 
 
 def conv_claims(df: pd.DataFrame) -> list[Claim]:

@@ -10,14 +10,15 @@ steps (the largest K of its batch), so how long it runs is set by the kernel's s
 
 Recorded per run (summary): η, λ_max and λ_min of G(0), the kernel horizon, the kernel deviation
 max_{k ≤ K} |√L_k − √L̂_k| / √L_0 (:func:`zeroloss.theory.du2019.kernel_deviation`), the first step with
-L_k ≤ ``fit`` · L_0, the largest hidden-layer movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and Gram drift over the run,
+L_k ≤ :data:`FIT_RATIO` · L_0, the largest hidden-layer movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and Gram drift over
+the run,
 and, when λ_min(G(k)) was probed at every step, the per-step contraction check L(k+1)/L(k) ≤ 1 − ηλ_min(G(k))/2
 (:func:`zeroloss.theory.du2019.per_step_contraction`). Metrics: the loss and its kernel prediction (and the probed
 quantities) on at most :data:`STORED_STEPS` + 1 steps.
 
 Spec keys: ``net`` (fc, resnet, conv-resnet), ``width``, ``depth``, ``activation``, ``c_res``, ``dtype``, ``n``,
 ``d`` or ``channels`` + ``positions``, ``labels``, ``data_seed``, ``seed``, ``lr_scale``, ``horizon``,
-``run_factor``, ``max_steps``, ``fit``, ``probes``. Runs differing only in ``seed`` train as one ensemble.
+``run_factor``, ``max_steps``, ``probes``. Runs differing only in ``seed`` train as one ensemble.
 """
 
 from __future__ import annotations
@@ -46,10 +47,13 @@ from zeroloss.train.gd import train_gd
 #: Steps kept in the stored metrics of one run (evenly spaced, plus the last): the curves for the figures.
 STORED_STEPS = 200
 
+#: The fraction of L(0) at which random labels count as fitted: ``fit_step`` is the first step below it.
+FIT_RATIO = 1e-4
+
 #: Spec defaults (a spec may override each).
 DEFAULTS: dict[str, Any] = {"activation": "softplus", "labels": "random", "data_seed": 0, "dtype": "float64",
                             "c_res": 0.5, "lr_scale": 1.0, "horizon": 1e-4, "run_factor": 1.0,
-                            "max_steps": 100_000, "fit": 1e-4, "probes": ["loss"]}
+                            "max_steps": 100_000, "probes": ["loss"]}
 
 
 def spec_value(spec: Spec, key: str) -> Any:
@@ -121,16 +125,17 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     predicted = kernel_loss_prediction(G0, residual0, eta, done)
     hist = run.history
     lam_path = (run.metric("lambda_min").reindex(range(done + 1)).to_numpy() if every_step else None)
-    contraction = per_step_contraction(losses, eta.numpy(), lam_path) if every_step else None
+    eps = float(torch.finfo(net.dtype).eps)  # the round-off floor of the loss ratios, in the net's dtype
+    contraction = (per_step_contraction(losses, eta.numpy(), lam_path, relative_floor=(1e4 * eps) ** 2)
+                   if every_step else None)
     kept = _stored_steps(done)
-    fit = float(spec_value(first, "fit"))
     outputs = []
     for s in range(S):
         K = int(horizon[s])
         window = done if K < 0 else min(K, done)
         loss_s = losses[:, s]
         ratio = loss_s / loss_s[0]
-        reached = np.flatnonzero(ratio <= fit)
+        reached = np.flatnonzero(ratio <= FIT_RATIO)
         finite = loss_s[np.isfinite(loss_s)]
         rows = [pd.DataFrame({"step": kept, "metric": "loss", "value": loss_s[kept]}),
                 pd.DataFrame({"step": kept, "metric": "kernel_loss", "value": predicted[kept, s]})]
