@@ -91,3 +91,20 @@ def test_finished_runs_are_counted_and_calibrate_the_cost_model(fake_registered,
 
     fresh = experiment_plan(_with_model(experiment, lambda spec: 10.0), all_specs, tmp_path / "empty")
     assert fresh.seconds == 60.0 and fresh.basis == "cost model" and not (tmp_path / "empty").exists()
+
+
+def test_a_scale_only_some_experiments_have_runs_those_and_skips_the_rest(fake_registered, tmp_path):  # noqa: F811
+    import zeroloss
+    from zeroloss.experiments.base import REGISTRY, register
+
+    medium = register(dataclasses.replace(fake_registered, name="fake.medium",
+                                          specs={"medium": specs(widths=(1,), seeds=(0,))}))
+    try:
+        assert scales_of(experiments_for_paper(medium.paper)) == ["tiny", "medium", "paper"]
+        result = zeroloss.reproduce(medium.paper, scale="medium", out=tmp_path / "o", executor="local",
+                                    device="cpu", progress=False)
+        assert [s.experiment for s in result.sweeps] == ["fake.medium"] and result.errors == []
+        assert result.skipped == ["fake.decay has no 'medium' scale (it has: tiny, paper): skipped"]
+        assert not (tmp_path / "o" / "fake.decay").exists()
+    finally:
+        REGISTRY.pop("fake.medium", None)
