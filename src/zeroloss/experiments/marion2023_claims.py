@@ -174,8 +174,9 @@ def _tracking_claim(target: str, two: pd.DataFrame, df: pd.DataFrame) -> Claim:
         round(factor, 3), f"≤ {TRACK_FACTOR:g} (geometric-mean |risk ratio| SGD/(limit + O(h) excess) for "
                           "τ ≥ τ_max/5, median over seeds)", bool(factor <= TRACK_FACTOR),
         f"{len(two)} seeds, ε = {two['eps'].iloc[0]:g}, h = {two['h'].iloc[0]:g}",
-        provenance=Provenance("lab", f"{_MARION}, §4 (SGD follows the limit as ε, h → 0); factor {TRACK_FACTOR:g} "
-                                     "on average: momentary ratios at a neuron's arrival on a jump are allowed"))
+        provenance=Provenance("lab", f"{_MARION}, §3–4 (as ε, h → 0 the dynamics follow the limit); factor "
+                                     f"{TRACK_FACTOR:g} on average: momentary ratios at a neuron's arrival on a "
+                                     "jump are allowed"))
 
 
 def _eps_one_claim(target: str, two: pd.DataFrame, one: pd.DataFrame) -> Claim:
