@@ -45,7 +45,7 @@ FLOOR_BELOW_TARGET = 0.1
 def _panels(runs: pd.DataFrame) -> tuple[list[bool], list[tuple[str, bool]]]:
     nets = sorted(runs["hidden_bias"].unique(), reverse=True)
     data = sorted({(d, bool(c)) for d, c in zip(runs["data"], runs["centred"], strict=True)},
-                  key=lambda dc: (dc[0], not dc[1]))
+                  key=lambda dc: (dc[0] != "gaussian", not dc[1]))
     return nets, data
 
 
