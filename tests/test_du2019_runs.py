@@ -13,7 +13,16 @@ from zeroloss.experiments.du2019_runs import make_data, make_net, run_batch
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets.base import stack_members
 from zeroloss.spectrum import lambda_max
+from zeroloss.sweep.threads import intra_op_threads
 from zeroloss.theory.du2019 import kernel_steps_to
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Sweeps run each batch on one intra-op thread (zeroloss.sweep.threads); these tests call the run code directly,
+    so they do the same (on a busy 2-core machine two threads made them ~10× slower)."""
+    with intra_op_threads(1):
+        yield
 
 
 def _specs(**kw):

@@ -21,8 +21,17 @@ from zeroloss import (
 )
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FullyConnected
+from zeroloss.sweep.threads import intra_op_threads
 from zeroloss.theory.du2019 import kernel_deviation, kernel_loss_prediction, kernel_steps_to, per_step_contraction
 from zeroloss.train.gd import GDRun
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Sweeps run each batch on one intra-op thread (zeroloss.sweep.threads); these tests call the run code directly,
+    so they do the same (on a busy 2-core machine two threads made them ~10× slower)."""
+    with intra_op_threads(1):
+        yield
 
 
 def test_contraction_bound_and_its_validation():
@@ -182,12 +191,12 @@ def test_per_step_contraction_uses_each_steps_lambda_min_and_stops_at_round_off(
 
 
 def test_a_wide_net_contracts_at_every_step_and_tracks_its_kernel_better_than_a_narrow_one():
-    """λ_min(G(k)) probed at every step; η = 1/λ_max(G(0)). The per-step bound holds at m = 1024 with no slack
+    """λ_min(G(k)) probed at every step; η = 1/λ_max(G(0)). The per-step bound holds at m = 512 with no slack
     (float64 ratios, round-off ≪ the margin 1.5ηλ_min ≈ 1e-2); the kernel deviation is below 0.05 there and
     larger at m = 16 (seed means over 3 seeds)."""
     X, y = sphere_data(n=6, d=8, seed=0)
     deviation = {}
-    for m in (16, 1024):
+    for m in (16, 512):
         net = FullyConnected(8, m, 2, "softplus", members=3, seed=0, dtype=torch.float64)
         G0 = gram(net, X)
         eta = 1.0 / lambda_max(G0)
@@ -197,12 +206,11 @@ def test_a_wide_net_contracts_at_every_step_and_tracks_its_kernel_better_than_a_
                        progress=False)
         predicted = kernel_loss_prediction(G0, r0, eta, run.steps)
         deviation[m] = kernel_deviation(run.losses, predicted)
-        if m == 1024:
+        if m == 512:
             table = per_step_contraction(run.losses, eta.numpy(), run.metric("lambda_min").to_numpy())
             assert (table["steps_checked"] == 150).all() and (table["violations"] == 0).all(), table
-            # negative control: six times λ_min claims a faster contraction than GD achieves (late in a run the
-            # ratio is (1 − ηλ_min)² ≈ 1 − 2ηλ_min, so the bound with 6λ_min, 1 − 3ηλ_min, is below it)
-            assert (per_step_contraction(run.losses, eta.numpy(),
-                                         6 * run.metric("lambda_min").to_numpy())["violations"] > 0).all()
-    assert deviation[1024].max() < 0.05
-    assert deviation[1024].mean() < deviation[16].mean() / 3
+            # negative control: λ_min = 1/η would claim that the loss halves at every step, which it does not
+            halving = np.broadcast_to(1.0 / eta.numpy(), run.losses.shape)
+            assert (per_step_contraction(run.losses, eta.numpy(), halving)["violations"] > 0).all()
+    assert deviation[512].max() < 0.05
+    assert deviation[512].mean() < deviation[16].mean() / 3
