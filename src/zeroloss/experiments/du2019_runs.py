@@ -152,7 +152,8 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
             "lambda_min_G0": float(eig0[s, 0]),
             "kernel_horizon": K,
             "steps_done": int(done),
-            "censored": bool(K < 0 or run_factor * K > done),
+            # cut by max_steps before the end of its own window (a diverged member's fate is decided: not censored)
+            "censored": bool((K < 0 or run_factor * K > steps) and s not in run.diverged_at),
             "kernel_deviation": float(kernel_deviation(loss_s[: window + 1], predicted[: window + 1, s])),
             "initial_loss": float(loss_s[0]),
             "final_loss": float(finite[-1]) if len(finite) else float("nan"),
