@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from zeroloss.errors import ZerolossInputError
 from zeroloss.experiments import du2019
 from zeroloss.experiments.du2019_runs import make_data, make_net, run_batch
 from zeroloss.kernels.empirical import gram
@@ -76,6 +77,11 @@ def test_a_run_cut_by_max_steps_is_censored():
         assert out.summary["censored"] and out.summary["steps_done"] == 20
         assert "contraction_steps" not in out.summary  # λ_min was not probed at every step
         assert math.isnan(out.summary["movement_max"])
+
+
+def test_a_step_beyond_two_over_lambda_max_is_refused():
+    with pytest.raises(ZerolossInputError, match="lr_scale"):
+        run_batch(_specs(lr_scale=2.5), "cpu")
 
 
 def test_a_member_trained_in_a_batch_equals_the_same_run_alone():

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from zeroloss.data import patch_data, sphere_data
+from zeroloss.errors import require
 from zeroloss.experiments.base import RunOutput, Spec
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets import ConvResNet, FullyConnected, ResNet
@@ -102,13 +103,16 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     """Train the runs of one batch (same shape, different seeds) as one ensemble; see the module docstring."""
     device = _device(device)
     first = specs[0]
+    lr_scale = spec_value(first, "lr_scale")
+    require(isinstance(lr_scale, (int, float)) and 0.0 < lr_scale < 2.0, "lr_scale",
+            "must be in (0, 2): η = lr_scale/λ_max(G(0)) beyond 2/λ_max has no convergent kernel prediction", lr_scale)
     X, y = make_data(first)
     X, y = X.to(device), y.to(device)
     net = stack_members([make_net(s, s["seed"], device) for s in specs])
     S = len(specs)
     G0 = gram(net, X)  # (S, n, n) float64, TF32 off
     eig0 = eigenvalues(G0).cpu()
-    eta = spec_value(first, "lr_scale") / eig0[:, -1]
+    eta = lr_scale / eig0[:, -1]
     with torch.no_grad():
         residual0 = (net(X).double() - y.double()).cpu()
     max_steps = int(spec_value(first, "max_steps"))
