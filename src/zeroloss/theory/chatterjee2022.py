@@ -28,7 +28,7 @@ Example:
     >>> X, y = sphere_data(n=4, d=8, seed=0)
     >>> net = FeedForward(d=8, widths=[8, 8], activation="tanh", dtype=torch.float64, init=None)
     >>> _ = initialise(net, "positive", X=X, y=y, radius=0.05)
-    >>> cert = certify(net, X, y, radius=0.05, samples=8, descent_starts=2, descent_steps=5)
+    >>> cert = certify(net, X, y, radius=0.05, samples=8, descent_starts=2, descent_steps=5, lanczos_steps=10)
     >>> cert.certified, cert.alpha_lower_bound <= cert.alpha_estimate
     (True, True)
 """
