@@ -51,7 +51,7 @@ def test_positive_init_is_certified_and_gd_stays_in_the_ball_at_the_certified_ra
     net = FeedForward(10, [16, 16], activation, dtype=torch.float64, init=None)
     info = initialise(net, "positive", X=X, y=y, radius=0.05)
     assert torch.all(net.W1 == 0) and torch.all(net.W2 > 0) and info["M"][0] > info["threshold"][0]
-    if net.activation.sigma0 != 0:  # softplus: the output bias cancels the constant prediction (MATH §2.3)
+    if net.activation.sigma0 != 0:  # softplus: the output bias cancels the constant prediction (docs/theory.md §2.3)
         with torch.no_grad():
             assert float(net(X)[0].mean()) == pytest.approx(float(y.mean()), abs=1e-9)
     cert = certify(net, X, y, radius=0.05, samples=16, descent_starts=2, descent_steps=20)

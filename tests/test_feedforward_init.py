@@ -1,4 +1,4 @@
-"""The feedforward net of MATH §2.2 and the initialisations of init.py."""
+"""The feedforward net of docs/theory.md §2.2 and the initialisations of init.py."""
 
 import math
 

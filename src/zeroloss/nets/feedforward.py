@@ -1,4 +1,4 @@
-"""Chatterjee's feedforward net (MATH §2.2): per-layer widths, biases, output bias, any activation; ensemble-native.
+"""Chatterjee's feedforward net (docs/theory.md §2.2): per-layer widths, biases, output bias; ensemble-native.
 
     z^(0) = x,   z^(ℓ) = σ(W_ℓ z^(ℓ−1) + b_ℓ),  ℓ = 1..L,   f(x; w) = vᵀ z^(L) + c
 
@@ -30,7 +30,7 @@ from zeroloss.nets.laws import STANDARD_LAWS
 
 
 class FeedForward(EnsembleNet):
-    """Feedforward net with biases (MATH §2.2), S members side by side.
+    """Feedforward net with biases (docs/theory.md §2.2), S members side by side.
 
     Args:
         d: input dimension.

@@ -1,12 +1,12 @@
 """Estimates (never proofs) of Chatterjee's α(w₀, r) and β on a ball, for any ensemble net, one member at a time.
 
-    α(w₀, r) = inf { ‖∇F(w)‖² / F(w) : w ∈ B(w₀, r), F(w) ≠ 0 },   F(w) = Σ_i (f(x_i; w) − y_i)²   (MATH §2.1)
+    α(w₀, r) = inf { ‖∇F(w)‖² / F(w) : w ∈ B(w₀, r), F(w) ≠ 0 },   F(w) = Σ_i (f(x_i; w) − y_i)²   (docs/theory.md §2.1)
 
 Every point evaluated lies in the ball, so each value of ‖∇F‖²/F found is an upper bound on the infimum: the
 estimate is the smallest value found by sampling the ball and by projected descent on ‖∇F‖²/F from several starts.
 β — a bound on ‖∇²F‖ over B(w₀, 2r) — is estimated by the largest |Ritz value| of Lanczos iterations on
 Hessian-vector products (torch double backward) at w₀ and at points of the ball: again a value attained, hence a
-lower estimate of the supremum. The GD step of MATH §2.1 ([derived]) is η = min(1/β, 2(1 − √ρ)/β),
+lower estimate of the supremum. The GD step of docs/theory.md §2.1 ([derived]) is η = min(1/β, 2(1 − √ρ)/β),
 ρ = 4F(w₀)/(r²α).
 
 Points are evaluated in batches through the net's own ensemble forward pass: a batch of N points is an N-member
@@ -276,7 +276,8 @@ class BetaEstimate:
 
 def estimate_beta(obj: MemberObjective, radius: float, points: int = 4, lanczos_steps: int = 30,
                   seed: int = 0) -> BetaEstimate:
-    """Estimate β on B(w₀, 2r) (MATH §2.1): Lanczos at w₀ and at ``points − 1`` random points at distance 2r."""
+    """Estimate β on B(w₀, 2r) (docs/theory.md §2.1): Lanczos at w₀ and at ``points − 1`` random points at distance
+    2r."""
     gen = torch.Generator().manual_seed(seed + 1)
     w0 = obj.w0
     pts = [w0.unsqueeze(0)]
@@ -289,7 +290,8 @@ def estimate_beta(obj: MemberObjective, radius: float, points: int = 4, lanczos_
 
 
 def allowed_step(alpha: float | None, beta: float, f0: float, radius: float) -> tuple[float | None, float | None]:
-    """(η, ρ) of MATH §2.1 [derived]: ρ = 4F(w₀)/(r²α) and η = min(1/β, 2(1 − √ρ)/β) when ρ < 1, else (None, ρ).
+    """(η, ρ) of docs/theory.md §2.1 [derived]: ρ = 4F(w₀)/(r²α) and η = min(1/β, 2(1 − √ρ)/β) when ρ < 1, else
+    (None, ρ).
 
     η is the step of GD on F = Σ(u − y)²; :func:`zeroloss.train_gd` minimises L = F/2, so its ``lr`` is 2η.
 
