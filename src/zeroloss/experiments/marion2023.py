@@ -147,7 +147,7 @@ def _sgd_spec(target: str, eps: float, h: float, t_max: float, seed: int, limit:
             "t_max": t_max, "seed": seed, "limit": limit}
 
 
-#: The two targets of MATH §3.2: the paper's text (default) and the official code's teacher.
+#: The two targets of docs/theory.md §3.2: the paper's text (default) and the official code's teacher.
 TARGETS = ("paper", "code")
 
 

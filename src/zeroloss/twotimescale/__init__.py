@@ -1,4 +1,4 @@
-"""Marion & Berthier's two-timescale regime (NeurIPS 2023): the univariate lab (MATH §3).
+"""Marion & Berthier's two-timescale regime (NeurIPS 2023): the univariate lab (docs/theory.md §3).
 
 - :mod:`targets`: piecewise-constant f* (presets ``paper`` and ``code``), the sum-of-steps and ReLU teachers.
 - :mod:`model`: f(x) = a₀ + Σ a_j σ((x − u_j)/η) with the cubic smoothed step; u₀ draws; neurons per piece.

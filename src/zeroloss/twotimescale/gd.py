@@ -1,4 +1,4 @@
-"""Full-batch GD with two step sizes for the appendix experiments of Marion & Berthier (MATH §3.4), in torch.
+"""Full-batch GD with two step sizes for the appendix experiments of Marion & Berthier (docs/theory.md §3.4), in torch.
 
 Two models, ensemble-native (leading dim R = repeats), trained on a fixed sample by full-batch gradient descent
 with one step size for the outer weights a and another for the positions u (two plain-SGD optimisers, lr_u = ε·lr_a
@@ -166,7 +166,7 @@ class GDRunTT:
 def two_optimizer_gd(model: str, d: int, n: int, lr_a: float, lr_u: float, epochs: int, neurons: int = 10,
                      eta: float = 0.01, repeats: int = 1, seed: int = 0, logs: int = 50,
                      dtype: torch.dtype = torch.float64) -> GDRunTT:
-    """Full-batch GD with step lr_a on a and lr_u on u (MATH §3.4, appendix), all members side by side.
+    """Full-batch GD with step lr_a on a and lr_u on u (docs/theory.md §3.4, appendix), all members side by side.
 
     Args:
         model: ``"additive"`` (smoothed steps in every coordinate; target Σ_k Σ_t 1(x_k > t)) or ``"relu"`` (d = 1,

@@ -1,4 +1,4 @@
-"""The ε → 0 limit of the two-timescale dynamics (MATH §3.3): the general flow and the sharp-step flow.
+"""The ε → 0 limit of the two-timescale dynamics (docs/theory.md §3.3): the general flow and the sharp-step flow.
 
 On the slow time τ = εt (for SGD: τ = p·h·ε after p steps) the fast weights sit at the minimiser of the fast problem
 and the positions follow the reduced gradient:
@@ -14,8 +14,8 @@ with d^L = v_i − u_i^L, d^R = u_i^R − v_i, and the sharp risk Σ_i Δf_i² d
 a neuron whose Euler step would cross v_i is placed on it). Along this flow d^L³ − d^R³ is conserved, which gives the
 closed-form closing time of :func:`sharp_closing_time`; :func:`latest_closing_time` is the time by which every jump
 carries a neuron, and :func:`limit_horizon` the slow-time horizon built from it. Once every jump carries a neuron the
-risk is the O(η) floor :func:`floor_risk` = Σ_i Δf_i² η/28. Validity (MATH §3.3): every constant piece of f* holds
-at least 2 neurons initially (:func:`check_validity`).
+risk is the O(η) floor :func:`floor_risk` = Σ_i Δf_i² η/28. Validity (docs/theory.md §3.3): every constant piece of
+f* holds at least 2 neurons initially (:func:`check_validity`).
 
 References:
     Marion & Berthier, NeurIPS 2023, §3–4 (two-timescale limit, Theorem); official code ``two_timescale_limit.py``.
@@ -92,7 +92,7 @@ def general_limit(u0: np.ndarray, eta: float, target, t_max: float, n_steps: int
         eta: smoothing width η.
         target: the piecewise-constant f*.
         t_max: slow-time horizon.
-        n_steps: Euler steps (MATH §3.4: 1000); for ``rk45`` the solver picks its own steps.
+        n_steps: Euler steps (docs/theory.md §3.4: 1000); for ``rk45`` the solver picks its own steps.
         logs: about how many times the state is recorded (evenly spaced in τ).
         method: ``"euler"`` (fixed steps, as the paper's figures) or ``"rk45"`` (scipy ``solve_ivp``, rtol 1e-6).
         check: enforce the validity condition first (:func:`check_validity`).
@@ -173,7 +173,7 @@ def sharp_risk(u: np.ndarray, target) -> float:
 
 def sharp_limit(u0: np.ndarray, target, t_max: float, n_steps: int = 1000, logs: int = 100,
                 check: bool = True) -> LimitRun:
-    """Euler integration of the sharp-step flow with snapping (MATH §3.3), all members.
+    """Euler integration of the sharp-step flow with snapping (docs/theory.md §3.3), all members.
 
     A neuron whose step ``dτ·|du/dτ|`` reaches its distance to the jump it moves towards is placed on the jump,
     as the official code does. Risk: :func:`sharp_risk`.
@@ -286,9 +286,9 @@ def limit_horizon(u0: np.ndarray, target, margin: float = HORIZON_MARGIN) -> np.
     return margin * latest_closing_time(u0, target)
 
 
-#: Euler step in slow time of the general limit: the paper's 1000 steps over its horizon 0.035 (MATH §3.4). Longer
-#: horizons keep this step rather than 1000 steps: near a jump the reduced risk curves like Δf²/η, and 1000 steps
-#: over τ = 0.1–0.3 (dτ ≥ 10⁻⁴) were measured to overshoot and drive the risk back up to 2–15× the floor, while
+#: Euler step in slow time of the general limit: the paper's 1000 steps over its horizon 0.035 (docs/theory.md §3.4).
+#: Longer horizons keep this step rather than 1000 steps: near a jump the reduced risk curves like Δf²/η, and 1000
+#: steps over τ = 0.1–0.3 (dτ ≥ 10⁻⁴) were measured to overshoot and drive the risk back up to 2–15× the floor, while
 #: dτ = 3.5·10⁻⁵ and 10⁻⁵ agree to three digits.
 EULER_DTAU = 0.035 / 1000
 

@@ -1,4 +1,4 @@
-"""The univariate smoothed-step network of Marion & Berthier (MATH §3.1), in numpy, ensemble-native.
+"""The univariate smoothed-step network of Marion & Berthier (docs/theory.md §3.1), in numpy, ensemble-native.
 
     f(x; a, u) = a₀ + Σ_{j=1}^m a_j σ((x − u_j)/η)
 
@@ -10,7 +10,7 @@ column 0 of ``a`` and never moves.
 Shapes: ``a`` is (R, m + 1) (column 0 the bias), ``u`` is (R, m); R = repeats ("members"), each its own net.
 
 References:
-    Marion & Berthier, NeurIPS 2023, eq. (1) and §5; MATH §3.1.
+    Marion & Berthier, NeurIPS 2023, eq. (1) and §5; docs/theory.md §3.1.
 
 Example:
     >>> a = np.array([[1.0, 2.0]]); u = np.array([[0.5]])
@@ -84,7 +84,7 @@ def member_rng(seed: int, member: int) -> np.random.Generator:
 
 
 def init_positions(neurons: int, repeats: int, seed: int, valid_for=None, max_draws: int = 10_000) -> np.ndarray:
-    """u₀ = sorted U[0, 1]^m per member (MATH §3.4), member k drawn from ``default_rng(seed + k)``.
+    """u₀ = sorted U[0, 1]^m per member (docs/theory.md §3.4), member k drawn from ``default_rng(seed + k)``.
 
     Args:
         neurons: m.
@@ -92,7 +92,7 @@ def init_positions(neurons: int, repeats: int, seed: int, valid_for=None, max_dr
         seed: seed of member 0.
         valid_for: optional :class:`~zeroloss.twotimescale.targets.PiecewiseConstant`; when given, each member
             redraws from its own generator until every constant piece of it holds ≥ 2 neurons (the validity
-            condition of the two-timescale limit, MATH §3.3) — i.e. u₀ is drawn conditioned on validity.
+            condition of the two-timescale limit, docs/theory.md §3.3) — i.e. u₀ is drawn conditioned on validity.
         max_draws: give up (ZerolossInputError) after this many draws of one member.
 
     Returns:

@@ -1,7 +1,7 @@
 """Exact population risk L(a, u) = ∫₀¹ (f(x; a, u) − f*(x))² dx, its gradient, and the fast problem's a*(u).
 
-MATH §3.2: σ is piecewise polynomial (cubic, with breaks at z = −½, 0, ½) and f* piecewise constant, so on every
-cell of [0, 1] cut by all breakpoints — 0, 1, the jumps v_i, and u_j − η/2, u_j, u_j + η/2 for every neuron — the
+docs/theory.md §3.2: σ is piecewise polynomial (cubic, with breaks at z = −½, 0, ½) and f* piecewise constant, so on
+every cell of [0, 1] cut by all breakpoints — 0, 1, the jumps v_i, and u_j − η/2, u_j, u_j + η/2 for every neuron — the
 integrand (f − f*)² is a polynomial of degree ≤ 6. A 4-point Gauss–Legendre rule (exact to degree 7) per cell
 therefore gives the integral exactly, up to round-off, with no adaptive quadrature; the same nodes integrate the
 gradient integrands (degree ≤ 5) and the normal equations of the least-squares problem (degree ≤ 6) exactly.
@@ -17,7 +17,7 @@ Everything is vectorised over members and cells.
 (The boundary terms of Leibniz's rule vanish: the integrand is continuous across the moving breakpoints.)
 
 References:
-    Marion & Berthier, NeurIPS 2023, §3 (population risk, fast problem); MATH §3.2–3.3.
+    Marion & Berthier, NeurIPS 2023, §3 (population risk, fast problem); docs/theory.md §3.2–3.3.
 
 Example:
     >>> from zeroloss.twotimescale.targets import target_preset
@@ -107,7 +107,9 @@ PINV_RCOND = 1e-12
 
 
 def optimal_outer(u: np.ndarray, eta: float, target) -> np.ndarray:
-    """a*(u) = argmin_a L(a, u) (the fast problem, MATH §3.3), minimum-norm when not unique: (R, m) → (R, m+1)."""
+    """a*(u) = argmin_a L(a, u) (the fast problem, docs/theory.md §3.3), minimum-norm when not unique.
+
+    u: (R, m) → a*: (R, m + 1)."""
     G, b, _ = normal_equations(u, eta, target)
     return (np.linalg.pinv(G, rcond=PINV_RCOND, hermitian=True) @ b[:, :, None])[:, :, 0]
 

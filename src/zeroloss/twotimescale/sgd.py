@@ -1,4 +1,4 @@
-"""Online SGD with label noise on the smoothed-step net, two step sizes (MATH §3.4), compiled with numba.
+"""Online SGD with label noise on the smoothed-step net, two step sizes (docs/theory.md §3.4), compiled with numba.
 
 One fresh sample per step, per member: x ∼ U[0, 1], y = f*(x) + ξ with ξ ∼ U[−noise, noise]; with the residual
 r = y − f(x) and the per-sample loss ℓ = (y − f(x))² (the official code's normalisation, no ½):
@@ -195,7 +195,7 @@ def log_schedule(steps: int, logs: int) -> np.ndarray:
 def online_sgd(target, eps: float, h: float, steps: int, neurons: int = 20, eta: float = 4e-3, repeats: int = 1,
                seed: int = 0, noise: float = 1.0, derivative: str = "exact", logs: int = 100,
                u0: np.ndarray | None = None, a0: np.ndarray | None = None, progress: bool = False) -> SGDRun:
-    """Online SGD with label noise, members side by side (MATH §3.4).
+    """Online SGD with label noise, members side by side (docs/theory.md §3.4).
 
     Args:
         target: a :class:`~zeroloss.twotimescale.targets.PiecewiseConstant`.

@@ -1,4 +1,4 @@
-"""Targets of Marion & Berthier's experiments (MATH §3.2, §3.4): piecewise-constant f* on [0, 1] and friends.
+"""Targets of Marion & Berthier's experiments (docs/theory.md §3.2, §3.4): piecewise-constant f* on [0, 1] and friends.
 
 - :class:`PiecewiseConstant`: f* from its jump positions ``0 < v₁ < … < v_n < 1`` and its ``n + 1`` values, with
   the presets ``"paper"`` (the paper's text: values 1, 4, 1, 2, 1, 4 at jumps .2, .35, .5, .65, .8; the default)
@@ -26,7 +26,7 @@ import numpy as np
 
 from zeroloss.errors import ZerolossInputError, choice
 
-#: Jump positions shared by both presets (MATH §3.2).
+#: Jump positions shared by both presets (docs/theory.md §3.2).
 PRESET_JUMPS = (0.2, 0.35, 0.5, 0.65, 0.8)
 #: Named targets: preset name → values on the n + 1 constant pieces.
 PRESET_VALUES = {"paper": (1.0, 4.0, 1.0, 2.0, 1.0, 4.0), "code": (1.0, 5.0, 1.0, 3.0, 1.0, 5.0)}
