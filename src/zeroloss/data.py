@@ -102,14 +102,11 @@ def teacher_labels(X: torch.Tensor, seed: int = 0, width: int = 64, depth: int =
     The teacher is a :class:`~zeroloss.nets.FullyConnected` (or :class:`~zeroloss.nets.ConvResNet` for 3-D
     inputs) drawn with ``seed + 10_000`` so it never coincides with a student built with a small seed.
     """
-    from zeroloss.nets import ConvResNet, FullyConnected
+    from zeroloss.nets.registry import build_net
 
     X = torch.as_tensor(X, dtype=torch.float64)
-    if X.ndim == 3:
-        net = ConvResNet(X.shape[1], X.shape[2], width, depth, activation=activation, seed=seed + 10_000,
-                         dtype=torch.float64)
-    else:
-        net = FullyConnected(X.shape[1], width, depth, activation, seed=seed + 10_000, dtype=torch.float64)
+    net = build_net("conv-resnet" if X.ndim == 3 else "fc", X.shape[1:], width=width, depth=depth,
+                    activation=activation, seed=seed + 10_000, dtype=torch.float64)
     with torch.no_grad():
         y = net(X)[0]
     return (y - y.mean()) / y.std().clamp_min(1e-12)

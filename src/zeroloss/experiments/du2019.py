@@ -25,11 +25,12 @@ import pandas as pd
 import torch
 
 from zeroloss.data import patch_data, sphere_data
+from zeroloss.devices import resolve_device
 from zeroloss.experiments import plotting
-from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, register
+from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, one_row_per_run, register
 from zeroloss.kernels.empirical import gram
-from zeroloss.nets import ConvResNet, FullyConnected, ResNet
-from zeroloss.nets.base import stack_members
+from zeroloss.nets.base import EnsembleNet, stack_members
+from zeroloss.nets.registry import build_net, net_options
 from zeroloss.spectrum import eigenvalues
 from zeroloss.train.gd import train_gd
 
@@ -44,34 +45,27 @@ def _data(spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
     return sphere_data(spec["n"], spec["d"], spec["data_seed"], spec["labels"])
 
 
-def _single_net(spec: Spec, seed: int, device: torch.device):
+def _single_net(spec: Spec, seed: int, device: torch.device, input_shape: tuple[int, ...]):
     dtype = torch.float64 if spec.get("dtype", "float64") == "float64" else torch.float32
-    common = {"activation": spec["activation"], "members": 1, "seed": seed, "dtype": dtype, "device": device}
-    if spec["net"] == "fc":
-        return FullyConnected(spec["d"], spec["width"], spec["depth"], **common)
-    if spec["net"] == "resnet":
-        return ResNet(spec["d"], spec["width"], spec["depth"], c_res=spec.get("c_res", 0.5), **common)
-    return ConvResNet(spec["channels"], spec["positions"], spec["width"], spec["depth"], 3,
-                      c_res=spec.get("c_res", 0.5), **common)
+    return build_net(spec["net"], input_shape, **net_options(spec["net"], spec), members=1, seed=seed, dtype=dtype,
+                     device=device)
 
 
-def _lambda0(spec: Spec, X: torch.Tensor) -> float:
-    """λ₀ = λ_min(K^(H)) of Du's infinite-width kernel for this net and data (NaN if unavailable)."""
+def _lambda0(net: EnsembleNet, X: torch.Tensor) -> float:
+    """λ₀ = λ_min(K^(H)) of Du's infinite-width kernel for this net's architecture and data (NaN if unavailable)."""
     try:
         from zeroloss.kernels.limit import lambda0
     except ImportError:  # the kernel module is optional for the runs; claims that need λ₀ then fail loudly
         return float("nan")
-    return float(lambda0(X, net=spec["net"], depth=spec["depth"], activation=spec["activation"],
-                         c_res=spec.get("c_res", 0.5)))
+    return float(lambda0(X, net=net))
 
 
 def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[RunOutput]:
     """Train the runs of one batch (same shape; seeds and step sizes differ) as one ensemble."""
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    device = resolve_device(device)
     first = specs[0]
     X, y = _data(first)
-    net = stack_members([_single_net(s, s["seed"], device) for s in specs])
+    net = stack_members([_single_net(s, s["seed"], device, tuple(X.shape[1:])) for s in specs])
     G0 = gram(net, X)
     eig0 = eigenvalues(G0)
     last0 = eigenvalues(gram(net, X, layer="last"))[:, 0]
@@ -80,7 +74,7 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     probes = first.get("probes", ["loss", "movement", "lambda_min", "lambda_min_last", "gram_drift", "pl_ratio"])
     run = train_gd(net, X, y.to(device), lr, first["steps"], probe_every=first.get("probe_every"),
                    probes=probes, progress=False)
-    lam0 = _lambda0(first, X)
+    lam0 = _lambda0(net, X)
     outputs = []
     for k, _spec in enumerate(specs):
         hist = run.history[run.history["member"] == k].drop(columns="member").reset_index(drop=True)
@@ -107,10 +101,7 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-def _runs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (spec and summary columns), from the sweep's tidy frame."""
-    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
-    return df[cols].drop_duplicates("run_id").reset_index(drop=True)
+_runs = one_row_per_run
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.nets.base import EnsembleNet, LinearMap
+from zeroloss.nets.base import EnsembleNet, LinearMap, require_ensemble_net
 from zeroloss.precision import no_tf32
 
 #: Samples per forward/backward chunk when ``chunk_size`` is not given (bounds the autograd graph's memory).
@@ -46,7 +46,8 @@ def select_layers(layer: str | int, depth: int, name: str = "layer") -> set[int]
 
 
 def resolve_layers(net: EnsembleNet, layer: str | int) -> set[int]:
-    """:func:`select_layers` for a net."""
+    """:func:`select_layers` for a net (a zeroloss net: anything else is refused in one line)."""
+    require_ensemble_net(net, "gram")
     return select_layers(layer, net.depth)
 
 
