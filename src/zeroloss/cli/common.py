@@ -52,12 +52,10 @@ def cli_errors(fn: F) -> F:
 
 def parse_device(device: str) -> torch.device:
     """``auto`` → CUDA when available else CPU; ``cpu``; ``cuda`` (an error if CUDA is absent)."""
+    from zeroloss.devices import resolve_device
+
     choice(device, "--device", ("auto", "cpu", "cuda"))
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ZerolossInputError("--device: cuda was asked for but torch.cuda.is_available() is False; use cpu")
-    return torch.device(device)
+    return resolve_device(device, "--device")
 
 
 def parse_dtype(dtype: str) -> torch.dtype:

@@ -23,6 +23,7 @@ shared CPU).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,12 +33,14 @@ import pandas as pd
 import torch
 
 from zeroloss.data import digits_data, sphere_data
-from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, register
+from zeroloss.devices import resolve_device
+from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, one_row_per_run, register
 from zeroloss.init import initialise
 from zeroloss.nets.base import stack_members
 from zeroloss.nets.feedforward import FeedForward
 from zeroloss.theory.chatterjee2022 import certify, distances, run_certified_gd
 from zeroloss.train.gd import train_gd
+from zeroloss.train.step import UnstableStepWarning
 
 PAPER = "chatterjee2022"
 NAME = "chatterjee2022.init_comparison"
@@ -88,8 +91,7 @@ def _single_thread_on_cpu(device: torch.device) -> Iterator[None]:
 
 def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[RunOutput]:
     """Runs of one initialisation and data set (seeds differ): the whole step grid of every seed as one ensemble."""
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    device = resolve_device(device)
     with _single_thread_on_cpu(device):
         return _run_batch(specs, device)
 
@@ -102,8 +104,10 @@ def _run_batch(specs: list[Spec], device: torch.device) -> list[RunOutput]:
     starts = [_initial_net(s, X, y, device) for s in specs]
     ensemble = stack_members([net for net, _ in starts for _ in range(G)])
     lrs = np.tile(np.asarray(grid, dtype=float), len(specs))
-    run = train_gd(ensemble, X, y.to(device), lrs, steps, probe_every=first["probe_every"],
-                   target_loss=None, probes=["loss", "movement"], progress=False)
+    with warnings.catch_warnings():  # the grid reaches past 2/λ_max(G(0)) on purpose: its largest stable step is sought
+        warnings.simplefilter("ignore", UnstableStepWarning)
+        run = train_gd(ensemble, X, y.to(device), lrs, steps, probe_every=first["probe_every"],
+                       target_loss=None, probes=["loss", "movement"], progress=False)
     return [_one_run(spec, net, info, run, k * G, X, y, device) for k, (spec, (net, info)) in
             enumerate(zip(specs, starts, strict=True))]
 
@@ -138,8 +142,10 @@ def _one_run(spec: Spec, net: FeedForward, info: dict, run, offset: int, X, y, d
         seconds = None
         if hit.size:  # wall time of a single-member run at the chosen step, stopped at the target
             t0 = time.perf_counter()
-            train_gd(net.member(0), X, y.to(device), grid[j], int(hit[0]), probe_every=int(hit[0]),
-                     target_loss=target * float(run.losses[0, m]), probes=["loss"], progress=False)
+            with warnings.catch_warnings():  # the step chosen above: stable in fact, whatever 2/λ_max(G(0)) says
+                warnings.simplefilter("ignore", UnstableStepWarning)
+                train_gd(net.member(0), X, y.to(device), grid[j], int(hit[0]), probe_every=int(hit[0]),
+                         target_loss=target * float(run.losses[0, m]), probes=["loss"], progress=False)
             seconds = time.perf_counter() - t0
         summary.update({
             "lr": grid[j], "eta_F": grid[j] / 2.0,
@@ -175,9 +181,7 @@ def _one_run(spec: Spec, net: FeedForward, info: dict, run, offset: int, X, y, d
 
 def _runs(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run (spec and summary columns) from the sweep's tidy frame."""
-    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
-    key = "run_id" if "run_id" in df.columns else ["init", "data", "seed"]
-    return df[cols].drop_duplicates(key).reset_index(drop=True)
+    return one_row_per_run(df, "run_id" if "run_id" in df.columns else ["init", "data", "seed"])
 
 
 def _steps_or_budget(row: pd.Series) -> float:

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, register  # noqa: E402
+from zeroloss.experiments.base import Claim, Experiment, RunOutput, Spec, one_row_per_run, register  # noqa: E402
 from zeroloss.twotimescale import (  # noqa: E402
     forward,
     general_limit,
@@ -41,9 +41,7 @@ from zeroloss.twotimescale import (  # noqa: E402
 PAPER = "marion2023"
 
 
-def _runs(df: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
-    return df[cols].drop_duplicates("run_id").reset_index(drop=True)
+_runs = one_row_per_run
 
 
 def _tidy(steps: np.ndarray, metrics: dict[str, np.ndarray]) -> pd.DataFrame:

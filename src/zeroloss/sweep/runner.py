@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import choice
 from zeroloss.store import RunStore, run_id, sweep_lock
 from zeroloss.sweep.executors import Executor, Task, make_executor
 
@@ -52,14 +52,10 @@ class SweepResult:
 
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when available else ``cpu``; ``cuda`` without CUDA is an input error."""
-    import torch
+    from zeroloss.devices import resolve_device as resolve
 
     choice(device.split(":")[0], "--device", ("auto", "cpu", "cuda"))
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ZerolossInputError("--device: cuda was asked for but torch.cuda.is_available() is False; use cpu")
-    return device
+    return str(resolve(device, "--device"))
 
 
 def unique_runs(experiment: str, specs: Sequence[Spec]) -> list[tuple[str, Spec]]:
