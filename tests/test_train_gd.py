@@ -139,7 +139,8 @@ def test_bad_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize("X, match", [
-    (torch.tensor([[float("nan"), 0.0, 0.0, 1.0]] * 3, dtype=torch.float64), r"X: contains NaN or inf \(first in row 0\)"),
+    (torch.tensor([[float("nan"), 0.0, 0.0, 1.0]] * 3, dtype=torch.float64),
+     r"X: contains NaN or inf \(first in row 0\)"),
     (torch.empty(0, 4, dtype=torch.float64), r"X: must hold at least one input, got shape \(0, 4\)"),
     (torch.zeros(3, 5, dtype=torch.float64), r"X: must have shape \(n, 4\)"),
     ("inputs.npy", "X: must be an array of numbers"),
