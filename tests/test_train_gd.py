@@ -260,3 +260,24 @@ def test_loss_history_grows_in_chunks_and_keeps_every_row():
         history.append(row)
     assert history.allocated_rows == 12
     np.testing.assert_array_equal(history.numpy(), torch.stack(rows).numpy())
+
+
+def test_default_step_with_a_non_finite_member_leaves_it_frozen_and_the_others_exact():
+    """lr=None needs λ_max(G(0)) per member: a member with an infinite weight has no finite Gram; it gets η = 0, is
+    marked diverged at step 0 and kept bit for bit, and the others take their own default step (issue 15.3's rule:
+    one bad member never costs the others)."""
+    X, y = sphere_data(n=8, d=8, seed=0)
+    # softplus: an infinite pre-activation gives an infinite prediction (erf would saturate at a finite one)
+    net = FullyConnected(8, 32, 2, "softplus", members=3, seed=0, dtype=torch.float64)
+    alone = FullyConnected(8, 32, 2, "softplus", members=1, seed=2, dtype=torch.float64)
+    with torch.no_grad():
+        net.W1[1, 0, 0] = float("inf")
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    run = train_gd(net, X, y, steps=20, probes=["loss"], progress=False)
+    assert run.diverged_at == {1: 0} and run.lr[1] == 0.0 and np.isnan(run.lambda_max0[1])
+    assert run.status[1] == "diverged"
+    for name, p in net.named_parameters():
+        assert torch.equal(p[1], before[name][1]), name
+    reference = train_gd(alone, X, y, steps=20, probes=["loss"], progress=False)
+    assert run.lr[2] == reference.lr[0]
+    np.testing.assert_allclose(run.losses[:, 2], reference.losses[:, 0], rtol=1e-10)  # batched round-off only
