@@ -271,21 +271,39 @@ def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def claims_table(claims: list[dict[str, Any]]) -> str:
-    """Plain-text claims table for the terminal."""
+def claims_table(claims: list[dict[str, Any]], width: int | None = None) -> str:
+    """Plain-text claims table for the terminal: claims grouped under their experiment, long text wrapped.
+
+    Columns: verdict, claim (an INCONCLUSIVE claim's reason on the lines below it), measured, expected; the claim and
+    expected columns wrap within ``width`` (default: the terminal's width), nothing is cut. Last line: the counts.
+
+    Example:
+        >>> c = {"experiment": "du2019.width", "claim": "relative movement of the weights shrinks like m^(-1/2) as "
+        ...      "the width m grows", "measured": -0.48, "expected": "-0.5 ± 0.15", "verdict": "PASS", "passed": True}
+        >>> print(claims_table([c], width=60))
+        verdict  claim                         measured  expected
+        -------  ----------------------------  --------  -----------
+        du2019.width
+        PASS     relative movement of the         -0.48  -0.5 ± 0.15
+                 weights shrinks like
+                 m^(-1/2) as the width m
+                 grows
+        1/1 claims passed
+    """
+    from zeroloss.texttable import wrap_table
+
     if not claims:
         return "no claims"
-    rows = [("", "experiment", "claim", "measured", "expected")]
+    rows, titles = [], {}
     for c in claims:
+        if not rows or c["experiment"] != claims[len(rows) - 1]["experiment"]:
+            titles[len(rows)] = str(c["experiment"])
         status = claim_status(c)
-        rows.append((status, c["experiment"], c["claim"], format_value(c["measured"]), str(c["expected"])))
-    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [(cell if len(cell) <= w else cell[: w - 1] + "…").ljust(w) for cell, w in zip(r, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
+        text = str(c["claim"]) + (f"\n(inconclusive: {c['reason']})" if status == "INCONCLUSIVE" and c.get("reason")
+                                  else "")
+        rows.append((status, text, format_value(c["measured"]), str(c["expected"])))
+    table = wrap_table(("verdict", "claim", "measured", "expected"), rows, width, flexible=(1, 2, 3), right=(2,),
+                       titles=titles)
     counts = verdict_counts(claims)
-    lines.append(f"{counts['PASS']}/{len(claims)} claims passed"
-                 + "".join(f", {v} {k.lower()}" for k, v in counts.items() if k != "PASS" and v))
-    return "\n".join(lines)
-
+    return table + "\n" + (f"{counts['PASS']}/{len(claims)} claims passed"
+                           + "".join(f", {v} {k.lower()}" for k, v in counts.items() if k != "PASS" and v))

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 import typer
 
 from zeroloss.cli.common import cli_errors, parse_int_list
 from zeroloss.errors import ZerolossInputError, choice
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _load(path: Path, field: str, ndim: int) -> torch.Tensor:
+    import numpy as np
+    import torch
+
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -50,6 +55,8 @@ def certify_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Certify (or estimate) Chatterjee's local PL criterion 4F(w0) < r^2 alpha(w0, r) at an initialisation."""
+    import torch
+
     from zeroloss.init import INITIALISERS, initialise
     from zeroloss.nets.feedforward import FeedForward
     from zeroloss.theory.chatterjee2022 import certify

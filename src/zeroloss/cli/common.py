@@ -13,16 +13,19 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
 import typer
 
 from zeroloss.errors import ZerolossInputError, choice
 
+if TYPE_CHECKING:
+    import torch
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The training dtypes the CLI accepts (names of torch dtypes: torch is imported only when a command runs).
+DTYPES = ("float32", "float64")
 
 
 def fail(message: str) -> None:
@@ -60,8 +63,10 @@ def parse_device(device: str) -> torch.device:
 
 def parse_dtype(dtype: str) -> torch.dtype:
     """``float32`` or ``float64``."""
-    choice(dtype, "--dtype", tuple(DTYPES))
-    return DTYPES[dtype]
+    import torch
+
+    choice(dtype, "--dtype", DTYPES)
+    return getattr(torch, dtype)
 
 
 def parse_int_list(text: str, field: str) -> list[int]:

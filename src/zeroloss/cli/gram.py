@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from zeroloss.cli.common import atomic_write_bytes, cli_errors, load_inputs, parse_device
@@ -28,6 +27,7 @@ def gram(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Write the Gram matrix at initialisation (float64) and print its extreme eigenvalues."""
+    import numpy as np
     import torch
 
     from zeroloss.kernels.empirical import gram as gram_fn

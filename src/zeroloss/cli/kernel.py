@@ -13,7 +13,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from zeroloss.cli.common import atomic_write_bytes, cli_errors, echo_err, load_inputs, parse_device
@@ -35,6 +34,8 @@ def kernel(
     as_json: bool = typer.Option(False, "--json", help="print the spectrum as JSON on stdout"),
 ) -> None:
     """Write the infinite-width kernel (float64) and print lambda_min, lambda_max and the condition number."""
+    import numpy as np
+
     from zeroloss.errors import choice
     from zeroloss.kernels.limit import KINDS, NETS, limit_kernel, limit_kernel_memory_bytes
     from zeroloss.spectrum import spectrum

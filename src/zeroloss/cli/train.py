@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 import typer
 
 from zeroloss.cli.common import AtomicDirectory, cli_errors, parse_device, parse_dtype
 from zeroloss.errors import ZerolossInputError, choice
+
+if TYPE_CHECKING:
+    import torch
 
 DATA = ("sphere", "digits", "patches")
 
@@ -75,6 +77,8 @@ def train(
     overwrite: bool = typer.Option(False, help="replace --out if it exists"),
 ) -> None:
     """Train a Du et al. net by full-batch gradient descent and write a run directory."""
+    import numpy as np
+
     from zeroloss.train.gd import train_gd
 
     torch_dtype, torch_device = parse_dtype(dtype), parse_device(device)
