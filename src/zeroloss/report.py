@@ -157,7 +157,8 @@ def _describe_runs(section: Section, runs: list[dict[str, Any]]) -> None:
         row = {"run_id": r["run_id"], **{k: f.get(k, "") for k in section.varying},
                "diverged": bool(summary.get("diverged"))}
         section.run_rows.append(row)
-    env_keys = ("python", "torch", "zeroloss", "device", "device_name", "dtype", "executor", "hostname")
+    env_keys = ("python", "torch", "zeroloss", "zeroloss_commit", "device", "device_name", "dtype", "executor",
+                "hostname")
     counts = Counter(tuple((k, str(r["env"].get(k, ""))) for k in env_keys) for r in runs)
     starts = [r["env"].get("start") for r in runs if r["env"].get("start")]
     ends = [r["env"].get("end") for r in runs if r["env"].get("end")]
@@ -196,9 +197,30 @@ def all_claims(sections: list[Section]) -> list[dict[str, Any]]:
     return [c for s in sections for c in s.claims]
 
 
+def run_versions(sections: list[Section]) -> list[str]:
+    """The zeroloss versions (with the git commit where env.json records one) that made the runs, sorted."""
+    found = set()
+    for s in sections:
+        for e in s.env:
+            if e.get("zeroloss"):
+                found.add(f"zeroloss {e['zeroloss']}" + (f" (commit {e['zeroloss_commit']})"
+                                                         if e.get("zeroloss_commit") else ""))
+    return sorted(found)
+
+
 def render_html(sections: list[Section], title: str, command: str = "") -> str:
-    """The report page (jinja2 template ``templates/report.html.j2``)."""
+    """The report page (jinja2 template ``templates/report.html.j2``).
+
+    Header: the title, the number of claims per verdict (PASS, FAIL, INCONCLUSIVE, ERROR), the zeroloss versions
+    (and commits) recorded in the runs' env.json and the one that built the page, and the command. Then the claims
+    grouped by experiment — the claim's text first, its measured value and the expected value beside it, below it
+    where the threshold comes from (its provenance) and why a claim is INCONCLUSIVE — and one section per
+    experiment with its figures (inline SVG), runs, specs and environment. No time stamp: unchanged runs give the
+    same bytes (with the same zeroloss).
+    """
     import jinja2
+
+    from zeroloss.version import describe_version
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("zeroloss", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
@@ -211,6 +233,9 @@ def render_html(sections: list[Section], title: str, command: str = "") -> str:
         sections=sections,
         claims=claims,
         passed=sum(bool(c["passed"]) for c in claims),
+        counts=verdict_counts(claims),
+        run_versions=run_versions(sections),
+        built_with=describe_version(),
         status=claim_status,
         errors=[f"{s.name}: {e}" for s in sections for e in s.errors],
     )

@@ -140,12 +140,13 @@ def environment(device: str, dtype: str | None = None) -> dict[str, Any]:
     """The versions and machine a run executed on (recorded in env.json; never part of the run id)."""
     import torch
 
-    from zeroloss.version import __version__
+    from zeroloss.version import __version__, source_commit
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "zeroloss": __version__,
+        "zeroloss_commit": source_commit(),  # None for an installed wheel; "<12 hex>[+dirty]" from a git checkout
         "numpy": np.__version__,
         "device": str(device),
         "device_name": (torch.cuda.get_device_name(torch.device(device))
