@@ -11,7 +11,8 @@ sideways.
    (``documentElement.clientWidth``), the page's scroll width, and the elements that stick out to the right outside
    a box that scrolls on its own. The report itself has no
    script; the copy is a measuring instrument only. The width check passes when scroll width = viewport width.
-3. Then ``--screenshot`` of the report itself writes ``OUT/report-<width>.png`` (the top ``--height`` pixels).
+3. Then ``--screenshot`` of the report itself writes ``OUT/report-<width>.png`` (the top ``--height`` pixels),
+   re-saved with a 64-colour palette (Pillow, which matplotlib installs) so the committed files stay small.
 
 Chromium: Debian's ``chromium`` package (``apt-get install -y chromium``), run with ``--headless --no-sandbox
 --disable-gpu`` and every background service off (no network access is needed or made: the page is a local file with
@@ -97,6 +98,16 @@ def screenshot(html: Path, png: Path, width: int, chromium: str, height: int = 3
         raise RuntimeError(f"chromium wrote no screenshot (exit {res.returncode}): {res.stderr.strip()[-400:]}")
 
 
+def shrink_png(png: Path, colors: int = 64) -> None:
+    """Re-save ``png`` with an adaptive palette of ``colors`` colours (no dithering): about 3× smaller, text intact."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        small = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                              dither=Image.Dither.NONE)
+    small.save(png, optimize=True)
+
+
 def png_size(png: Path) -> tuple[int, int]:
     """(width, height) from a PNG's IHDR chunk."""
     head = png.read_bytes()[:24]
@@ -140,7 +151,8 @@ def main() -> None:
               + (f"; sticking out: {', '.join(layout['overflowing'])}" if layout["overflowing"] else ""))
         png = args.out / f"report-{width}.png"
         screenshot(html, png, width, chromium, args.height)
-        print(f"  wrote {png} {png_size(png)}")
+        shrink_png(png)
+        print(f"  wrote {png}: {png_size(png)[0]} × {png_size(png)[1]} px, {png.stat().st_size / 1024:.0f} KiB")
     if failed:
         raise SystemExit("the page scrolls sideways at some width")
 

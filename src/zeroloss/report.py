@@ -327,8 +327,9 @@ def claims_table(claims: list[dict[str, Any]], width: int | None = None) -> str:
         text = str(c["claim"]) + (f"\n(inconclusive: {c['reason']})" if status == "INCONCLUSIVE" and c.get("reason")
                                   else "")
         rows.append((status, text, format_value(c["measured"]), str(c["expected"])))
-    table = wrap_table(("verdict", "claim", "measured", "expected"), rows, width, flexible=(1, 2, 3), right=(2,),
-                       titles=titles)
+    # the claim keeps about twice the width of measured and expected when the terminal is narrow
+    table = wrap_table(("verdict", "claim", "measured", "expected"), rows, width, flexible={1: 2.0, 2: 1.0, 3: 1.0},
+                       right=(2,), titles=titles)
     counts = verdict_counts(claims)
     return table + "\n" + (f"{counts['PASS']}/{len(claims)} claims passed"
                            + "".join(f", {v} {k.lower()}" for k, v in counts.items() if k != "PASS" and v))

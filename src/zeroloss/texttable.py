@@ -30,23 +30,25 @@ def terminal_width(default: int = 100) -> int:
     return shutil.get_terminal_size((default, 24)).columns
 
 
-def _column_widths(natural: list[int], minimum: list[int], flexible: set[int], available: int) -> list[int]:
-    """Narrow the widest flexible column one character at a time until the row fits ``available`` (or nothing
-    flexible can shrink further)."""
+def _column_widths(natural: list[int], minimum: list[int], weights: dict[int, float], available: int) -> list[int]:
+    """Narrow the flexible column (a key of ``weights``) with the largest width / weight one character at a time until
+    the row fits ``available`` (or nothing flexible can shrink further): a column of weight 2 keeps about twice the
+    width of one of weight 1."""
     widths = list(natural)
     excess = sum(widths) - available
     while excess > 0:
-        candidates = [i for i in flexible if widths[i] > minimum[i]]
+        candidates = [i for i in weights if widths[i] > minimum[i]]
         if not candidates:
             break
-        widest = max(candidates, key=lambda i: (widths[i], -i))
+        widest = max(candidates, key=lambda i: (widths[i] / weights[i], -i))
         widths[widest] -= 1
         excess -= 1
     return widths
 
 
 def wrap_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None,
-               flexible: Sequence[int] = (), right: Sequence[int] = (), titles: Mapping[int, str] | None = None) -> str:
+               flexible: Sequence[int] | Mapping[int, float] = (), right: Sequence[int] = (),
+               titles: Mapping[int, str] | None = None) -> str:
     """Lay out ``rows`` under ``header`` in at most ``width`` characters, wrapping the ``flexible`` columns.
 
     Args:
@@ -56,7 +58,8 @@ def wrap_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int 
             width; flexible ones are narrowed, widest first, down to ``MIN_FLEXIBLE`` characters, and their cells
             wrap at word boundaries (a word longer than the column is split). Only if even that does not fit do the
             lines come out longer than ``width``.
-        flexible: indices of the columns that may wrap.
+        flexible: indices of the columns that may wrap, or index → weight (the share of the width it keeps when
+            columns must narrow; 1 by default).
         right: indices of right-aligned columns (numbers).
         titles: row index → a title line printed above that row, across the columns (a group's name), wrapped to
             ``width``.
@@ -72,7 +75,8 @@ def wrap_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int 
         raise ValueError("wrap_table: every row must have one cell per header column")
     natural = [max(len(line) for row in table for line in (row[i].splitlines() or [""])) for i in range(ncol)]
     minimum = [min(natural[i], max(MIN_FLEXIBLE, len(header[i]))) for i in range(ncol)]
-    widths = _column_widths(natural, minimum, set(flexible), width - len(GAP) * (ncol - 1))
+    weights = dict(flexible) if isinstance(flexible, Mapping) else dict.fromkeys(flexible, 1.0)
+    widths = _column_widths(natural, minimum, weights, width - len(GAP) * (ncol - 1))
 
     def cell_lines(text: str, w: int) -> list[str]:
         lines: list[str] = []
