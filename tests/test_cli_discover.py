@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 import fake_experiment
 from fake_experiment import fake_registered  # noqa: F401 - pytest fixture
 from zeroloss.cli import app
+from zeroloss.cli.experiments import example_sweep
 from zeroloss.experiments.registry import load_experiments
 from zeroloss.report import claims_table
 from zeroloss.store import run_id
-from zeroloss.sweep.spec import load_sweep_file
+from zeroloss.sweep.spec import load_sweep_file, yaml_load
 
 runner = CliRunner()
 
@@ -63,6 +64,8 @@ def test_example_sweep_file_is_valid_and_expands_into_the_registered_tiny_runs(n
     # exactly the registered tiny runs (same run ids): "runs as is" is the tiny scale that CI reproduces
     assert sorted(r["run_id"] for r in planned["runs"]) == sorted({run_id(name, s) for s in tiny})
     assert f"expands into {planned['count']} runs: exactly the registered tiny runs" in text
+    # the commented text reads back as the document example_sweep built (values exact: floats round-trip)
+    assert yaml_load(text, "example") == example_sweep(load_experiments()[name])[0]
 
 
 def test_example_of_the_fake_experiment_runs_as_is(fake_registered, tmp_path):  # noqa: F811 - fixture
