@@ -82,6 +82,7 @@ def test_version_prints_the_metadata_version_and_the_checkout_commit():
 
     from zeroloss.version import source_commit
 
+    source_commit.cache_clear()  # computed once per process: read it now, next to the git call below
     res = CliRunner().invoke(app, ["--version"])
     assert res.exit_code == 0, res.output
     line = res.stdout.strip()
