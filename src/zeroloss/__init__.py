@@ -19,6 +19,7 @@ from zeroloss.errors import ZerolossInputError
 from zeroloss.init import INITIALISERS, initialise
 from zeroloss.kernels.empirical import gram, gram_memory_bytes
 from zeroloss.kernels.limit import lambda0, limit_gram_by_layer, limit_kernel
+from zeroloss.ntk import entk, entk_memory_bytes
 from zeroloss.spectrum import Spectrum, eigenvalues, lambda_max, lambda_min, spectrum
 from zeroloss.store import load
 from zeroloss.sweep.reproduce import reproduce
@@ -47,6 +48,8 @@ __all__ = [
     "criterion_probability",
     "digits_data",
     "eigenvalues",
+    "entk",
+    "entk_memory_bytes",
     "get_activation",
     "gram",
     "gram_memory_bytes",

@@ -46,7 +46,12 @@ def select_layers(layer: str | int, depth: int, name: str = "layer") -> set[int]
 
 
 def resolve_layers(net: EnsembleNet, layer: str | int) -> set[int]:
-    """:func:`select_layers` for a net."""
+    """:func:`select_layers` for a net (a zeroloss ensemble net; any other module is pointed to ``entk``)."""
+    if not isinstance(net, EnsembleNet):
+        raise ZerolossInputError(
+            f"net: must be a zeroloss ensemble net (zeroloss.nets.*), got {type(net).__name__}; for the eNTK of "
+            "any nn.Module use zeroloss.entk(model, X)"
+        )
     return select_layers(layer, net.depth)
 
 
