@@ -15,11 +15,12 @@ from __future__ import annotations
 from zeroloss import nets, twotimescale
 from zeroloss.activations import ACTIVATIONS, Activation, get_activation
 from zeroloss.data import digits_data, patch_data, sphere_data, teacher_labels, validate_inputs
+from zeroloss.diagnose import Diagnosis, Verdict, WidthSweep, diagnose, diagnose_widths
 from zeroloss.errors import ZerolossInputError
 from zeroloss.init import INITIALISERS, initialise
 from zeroloss.kernels.empirical import gram, gram_memory_bytes
 from zeroloss.kernels.limit import lambda0, limit_gram_by_layer, limit_kernel
-from zeroloss.ntk import entk, entk_memory_bytes
+from zeroloss.ntk import KernelPrediction, Linearized, entk, entk_memory_bytes, linearize, predict_gd_mse
 from zeroloss.spectrum import Spectrum, eigenvalues, lambda_max, lambda_min, spectrum
 from zeroloss.store import load
 from zeroloss.sweep.reproduce import reproduce
@@ -38,14 +39,21 @@ __all__ = [
     "ACTIVATIONS",
     "Activation",
     "Certificate",
+    "Diagnosis",
     "GDRun",
     "INITIALISERS",
+    "KernelPrediction",
+    "Linearized",
     "Spectrum",
+    "Verdict",
+    "WidthSweep",
     "ZerolossInputError",
     "certify",
     "compare_contraction",
     "contraction_bound",
     "criterion_probability",
+    "diagnose",
+    "diagnose_widths",
     "digits_data",
     "eigenvalues",
     "entk",
@@ -60,9 +68,11 @@ __all__ = [
     "largest_stable_step",
     "limit_gram_by_layer",
     "limit_kernel",
+    "linearize",
     "load",
     "nets",
     "patch_data",
+    "predict_gd_mse",
     "reproduce",
     "spectrum",
     "sphere_data",

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "zeroloss.cli.sweep",
     "zeroloss.cli.reproduce",
     "zeroloss.cli.report",
+    "zeroloss.cli.diagnose",
 ]
 
 for _module in COMMAND_MODULES:
