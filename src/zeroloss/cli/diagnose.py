@@ -121,8 +121,8 @@ def load_data(data: str, n: int, d: int, n_test: int, labels: str, seed: int) ->
     if not path.is_file():
         raise _error(f"--data: no such file {data!r}")
     try:
-        archive = np.load(path, allow_pickle=False)
-        arrays = {k: archive[k] for k in archive.files}
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
     except (ValueError, OSError) as exc:
         raise _error(f"--data: not a readable .npz archive ({_first_line(exc)})") from None
     missing = [k for k in ("X", "y") if k not in arrays]

@@ -359,6 +359,7 @@ def _run(prob: Problem, steps: int, lr: float | None, lr_fraction: float, optimi
     if gd and path is not None and step < steps:  # both diverged early: finish the prediction's loss curve
         for s in range(step + 1, steps + 1):
             losses_pred[s] = path.at(s)[2]  # type: ignore[index]
+            rec.append((s, "loss_predicted", float(losses_pred[s]), ""))  # type: ignore[index]
     rates = rate_statistics(losses_real, losses_pred, lr, lam_min0, _floor(dtype))
     lazy, rate_ok, reasons = decide(maxima["gap"], maxima["drift"], maxima["movement"], diverged_real,
                                     diverged_linear, rates.measured, rates.predicted, gd)
@@ -393,8 +394,8 @@ def _probe(rec: list, step: int, real: nn.Module, lin: Linearized, names: list[s
     grad2 = sum(float(p.grad.double().pow(2).sum()) for p in theta.values() if p.grad is not None)
     pl = grad2 / (2.0 * L) if L > 0 else math.nan
     rec.append((step, "pl_ratio", pl, ""))
-    with no_tf32(), torch.no_grad():
-        K = kernel_matrix(real, X, names, k)
+    with no_tf32():
+        K = kernel_matrix(real, X, names, k).detach()
         eig = torch.linalg.eigvalsh(0.5 * (K + K.T))
         diff = K - K0
         change = float(torch.linalg.eigvalsh(0.5 * (diff + diff.T)).abs().max())
