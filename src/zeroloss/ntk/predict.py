@@ -2,7 +2,7 @@
 
 For the linearised model f_lin(x; θ) = f(x; θ₀) + J(x)(θ − θ₀) (:func:`zeroloss.linearize`) trained on
 
-    L(θ) = ½ Σ_i ‖f_lin(x_i; θ) − y_i‖²          (no 1/n: the loss of :func:`zeroloss.train_gd`, docs/theory.md §1)
+    L(θ) = ½ Σ_i ‖f_lin(x_i; θ) − y_i‖²          (no 1/n: the loss of :func:`zeroloss.train_gd`)
 
 the training residual r = f_lin(X) − Y evolves linearly with the empirical NTK Θ = J Jᵀ of the training set:
 
