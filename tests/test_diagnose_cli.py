@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,25 @@ def test_module_top_level_imports_are_light():
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
     assert names <= {"__future__", "importlib", "sys", "pathlib", "typing", "typer"}, names
+
+
+def test_page_is_deterministic_and_self_contained():
+    import torch
+
+    from zeroloss.data import sphere_data
+    from zeroloss.diagnose import diagnose, diagnose_widths
+    from zeroloss.diagnose.page import render_page
+
+    X, y = sphere_data(n=8, d=8, seed=0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1), torch.nn.Flatten(0))
+    d = diagnose(net, X, y, steps=5, alpha=False, threads=1, progress=False)
+    sweep = diagnose_widths(lambda m: torch.nn.Sequential(torch.nn.Linear(8, m), torch.nn.Tanh(),
+                                                          torch.nn.Linear(m, 1), torch.nn.Flatten(0)),
+                            [8, 16], X, y, steps=3, threads=1, progress=False)
+    pages = [render_page("t", [("run", d)], sweep, {"steps": 5}) for _ in range(2)]
+    assert pages[0] == pages[1]
+    # nothing fetched at view time (the http:// strings in the SVGs are XML namespace names, not resources)
+    assert "<script" not in pages[0] and "<link" not in pages[0] and not re.search(r'(src|href)="https?:', pages[0])
+    ids = re.findall(r'\bid="([^"]+)"', pages[0])
+    assert len(ids) == len(set(ids))  # figures never share an element id

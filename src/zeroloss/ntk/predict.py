@@ -143,7 +143,7 @@ def residual_factor(lam: torch.Tensor, lr: float, times: torch.Tensor, kind: str
         tensor([[-3.0000e-20,  0.0000e+00, -1.0000e+00]], dtype=torch.float64)
     """
     lam = lam.to(torch.float64).unsqueeze(0)  # (1, N)
-    t = times.to(torch.float64).unsqueeze(1)  # (T, 1)
+    t = times.to(device=lam.device, dtype=torch.float64).unsqueeze(1)  # (T, 1)
     x = lr * lam
     inf = torch.isinf(t)
     t_fin = torch.where(inf, torch.zeros_like(t), t)  # keep inf out of the arithmetic; patched below
@@ -229,7 +229,7 @@ def predict_gd_mse(
     n_rows = K.shape[0] if k_full is None else K.shape[0] // k_full
     if K.shape[0] != K.shape[1]:
         raise ZerolossInputError(f"k_train: must be square (n, n) or (n, n, k, k), got {tuple(K_in.shape)}")
-    Y = _as_f64(y_train, "y_train").to(torch.float64, copy=True)
+    Y = _as_f64(y_train, "y_train").to(device=K.device, dtype=torch.float64, copy=True)
     if Y.ndim not in (1, 2) or Y.shape[0] != n_rows:
         raise ZerolossInputError(f"y_train: must have shape ({n_rows},) or ({n_rows}, k), got {tuple(Y.shape)}")
     out_shape = tuple(Y.shape)
@@ -237,7 +237,7 @@ def predict_gd_mse(
     k_out = Y2.shape[1]
     if k_full is not None and k_full != k_out:
         raise ZerolossInputError(f"y_train: the full kernel has k = {k_full} outputs, got y_train {out_shape}")
-    F0 = torch.zeros_like(Y2) if f0_train is None else _as_f64(f0_train, "f0_train").to(torch.float64)
+    F0 = torch.zeros_like(Y2) if f0_train is None else _as_f64(f0_train, "f0_train").to(Y2.device, torch.float64)
     if f0_train is not None and F0.reshape(-1).shape != Y2.reshape(-1).shape:
         raise ZerolossInputError(f"f0_train: must have the shape of y_train {out_shape}, got {tuple(F0.shape)}")
     F0 = F0.reshape(n_rows, k_out)
@@ -273,7 +273,7 @@ def predict_gd_mse(
 def _predict_test(k_test_train: torch.Tensor, f0_test: torch.Tensor | None, V: torch.Tensor, h_over: torch.Tensor,
                   coeff: torch.Tensor, n: int, k: int, k_full: int | None, y_ndim: int) -> torch.Tensor:
     """Test outputs (T, m) or (T, m, k): f0_test + Θ_test,train V diag(h/λ) Vᵀ r₀."""
-    Kt_in = _as_f64(k_test_train, "k_test_train").to(torch.float64)
+    Kt_in = _as_f64(k_test_train, "k_test_train").to(V.device, torch.float64)
     Kt, kt_full = _flatten_kernel(Kt_in, "k_test_train", "m")
     if (kt_full is None) != (k_full is None) or (kt_full is not None and kt_full != k_full):
         raise ZerolossInputError(
@@ -283,9 +283,9 @@ def _predict_test(k_test_train: torch.Tensor, f0_test: torch.Tensor | None, V: t
     m = Kt.shape[0] if k_full is None else Kt.shape[0] // k_full
     shape = (m,) if y_ndim == 1 else (m, k)
     if f0_test is None:
-        F0t = torch.zeros(m, k, dtype=torch.float64)
+        F0t = torch.zeros(m, k, dtype=torch.float64, device=V.device)
     else:
-        F0t = _as_f64(f0_test, "f0_test").to(torch.float64)
+        F0t = _as_f64(f0_test, "f0_test").to(V.device, torch.float64)
         if tuple(F0t.shape) != shape:
             raise ZerolossInputError(f"f0_test: must have shape {shape} (y_train's layout), got {tuple(F0t.shape)}")
         F0t = F0t.reshape(m, k)
