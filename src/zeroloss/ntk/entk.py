@@ -16,7 +16,7 @@ from torch import nn
 
 from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.ntk import reference
+from zeroloss.ntk import ensemble, reference, rules, structured
 from zeroloss.ntk.blocks import Plan, assemble
 from zeroloss.ntk.memory import TRANSIENT_FACTOR, Footprint, measure, plan_chunks, result_bytes
 from zeroloss.ntk.model import (
@@ -150,6 +150,8 @@ class _Job:
         self.method = method
         self.max_bytes = max_bytes
         self.dtype = dtype
+        self.analysis: structured.Analysis | None = None
+        self.forms: dict[str, str] | None = None
         with eval_mode(model), no_tf32():
             for view in self.views:
                 view.k = probe_outputs(view, self.x1, "x1")
@@ -168,29 +170,77 @@ class _Job:
     def keys(self) -> dict[str, str]:
         return group_keys(self.views[0], self.by)
 
-    def resolved_method(self) -> str:
-        # "structured" arrives in the next commit; until then both it and "auto" run the Jacobian contraction
-        return "jacobian" if self.method in ("auto", "structured") else self.method
+    def _analyse(self) -> None:
+        """Structured analysis (which rule covers which parameter, in which form) for the first view."""
+        if self.analysis is not None or self.forms is not None:
+            return
+        view = self.views[0]
+        with eval_mode(self.model), no_tf32():
+            if self.ensemble:
+                self.forms = ensemble.member_forms(view, self.x1, self.full, self.n1, self.n2)
+            else:
+                self.analysis = structured.analyse(view, self.x1, self.full, self.n1, self.n2)
 
     def plan(self) -> Plan:
+        """The plan of the method asked for; ``"auto"`` takes "structured" if it fits, else "ntvp"."""
+        if self.method != "auto":
+            return self._plan(self.method)
+        try:
+            return self._plan("structured")
+        except ZerolossInputError as err:
+            try:
+                return self._plan("ntvp")
+            except ZerolossInputError:
+                raise err from None
+
+    def _plan(self, method: str) -> Plan:
         fp: Footprint = self.footprint
-        method = self.resolved_method()
         kk = fp.k * fp.k if self.full else 1
         nkeys = len(set(self.keys().values()))
-        members = len(self.views)
-        result = members * result_bytes(self.n1, self.n2, fp.k, self.full, nkeys, fp.itemsize)
+        result = len(self.views) * result_bytes(self.n1, self.n2, fp.k, self.full, nkeys, fp.itemsize)
         act = TRANSIENT_FACTOR * fp.activations
         kP = fp.k * fp.params
-        per_pair = (nkeys + 3) * kk * fp.itemsize
+        per_pair = (nkeys + 3) * kk * fp.itemsize  # the blocks of every key, a sum and the mirrored copy
         if method == "jacobian":
             per_sample = 3 * kP + (1 + fp.k) * act
             column = kP
-        else:  # ntvp
+        elif method == "ntvp":
             per_sample = 2 * kP + (1 + fp.k) * act
             per_pair += fp.k * act
             column = 0
+        else:
+            self._analyse()
+            column, products = self._structured_bytes()
+            per_pair += products
+            per_sample = 2 * column + (1 + fp.k) * act
         return plan_chunks(method, self.n1, self.n2, self.x2 is None, per_sample, per_pair, fp.fixed, result,
                            self.max_bytes, self.device, column_factor=column)
+
+    def _structured_bytes(self) -> tuple[int, int]:
+        """(factor bytes per sample, product-form bytes per pair) of the structured method, transients included."""
+        fp = self.footprint
+        if self.ensemble:
+            view = self.views[0]
+            with torch.no_grad():
+                _, maps = view.model.functional_forward(view._member_all, self.x1[:1], record=True)
+            per_sample = per_pair = 0
+            for m in maps:
+                if m.param not in view.params:
+                    continue
+                if m.kind == "bias":
+                    per_sample += m.preact[0, 0].numel() * fp.itemsize
+                    continue
+                s, p = rules.form_bytes(ensemble._shape(m), self.forms[m.param], 1, self.full, fp.itemsize)
+                per_sample += s + m.preact[0, 0].numel() * fp.itemsize  # factors and δ
+                per_pair += p
+            return per_sample, per_pair
+        a = self.analysis
+        P_fallback = sum(self.views[0].params[n].numel() for n in a.fallback)
+        per_sample, per_pair = structured.bytes_per_sample(a, fp.k, self.full, fp.itemsize, P_fallback)
+        # transients of a chunk: δ of every hooked output (k of them), the patches of a gradient-form convolution,
+        # the gradients of one term before they are stored, the fallback's Jacobian before reshaping
+        per_sample += (fp.k * a.cotangent_elems + a.patch_elems) * fp.itemsize + fp.k * P_fallback * fp.itemsize
+        return per_sample, per_pair
 
     def run(self):
         plan = self.plan()
@@ -207,30 +257,54 @@ class _Job:
         return out
 
     def _one(self, view: FunctionalModel, plan: Plan, keys: dict[str, str]) -> dict[str, torch.Tensor]:
+        if plan.method != "structured" or self.ensemble:
+            return self._assemble(view, plan, keys)
+        for _ in range(len(view.params) + 1):
+            try:
+                return self._assemble(view, plan, keys)
+            except structured.Restart as err:  # a chunk broke an assumption the probe batch accepted
+                self.analysis = structured.restart(self.analysis, err)
+        raise RuntimeError("entk: the structured analysis did not settle")  # each restart removes terms: unreachable
+
+    def _assemble(self, view: FunctionalModel, plan: Plan, keys: dict[str, str]) -> dict[str, torch.Tensor]:
         x1 = self.x1
         x2 = self.x1 if self.x2 is None else self.x2
         tail = (view.k, view.k) if self.full else ()
         out = {key: torch.zeros(self.n1, self.n2, *tail, dtype=self.dtype, device=self.device)
                for key in dict.fromkeys(keys.values())}
+        full = self.full
         if plan.method == "jacobian":
-            def row(a: int, b: int):
-                return reference.jacobian_factor(view, x1[a:b])
-
-            def col(a: int, b: int):
-                return reference.jacobian_factor(view, x2[a:b])
+            def factor(x: torch.Tensor):
+                return reference.jacobian_factor(view, x)
 
             def pair(f1, f2):
-                return reference.jacobian_pair(f1, f2, keys, self.full)
+                return reference.jacobian_pair(f1, f2, keys, full)
         elif plan.method == "ntvp":
-            def row(a: int, b: int):
-                return reference.ntvp_factor(view, x1[a:b])
-
-            def col(a: int, b: int):
-                return x2[a:b]
+            def factor(x: torch.Tensor):
+                return reference.ntvp_factor(view, x)
 
             def pair(f1, f2):
-                return reference.ntvp_pair(view, f1, f2, keys, self.full)
+                return reference.ntvp_pair(view, f1, f2, keys, full)
+        elif self.ensemble:
+            def factor(x: torch.Tensor):
+                return ensemble.member_factors(view, x, keys, self.forms)
+
+            def pair(f1, f2):
+                return structured.pair(f1, f2, full)
         else:
-            raise ZerolossInputError(f"method: {plan.method!r} is not available")
+            analysis = self.analysis
+
+            def factor(x: torch.Tensor):
+                return structured.factors(view, analysis, x, keys)
+
+            def pair(f1, f2):
+                return structured.pair(f1, f2, full)
+
+        def row(a: int, b: int):
+            return factor(x1[a:b])
+
+        def col(a: int, b: int):
+            return x2[a:b] if plan.method == "ntvp" else factor(x2[a:b])
+
         return assemble(self.n1, self.n2, self.x2 is None, plan, row, col, pair, out,
                         shared=plan.method != "ntvp")

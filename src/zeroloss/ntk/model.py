@@ -191,7 +191,8 @@ def prepare(model: nn.Module, params: object, dtype: torch.dtype) -> list[Functi
         for s in range(model.members):
             member_all = {k: v[s : s + 1] for k, v in all_params.items()}
             views.append(FunctionalModel(model, {k: member_all[k] for k in names}, {}, 1,
-                                         {k: str(model.layer_of(k)) for k in names}, s, member_all))
+                                         {k: str(model.layer_of(k)) for k in names}, member=s,
+                                         _member_all=member_all))
         return views
     selected = set(names)
     named = dict(model.named_parameters())
