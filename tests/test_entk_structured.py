@@ -183,3 +183,13 @@ def test_chunked_kernels_equal_the_one_chunk_kernels(method):
         parts = entk(model, x, x2, method=method, by="module", max_bytes=small)
         for key in whole_x:
             assert_close_rel(parts[key], whole_x[key], rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["multi-head", "resnet-bn", "transformer", "tied-twice"])
+def test_batched_cotangents_equal_the_loop(name, monkeypatch):
+    # the CPU runs one backward pass per output; CUDA batches them with is_grads_batched: check that path here
+    from zeroloss.ntk import structured
+
+    monkeypatch.setitem(structured.BATCHED_COTANGENTS, "cpu", True)
+    model, x = make_model(name, n=3)
+    assert_close_rel(entk(model, x, outputs="full", method="structured"), loop_reference(model, x))

@@ -62,11 +62,11 @@ def member_factors(view: FunctionalModel, x: torch.Tensor, keys: dict[str, str],
             out.add_gradient(key, delta.unsqueeze(1))  # (c, k=1, fan_out)
             continue
         if m.kind == "dense":
-            A = m.inputs.detach()[0][:, None, None, :]  # (c, g=1, T=1, fan_in)
-            D = delta[:, None, None, None, :]  # (c, g=1, T=1, k=1, fan_out)
+            A = m.inputs.detach()[0][:, None, :, None]  # (c, g=1, fan_in, T=1)
+            D = delta[:, None, None, :, None]  # (c, g=1, k=1, fan_out, T=1)
         else:
-            A = m.inputs.detach()[0].transpose(1, 2).unsqueeze(1)  # (c, 1, p, fan_in)
-            D = delta.transpose(1, 2)[:, None, :, None, :]  # (c, 1, p, 1, fan_out)
+            A = m.inputs.detach()[0].unsqueeze(1)  # (c, 1, fan_in, p)
+            D = delta[:, None, None]  # (c, 1, 1, fan_out, p)
         if forms[m.param] == "product":
             out.add_product(key, None, A, D)
         else:

@@ -202,45 +202,56 @@ class _Job:
         kP = fp.k * fp.params
         per_pair = (nkeys + 3) * kk * fp.itemsize  # the blocks of every key, a sum and the mirrored copy
         if method == "jacobian":
-            per_sample = 3 * kP + (1 + fp.k) * act
-            column = kP
+            # vmap(jacrev): the forward graph and k cotangents batched through it; J and its reshaped copy
+            row = col = kP
+            transient = (1 + fp.k) * act + kP
         elif method == "ntvp":
-            per_sample = 2 * kP + (1 + fp.k) * act
+            # rows: the vjps (k·P per sample); columns are the inputs themselves; per pair, k jvps in flight
+            row, col = kP, 0
+            transient = (1 + fp.k) * act + kP
             per_pair += fp.k * act
-            column = 0
         else:
             self._analyse()
-            column, products = self._structured_bytes()
+            row, products, transient = self._structured_bytes()
+            col = row
             per_pair += products
-            per_sample = 2 * column + (1 + fp.k) * act
-        return plan_chunks(method, self.n1, self.n2, self.x2 is None, per_sample, per_pair, fp.fixed, result,
-                           self.max_bytes, self.device, column_factor=column)
+        return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed,
+                           result, self.max_bytes, self.device)
 
-    def _structured_bytes(self) -> tuple[int, int]:
-        """(factor bytes per sample, product-form bytes per pair) of the structured method, transients included."""
+    def _structured_bytes(self) -> tuple[int, int, int]:
+        """(factor bytes per sample, product-form bytes per pair, transient bytes per sample) of "structured".
+
+        Transient, while a chunk's factors are computed: the forward graph and one backward pass in flight
+        (:data:`~zeroloss.ntk.memory.TRANSIENT_FACTOR` × the saved activations), δ of every hooked output for
+        each of the k outputs, the patches of a gradient-form convolution, one term's gradients before they are
+        stored, and the fallback's Jacobian (a vmapped jacrev, as the "jacobian" method).
+        """
         fp = self.footprint
+        act = TRANSIENT_FACTOR * fp.activations
         if self.ensemble:
             view = self.views[0]
             with torch.no_grad():
                 _, maps = view.model.functional_forward(view._member_all, self.x1[:1], record=True)
-            per_sample = per_pair = 0
+            factor = per_pair = delta = 0
             for m in maps:
                 if m.param not in view.params:
                     continue
+                delta += m.preact[0, 0].numel() * fp.itemsize
                 if m.kind == "bias":
-                    per_sample += m.preact[0, 0].numel() * fp.itemsize
+                    factor += m.preact[0, 0].numel() * fp.itemsize
                     continue
                 s, p = rules.form_bytes(ensemble._shape(m), self.forms[m.param], 1, self.full, fp.itemsize)
-                per_sample += s + m.preact[0, 0].numel() * fp.itemsize  # factors and δ
+                factor += s
                 per_pair += p
-            return per_sample, per_pair
+            return factor, per_pair, act + 2 * delta
         a = self.analysis
-        P_fallback = sum(self.views[0].params[n].numel() for n in a.fallback)
-        per_sample, per_pair = structured.bytes_per_sample(a, fp.k, self.full, fp.itemsize, P_fallback)
-        # transients of a chunk: δ of every hooked output (k of them), the patches of a gradient-form convolution,
-        # the gradients of one term before they are stored, the fallback's Jacobian before reshaping
-        per_sample += (fp.k * a.cotangent_elems + a.patch_elems) * fp.itemsize + fp.k * P_fallback * fp.itemsize
-        return per_sample, per_pair
+        kP_fallback = fp.k * sum(self.views[0].params[n].numel() for n in a.fallback) * fp.itemsize
+        factor, per_pair = structured.bytes_per_sample(a, fp.k, self.full, fp.itemsize, 0)
+        largest = max((fp.k * p.numel() for p in self.views[0].params.values()), default=0) * fp.itemsize
+        transient = act + (fp.k * a.cotangent_elems + a.patch_elems) * fp.itemsize + largest
+        if kP_fallback:
+            transient += (1 + fp.k) * act + 2 * kP_fallback
+        return factor + kP_fallback, per_pair, transient
 
     def run(self):
         plan = self.plan()

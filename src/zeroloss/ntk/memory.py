@@ -9,9 +9,9 @@ The statement is a sum of explicit terms, each an upper estimate (itemsize = byt
   ``torch.autograd.graph.saved_tensors_hooks``, parameters excluded) are the size of the activations A;
 - per pair of samples in a block, the block's temporaries.
 
-A chunk of c samples then needs ``fixed + result + c·(per sample) + c²·(per pair)``; :func:`plan_chunks` picks the
-largest c that fits ``max_bytes`` (or, without ``max_bytes``, the working budget :data:`DEFAULT_WORK_BYTES` on top
-of the result), and says so in one line when even c = 1 does not fit.
+:func:`plan_chunks` adds them up for a chunk of c samples — keeping every sample's factors when they fit, else
+recomputing column factors — and picks the largest c that fits ``max_bytes`` (or, without ``max_bytes``, the working
+budget :data:`DEFAULT_WORK_BYTES` on top of the result); it says so in one line when even c = 1 does not fit.
 """
 
 from __future__ import annotations
@@ -92,19 +92,24 @@ def plan_chunks(
     n1: int,
     n2: int,
     square: bool,
-    per_sample: int,
+    row_factor: int,
+    col_factor: int,
+    transient: int,
     per_pair: int,
     fixed: int,
     result: int,
     max_bytes: int | None,
     device: torch.device,
-    column_factor: int = 0,
 ) -> Plan:
-    """The largest chunk c (same for rows and columns) whose memory fits; see the module docstring.
+    """The plan whose stated memory fits the budget, with the largest chunks; see the module docstring.
 
-    ``per_sample`` counts what one sample of a row chunk and one of a column chunk need together;
-    ``column_factor`` is the part of it that a kept column factor takes per sample (kept when all of x2's
-    column factors fit beside the rest).
+    Per sample: ``row_factor`` / ``col_factor`` bytes of factors kept for a sample of x1 / x2 (for a square kernel
+    the row factors serve as column factors), ``transient`` bytes while a chunk's factors are computed; per pair of
+    samples in a block, ``per_pair`` bytes. Two regimes, the first preferred:
+
+    - store: every sample's factors are kept — fixed + result + n1·row (+ n2·col) + c·transient + c²·per_pair;
+    - recompute: only a row chunk's and a column chunk's factors live — fixed + result + c·(row + col + transient)
+      + c²·per_pair, and column factors are recomputed for every row chunk.
     """
     if max_bytes is not None:
         ok = isinstance(max_bytes, int) and not isinstance(max_bytes, bool) and max_bytes > 0
@@ -115,22 +120,22 @@ def plan_chunks(
         budget = fixed + result + DEFAULT_WORK_BYTES.get(device.type, DEFAULT_WORK_BYTES["cpu"])
     free = budget - fixed - result
     n = max(n1, n2)
+    kept = n1 * row_factor + (0 if square else n2 * col_factor)
+    c = _largest_chunk(free - kept, transient, per_pair, n)
+    if c >= 1:
+        stated = fixed + result + kept + c * transient + c * c * per_pair
+        return Plan(method, min(c, n1), min(c, n2), True, int(stated), int(result))
+    per_sample = row_factor + (row_factor if square else col_factor) + transient
     c = _largest_chunk(free, per_sample, per_pair, n)
-    need_one = fixed + result + per_sample + per_pair
     if c < 1:
+        need_one = fixed + result + per_sample + per_pair
         raise ZerolossInputError(
             f"max_bytes: {method} needs at least {_gib(need_one)} ({_gib(result)} for the result, "
             f"{_gib(fixed)} for parameter copies, {_gib(per_sample)} per sample of a chunk), got {_gib(max_bytes)}; "
             "raise max_bytes, or ask for less (fewer samples, outputs='trace', by='total', fewer params)"
         )
-    c = min(c, n)
-    cache = False
-    if not square and n2 > c and column_factor > 0:
-        cache = c * per_sample + c * c * per_pair + (n2 - c) * column_factor <= free
-    stated = fixed + result + c * per_sample + c * c * per_pair + (n2 * column_factor if cache else 0)
-    rows = min(c, n1)
-    cols = min(c, n2)
-    return Plan(method, rows, cols, cache, int(stated), int(result))
+    stated = fixed + result + c * per_sample + c * c * per_pair
+    return Plan(method, min(c, n1), min(c, n2), False, int(stated), int(result))
 
 
 def _largest_chunk(free: int, per_sample: int, per_pair: int, n: int) -> int:

@@ -23,8 +23,8 @@ cheaper (an MLP layer, T = 1: product form; an early convolution with many pixel
   running statistics): z = x̂ ⊙ γ + β, so ∂f_a/∂γ = Σ_positions δ_{ia} ⊙ x̂_i and ∂f_a/∂β = Σ_positions δ_{ia}
   (gradient form: these vectors are small), x̂ recomputed from the captured input.
 
-Shapes used below (c samples of a chunk, k outputs): a shared-weight term is ``A`` (c, g, T, fan_in_g) — or the
-token ids (c, T) for an embedding — with ``D`` (c, g, T, k, fan_out_g); a gradient term is (c, k, |p|).
+Shapes used below (c samples of a chunk, k outputs): a shared-weight term is ``A`` (c, g, fan_in_g, T) — or the
+token ids (c, T) for an embedding — with ``D`` (c, g, k, fan_out_g, T); a gradient term is (c, k, |p|).
 """
 
 from __future__ import annotations
@@ -126,48 +126,69 @@ def form_bytes(shape: Shape, form: str, k: int, full: bool, itemsize: int) -> tu
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Factors from one call: A (c, g, T, fan_in_g) or ids (c, T), and D (c, g, T, k, fan_out_g)
+# Factors from one call: A (c, g, fan_in_g, T) or ids (c, T), and D (c, g, k, fan_out_g, T). Positions last, so
+# that a convolution's patches come straight from im2col and its δ needs no copy; several calls of one module are
+# concatenated along T.
 
 
-def linear_inputs(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A of a call: (c, g, T, fan_in_g) — patches for a convolution, the input itself for a Linear."""
+def linear_inputs(module: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """A of a call: (c, g, fan_in_g, T) — patches for a convolution, the input itself for a Linear (ids (c, T) for an
+    embedding)."""
     c = x.shape[0]
-    if isinstance(module, nn.Linear):
-        return x.reshape(c, 1, -1, x.shape[-1])
     if isinstance(module, nn.Embedding):
         return x.reshape(c, -1)
+    if module is None or isinstance(module, nn.Linear):
+        return x.reshape(c, -1, x.shape[-1]).transpose(1, 2).unsqueeze(1)
     return conv_patches(module, x)
 
 
 def conv_patches(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Patches of a ConvNd input: (c, C_in, *spatial) → (c, g, T, (C_in/g)·prod(kernel)), in W's column order."""
+    """Patches of a ConvNd input: (c, C_in, *spatial) → (c, g, (C_in/g)·prod(kernel), T), in W's column order.
+
+    The input is padded as the module pads it (``_reversed_padding_repeated_twice`` with its padding mode, which
+    also covers 'same'), then windowed with the module's stride and dilation: ``F.unfold`` (im2col) for 1-d and 2-d
+    convolutions, ``Tensor.unfold`` along each axis for 3-d.
+    """
     nd = x.ndim - 2
-    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
-    pad = conv._reversed_padding_repeated_twice
-    if any(pad):
-        x = F.pad(x, pad, mode=mode)
+    c, C = x.shape[0], x.shape[1]
+    g = conv.groups
+    fan_in = (C // g) * math.prod(conv.kernel_size)
+    symmetric = conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+    if not symmetric and any(conv._reversed_padding_repeated_twice):
+        mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+        x = F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
+    padding = tuple(conv.padding) if symmetric else (0,) * nd
+    if nd <= 2:
+        one = (1,) if nd == 1 else ()
+        zero = (0,) if nd == 1 else ()
+        patches = F.unfold(x.unsqueeze(2) if nd == 1 else x, one + tuple(conv.kernel_size),
+                           dilation=one + tuple(conv.dilation), padding=zero + padding,
+                           stride=one + tuple(conv.stride))
+        return patches.view(c, g, fan_in, -1)
+    if any(padding):
+        x = F.pad(x, [p for q in reversed(padding) for p in (q, q)])
     for d in range(nd):
         K, s, dil = conv.kernel_size[d], conv.stride[d], conv.dilation[d]
         x = x.unfold(2 + d, dil * (K - 1) + 1, s)
         if dil > 1:
             x = x[..., ::dil]
     # x: (c, C_in, T_1..T_nd, K_1..K_nd) → (c, C_in, K_1..K_nd, T_1..T_nd)
-    perm = [0, 1, *range(2 + nd, 2 + 2 * nd), *range(2, 2 + nd)]
-    x = x.permute(perm)
-    c, C = x.shape[0], x.shape[1]
-    g = conv.groups
-    fan_in = (C // g) * math.prod(conv.kernel_size)
-    return x.reshape(c, g, fan_in, -1).transpose(2, 3)
+    x = x.permute(0, 1, *range(2 + nd, 2 + 2 * nd), *range(2, 2 + nd))
+    return x.reshape(c, g, fan_in, -1)
 
 
-def linear_cotangents(module: nn.Module, delta: torch.Tensor) -> torch.Tensor:
-    """D of a call from δ (k, c, *out): (c, g, T, k, fan_out_g)."""
-    k, c = delta.shape[:2]
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        return delta.reshape(k, c, 1, -1, delta.shape[-1]).permute(1, 2, 3, 0, 4)
+def linear_cotangents(module: nn.Module | None, delta: torch.Tensor) -> torch.Tensor:
+    """D of a call from δ (c, k, *out): (c, g, k, fan_out_g, T) (a view for a convolution with one group)."""
+    c, k = delta.shape[:2]
+    if module is None or isinstance(module, (nn.Linear, nn.Embedding)):
+        return delta.reshape(c, k, -1, delta.shape[-1]).transpose(2, 3).unsqueeze(1)
     g = module.groups
-    D = delta.reshape(k, c, g, delta.shape[2] // g, -1)  # (k, c, g, fan_out_g, T)
-    return D.permute(1, 2, 4, 0, 3)
+    return delta.reshape(c, k, g, delta.shape[2] // g, -1).transpose(1, 2)
+
+
+def concat_calls(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Several calls of one module are more positions: concatenate along T (the last axis); one call is kept as is."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
 def mask_padding(module: nn.Module, ids: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
@@ -175,30 +196,31 @@ def mask_padding(module: nn.Module, ids: torch.Tensor, D: torch.Tensor) -> torch
     if getattr(module, "padding_idx", None) is None:
         return D
     keep = (ids != module.padding_idx).to(D.dtype)  # (c, T)
-    return D * keep[:, None, :, None, None]
+    return D * keep[:, None, None, None, :]
 
 
-def gradient_from_shared(module: nn.Module, A: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+def gradient_from_shared(module: nn.Module | None, A: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
     """Per-sample gradients (c, k, |W|) of a shared-weight term: Σ_t δ_{ia,t} a_{i,t}ᵀ (scattered for an embedding)."""
-    c, g, T, k, fo = D.shape
+    c, g, k, fo, T = D.shape
     if isinstance(module, nn.Embedding):
         V = module.weight.shape[0]
         G = D.new_zeros(c, V, k * fo)
-        G.scatter_add_(1, A.unsqueeze(-1).expand(c, T, k * fo), D.reshape(c, T, k * fo))
-        return G.reshape(c, V, k, fo).transpose(1, 2).reshape(c, k, V * fo)
+        G.scatter_add_(1, A.unsqueeze(-1).expand(c, T, k * fo), D.reshape(c, k * fo, T).transpose(1, 2))
+        return G.view(c, V, k, fo).transpose(1, 2).reshape(c, k, V * fo)
     # (c, g, k·fo, T) @ (c, g, T, fi) → (c, g, k, fo, fi)
-    G = D.reshape(c, g, T, k * fo).transpose(2, 3) @ A
-    return G.reshape(c, g, k, fo, -1).transpose(1, 2).reshape(c, k, -1)
+    G = D.reshape(c, g, k * fo, T) @ A.transpose(-1, -2)
+    return G.view(c, g, k, fo, -1).transpose(1, 2).reshape(c, k, -1)
 
 
 def bias_gradient(module: nn.Module, delta: torch.Tensor) -> torch.Tensor:
-    """Per-sample gradients (c, k, |b|) of a Linear/Conv bias or a norm's β: δ summed over positions."""
-    k, c = delta.shape[:2]
+    """Per-sample gradients (c, k, |b|) of a Linear/Conv bias or a norm's β from δ (c, k, *out), summed over
+    positions."""
+    c, k = delta.shape[:2]
     if isinstance(module, nn.Linear):
-        return delta.reshape(k, c, -1, delta.shape[-1]).sum(2).transpose(0, 1)
+        return delta.reshape(c, k, -1, delta.shape[-1]).sum(2)
     if isinstance(module, _LAST_AXES_NORMS):  # normalized_shape = the trailing axes; positions before them
-        return delta.reshape(k, c, -1, math.prod(module.normalized_shape)).sum(2).transpose(0, 1)
-    return delta.reshape(k, c, delta.shape[2], -1).sum(-1).transpose(0, 1)  # channel axis 1: conv, GN, BN
+        return delta.reshape(c, k, -1, math.prod(module.normalized_shape)).sum(2)
+    return delta.reshape(c, k, delta.shape[2], -1).sum(-1)  # channel axis 2 of δ: conv, GroupNorm, BatchNorm
 
 
 def normalised(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -217,27 +239,28 @@ def normalised(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def shared_block(
-    module: nn.Module, A1: torch.Tensor, D1: torch.Tensor, A2: torch.Tensor, D2: torch.Tensor, full: bool
+    module: nn.Module | None, A1: torch.Tensor, D1: torch.Tensor, A2: torch.Tensor, D2: torch.Tensor, full: bool
 ) -> torch.Tensor:
     """Product-form block: Σ_{t,t'} (a_{i,t}·a_{j,t'})(δ_{ia,t}·δ_{jb,t'}) → (c1, c2) or (c1, c2, k, k)."""
-    c1, g, T1, k, fo = D1.shape
-    c2, T2 = D2.shape[0], D2.shape[2]
+    c1, g, k, fo, T1 = D1.shape
+    c2, T2 = D2.shape[0], D2.shape[-1]
     if isinstance(module, nn.Embedding):
         X = (A1.reshape(c1 * T1, 1) == A2.reshape(1, c2 * T2)).to(D1.dtype).unsqueeze(0)  # (1, c1·T1, c2·T2)
-    else:
-        X = _rows(A1, g, c1 * T1, -1) @ _rows(A2, g, c2 * T2, -1).transpose(1, 2)
+    else:  # (g, c·T, fan_in) products
+        X = _rows(A1.permute(1, 0, 3, 2)) @ _rows(A2.permute(1, 0, 3, 2)).transpose(1, 2)
     if not full:
-        # Σ_a δ_{ia,t}·δ_{ja,t'}: one product over (output, fan_out) jointly
-        P = _rows(D1, g, c1 * T1, k * fo) @ _rows(D2, g, c2 * T2, k * fo).transpose(1, 2)
-        return (X * P).reshape(g, c1, T1, c2, T2).sum(dim=(0, 2, 4))
-    P = _rows(D1, g, c1 * T1 * k, fo) @ _rows(D2, g, c2 * T2 * k, fo).transpose(1, 2)
-    P = P.reshape(g, c1, T1, k, c2, T2, k) * X.reshape(g, c1, T1, 1, c2, T2, 1)
+        # Σ_a δ_{ia,t}·δ_{ja,t'}: one product over (output, fan_out) jointly, rows (sample, position)
+        P = _rows(D1.permute(1, 0, 4, 2, 3)) @ _rows(D2.permute(1, 0, 4, 2, 3)).transpose(1, 2)
+        return (X * P).view(g, c1, T1, c2, T2).sum(dim=(0, 2, 4))
+    # rows (sample, position, output)
+    P = _rows(D1.permute(1, 0, 4, 2, 3), 3) @ _rows(D2.permute(1, 0, 4, 2, 3), 3).transpose(1, 2)
+    P = P.view(g, c1, T1, k, c2, T2, k) * X.view(g, c1, T1, 1, c2, T2, 1)
     return P.sum(dim=(0, 2, 5)).permute(0, 2, 1, 3)
 
 
-def _rows(t: torch.Tensor, g: int, rows: int, cols: int) -> torch.Tensor:
-    """(c, g, …) → (g, rows, cols): the group axis first, then samples × positions (× outputs) as rows."""
-    return t.transpose(0, 1).reshape(g, rows, cols)
+def _rows(t: torch.Tensor, row_axes: int = 2) -> torch.Tensor:
+    """(g, a, b, …) → (g, a·b·…, rest): the group axis first, the next ``row_axes`` axes as rows."""
+    return t.reshape(t.shape[0], math.prod(t.shape[1 : 1 + row_axes]), -1)
 
 
 def gradient_block(G1: torch.Tensor, G2: torch.Tensor, full: bool) -> torch.Tensor:
