@@ -121,7 +121,8 @@ def form_bytes(shape: Shape, form: str, k: int, full: bool, itemsize: int) -> tu
     if form == "gradient":
         return k * shape.size * itemsize, 0
     per_sample = shape.T * shape.groups * (shape.fan_in + k * shape.fan_out) * itemsize
-    per_pair = shape.T**2 * shape.groups * (2 + kk) * itemsize  # X, the cotangent product, their product
+    # X, the cotangent product, their product and its sum over positions (only the sum when T = 1 is reshaped)
+    per_pair = shape.T**2 * shape.groups * (1 + 3 * kk) * itemsize
     return per_sample, per_pair
 
 
