@@ -12,6 +12,15 @@ saving). The ratio is against the faster peer.
     python -m benchmarks.bench_entk --case resnet18     # CIFAR ResNet-18, n = 32, float32, 10 outputs (≥ 3×)
     python -m benchmarks.bench_entk --case resnet18 --device cuda --n 1000 --no-peer   # GPU: chunked, stated memory
 
+Neural Tangents 0.6.5 (JAX, archived; never a zeroloss dependency) on the MLP, in a throwaway venv that holds both
+(jax 0.4.23 needs numpy < 2; torch's CPU wheel is the one of the project's venv):
+
+    python3 -m venv /tmp/ntvenv
+    /tmp/ntvenv/bin/pip install "jax==0.4.23" "jaxlib==0.4.23" "neural-tangents==0.6.5" torch==2.13.0 \\
+        "numpy<2" "scipy<1.13" "pandas<2.3" tqdm scikit-learn pyarrow pydantic typer pyyaml jinja2 matplotlib numba
+    /tmp/ntvenv/bin/pip install -e . --no-deps
+    /tmp/ntvenv/bin/python -m benchmarks.bench_entk --case mlp --neural-tangents --no-peer
+
 The NTVP peer costs one vjp and one jvp per pair of samples; on the large cases it is timed on the first
 ``--ntvp-rows`` rows of the kernel and scaled by n1 / rows (its cost is the same for every row), and the script
 says so. Every peer's kernel is checked against entk's before timing.
@@ -169,15 +178,24 @@ def tutorial_ntvp(model: nn.Module, params: dict, x1: torch.Tensor, x2: torch.Te
 
 
 def blocked(peer, model, params, x1, x2, block: int) -> torch.Tensor:
-    """Apply a peer over blocks of ``block`` samples of x1 × x2 (x2 None: x1 × x1, Jacobians reused per block)."""
+    """Apply a peer over blocks of ``block`` samples of x1 × x2 (the tutorial's code unchanged inside a block).
+
+    For the square kernel (x2 None) only the blocks on and above the diagonal are computed and mirrored, and the
+    Jacobian peer computes a diagonal block's J once: a blocked run computes J for (b + b(b−1)/2)·block samples
+    (b blocks) instead of n, the price of fitting in memory, which the script prints.
+    """
     n1 = x1.shape[0]
     xs = x1 if x2 is None else x2
     out = torch.empty(n1, xs.shape[0], dtype=x1.dtype, device=x1.device)
     for a in range(0, n1, block):
         for b in range(0, xs.shape[0], block):
+            if x2 is None and b < a:
+                continue
             same = x2 is None and a == b and peer is tutorial_jacobian
-            out[a : a + block, b : b + block] = peer(model, params, x1[a : a + block],
-                                                     None if same else xs[b : b + block])
+            K = peer(model, params, x1[a : a + block], None if same else xs[b : b + block])
+            out[a : a + block, b : b + block] = K
+            if x2 is None and b > a:
+                out[b : b + block, a : a + block] = K.T
     return out
 
 
@@ -199,6 +217,8 @@ def main() -> None:
     parser.add_argument("--peer-block", type=int, default=None, help="samples per peer block (default: all)")
     parser.add_argument("--ntvp-rows", type=int, default=None, help="time the NTVP peer on this many rows")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--neural-tangents", action="store_true",
+                        help="also Neural Tangents' structured derivatives (MLP only; a venv with jax, see above)")
     args = parser.parse_args()
 
     factory, shape, n, dtype = CASES[args.case]
@@ -226,13 +246,32 @@ def main() -> None:
         K = ours()
         first = time.perf_counter() - t0
         if sync:
-            print(f"CUDA peak allocated {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB (stated {stated / 2**30:.2f})")
+            peak = torch.cuda.max_memory_allocated()
+            print(f"CUDA peak allocated {peak / 2**30:.2f} GiB (stated {stated / 2**30:.2f} GiB)")
         t_ours = best_time(ours, args.repeats, sync)
         print(f"zeroloss.entk (auto = structured): {t_ours:.4f} s (first call {first:.3f} s)")
+        if args.neural_tangents:
+            if args.case != "mlp":
+                raise SystemExit("--neural-tangents: the MLP case only")
+            nt_peer, versions = neural_tangents_peer(model, X)
+            print(f"peer: {versions}")
+            t_nt = _time_peer("neural-tangents", nt_peer, K, args.repeats, sync)
+            print(f"neural-tangents structured derivatives (jit, after compilation): {t_nt:.4f} s   "
+                  f"ratio {t_nt / t_ours:.1f}x")
         if args.no_peer:
             return
         params = {k: v.detach() for k, v in model.named_parameters()}
         block = args.peer_block or n
+        if block < n:
+            blocks = math.ceil(n / block)
+            print(f"Jacobian peer in {blocks} × {blocks} blocks of {block} samples: J computed for "
+                  f"{(blocks + blocks * (blocks - 1) // 2) * block} sample-Jacobians instead of {n}")
+        if dtype == torch.float32:
+            m = min(n, 4)  # the float64 kernel of the first samples: how accurate is each float32 result?
+            K64 = entk(model, X[:m], dtype=torch.float64)
+            P32 = tutorial_jacobian(model, params, X[:m], None)
+            print(f"float32 vs float64 on {m} samples: entk {_rel(K[:m, :m], K64):.1e}, Jacobian peer "
+                  f"{_rel(P32, K64):.1e}")
         times = {}
         t_jac = _time_peer("jacobian", lambda: blocked(tutorial_jacobian, model, params, X, None, block), K,
                            max(1, args.repeats - 2), sync)
@@ -256,12 +295,50 @@ def main() -> None:
     print(f"ratio best peer / zeroloss: {best / t_ours:.1f}x")
 
 
+def neural_tangents_peer(model: nn.Sequential, X: torch.Tensor):
+    """Neural Tangents' structured-derivatives eNTK of the MLP (``mlp()``), weights copied; returns a callable.
+
+    Needs jax 0.4.23 + neural-tangents 0.6.5 (a throwaway venv, never a zeroloss dependency; see the module
+    docstring). stax's ``Dense`` in the standard parameterisation computes x W + b with the weights as given, and
+    ``Erf`` is torch.erf, so the two models are the same function (checked before timing).
+    """
+    import jax
+    import neural_tangents as nt
+    from neural_tangents import stax
+
+    jax.config.update("jax_enable_x64", X.dtype == torch.float64)
+    layers, params = [], []
+    for module in model:
+        if isinstance(module, nn.Linear):
+            layers.append(stax.Dense(module.out_features, parameterization="standard"))
+            params.append((jax.numpy.asarray(module.weight.detach().T.numpy()),
+                           jax.numpy.asarray(module.bias.detach().numpy())))
+        else:
+            layers.append(stax.Erf())
+            params.append(())
+    _, apply_fn, _ = stax.serial(*layers)
+    ntk_fn = jax.jit(nt.empirical_ntk_fn(apply_fn, trace_axes=(-1,), vmap_axes=0,
+                                         implementation=nt.NtkImplementation.STRUCTURED_DERIVATIVES))
+    x = jax.numpy.asarray(X.numpy())
+
+    def peer() -> torch.Tensor:
+        return torch.from_numpy(jax.numpy.asarray(ntk_fn(x, None, params).block_until_ready()).__array__().copy())
+
+    return peer, f"jax {jax.__version__}, neural-tangents {getattr(nt, '__version__', '0.6.5')}"
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
 def _time_peer(name: str, fn, reference: torch.Tensor, repeats: int, sync: bool) -> float:
     t0 = time.perf_counter()
     K = fn()
     first = time.perf_counter() - t0
     err = float((K - reference).norm() / reference.norm())
-    tol = 1e-4 if reference.dtype == torch.float32 else 1e-10
+    # float64: round-off; float32: the peer's own float32 error, printed above against float64 (~4e-4 measured
+    # for ResNet-18's vmap(jacrev), while entk's float32 kernel is within ~1e-7 of float64)
+    tol = 2e-3 if reference.dtype == torch.float32 else 1e-10
     print(f"{name} peer: first call {first:.3f} s, relative difference to entk {err:.1e}")
     if not math.isfinite(err) or err > tol:
         raise SystemExit(f"the {name} peer's kernel differs from entk's by {err:.1e}: timing would be meaningless")

@@ -5,7 +5,10 @@
 - :func:`linearize` — the linearised model f(x; θ₀) + J(x; θ₀)(θ − θ₀) of any module, trainable by torch.optim.
 - :func:`predict_gd_mse` — closed-form outputs of GD / gradient flow on its squared loss (kernel regression at ∞).
 
-Methods: ``"jacobian"`` and ``"ntvp"`` are the two ``torch.func`` tutorial methods (:mod:`zeroloss.ntk.reference`).
+eNTK methods: ``"structured"`` (:mod:`zeroloss.ntk.structured`, the per-layer rules of :mod:`zeroloss.ntk.rules`:
+layer inputs from forward hooks, output cotangents from one backward pass per output, no per-sample parameter
+gradient where the product form is cheaper); ``"jacobian"`` and ``"ntvp"``, the two ``torch.func`` tutorial methods
+(:mod:`zeroloss.ntk.reference`); ``"auto"`` = structured when its plan fits ``max_bytes``, else ntvp.
 """
 
 from zeroloss.ntk.entk import entk, entk_memory_bytes

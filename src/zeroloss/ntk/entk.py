@@ -247,7 +247,9 @@ class _Job:
         a = self.analysis
         kP_fallback = fp.k * sum(self.views[0].params[n].numel() for n in a.fallback) * fp.itemsize
         factor, per_pair = structured.bytes_per_sample(a, fp.k, self.full, fp.itemsize, 0)
-        largest = max((fp.k * p.numel() for p in self.views[0].params.values()), default=0) * fp.itemsize
+        params = self.views[0].params
+        largest = max((fp.k * params[t.name].numel() for t in a.terms if t.form == "gradient"), default=0)
+        largest *= fp.itemsize
         transient = act + (fp.k * a.cotangent_elems + a.patch_elems) * fp.itemsize + largest
         if kP_fallback:
             transient += (1 + fp.k) * act + 2 * kP_fallback
