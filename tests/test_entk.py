@@ -140,6 +140,20 @@ def test_bad_arguments_get_one_line_errors(kwargs, message):
     assert "\n" not in str(err.value)
 
 
+class TupleOut(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(5, 2).double()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lin(x), x
+
+
+class BatchMean(TupleOut):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # mixes the samples: no per-sample output
+        return self.lin(x).mean(0, keepdim=True)
+
+
 def test_bad_models_and_inputs_get_one_line_errors():
     model, x = make_model("mlp", n=4)
     model[0].weight.requires_grad_(False)
@@ -152,6 +166,8 @@ def test_bad_models_and_inputs_get_one_line_errors():
         (lambda: entk("model", x), "model: must be a torch.nn.Module"),
         (lambda: entk(nn.BatchNorm1d(5, track_running_stats=False), x), "model: BatchNorm"),
         (lambda: zeroloss.gram(model, x), "net: must be a zeroloss ensemble net"),
+        (lambda: entk(TupleOut(), x), "model: must return one tensor whose first axis is the batch"),
+        (lambda: entk(BatchMean(), x), "model: must return one tensor whose first axis is the batch"),
     ]
     for call, message in cases:
         with pytest.raises(ZerolossInputError) as err:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import choice
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.ntk import ensemble, reference, rules, structured
 from zeroloss.ntk.blocks import Plan, assemble
-from zeroloss.ntk.memory import TRANSIENT_FACTOR, Footprint, measure, plan_chunks, result_bytes
+from zeroloss.ntk.memory import TRANSIENT_FACTOR, Footprint, MemoryRefusal, measure, plan_chunks, result_bytes
 from zeroloss.ntk.model import (
     FunctionalModel,
     cast_inputs,
@@ -187,10 +187,10 @@ class _Job:
             return self._plan(self.method)
         try:
             return self._plan("structured")
-        except ZerolossInputError as err:
+        except MemoryRefusal as err:
             try:
                 return self._plan("ntvp")
-            except ZerolossInputError:
+            except MemoryRefusal:
                 raise err from None
 
     def _plan(self, method: str) -> Plan:

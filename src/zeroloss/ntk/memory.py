@@ -89,6 +89,10 @@ def result_bytes(n1: int, n2: int, k: int, full: bool, keys: int, itemsize: int)
     return n1 * n2 * (k * k if full else 1) * keys * itemsize
 
 
+class MemoryRefusal(ZerolossInputError):
+    """``max_bytes`` cannot hold a method's smallest plan (the message says how much it needs)."""
+
+
 def plan_chunks(
     method: str,
     n1: int,
@@ -131,7 +135,7 @@ def plan_chunks(
     c = _largest_chunk(free, per_sample, per_pair, n)
     if c < 1:
         need_one = fixed + result + per_sample + per_pair
-        raise ZerolossInputError(
+        raise MemoryRefusal(
             f"max_bytes: {method} needs at least {_gib(need_one)} ({_gib(result)} for the result, "
             f"{_gib(fixed)} for parameter copies, {_gib(per_sample)} per sample of a chunk), got {_gib(max_bytes)}; "
             "raise max_bytes, or ask for less (fewer samples, outputs='trace', by='total', fewer params)"

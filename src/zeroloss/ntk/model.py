@@ -92,6 +92,10 @@ class FunctionalModel:
             u, _ = net.functional_forward({**self._member_all, **params}, x)  # (1, c)
             return u[0].unsqueeze(-1)
         out = functional_call(self.model, {**self.fixed, **params}, (x,), tie_weights=True, strict=False)
+        if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != x.shape[0]:
+            got = type(out).__name__ if not isinstance(out, torch.Tensor) else f"shape {tuple(out.shape)}"
+            raise ZerolossInputError(f"model: must return one tensor whose first axis is the batch ({x.shape[0]} "
+                                     f"samples), got {got}")
         return out.reshape(out.shape[0], -1)
 
 
@@ -207,6 +211,8 @@ def probe_outputs(view: FunctionalModel, x: torch.Tensor, field_name: str) -> in
     try:
         with torch.no_grad():
             out = view.fn(view.params, x[:1])
+    except ZerolossInputError:
+        raise
     except (RuntimeError, TypeError, ValueError, IndexError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if not x.is_floating_point():
