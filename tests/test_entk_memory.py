@@ -54,6 +54,7 @@ _PEAK_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh process per case (import torch, warm up, compute): ~10–40 s each on 2 busy cores
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident-set peak from /proc")
 @pytest.mark.parametrize(
     ("case", "method", "outputs", "budget_mib"),
