@@ -69,6 +69,14 @@ def test_the_module_state_is_unchanged(method):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_a_callers_no_grad_changes_nothing():
+    model, x = make_model("resnet-bn", n=3)
+    K = entk(model, x)
+    with torch.no_grad():
+        for method in METHODS:
+            assert_close_rel(entk(model, x, method=method), K)
+
+
 def test_eval_mode_semantics_batchnorm_uses_running_statistics():
     # a single sample in training mode would make BatchNorm fail or normalise by itself; eval mode is per sample
     bn = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 1)).double()

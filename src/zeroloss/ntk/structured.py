@@ -232,13 +232,14 @@ def restart(analysis: Analysis, err: Restart) -> Analysis:
 def _probe_round(view, modules, swap, xp) -> tuple[Capture, set[str]]:
     names = [f"{m}.{a}" if m else a for m in modules for a in swap[m]]
     params = {n: t.detach().requires_grad_(n in names) for n, t in view.params.items()}
-    with torch.enable_grad(), Capture(modules, swap, set(), set()) as cap:
-        out = view.fn(params, xp)
-    originals = [params[n] for n in names]
-    used: set[str] = set()
-    if originals and out.requires_grad:
-        grads = torch.autograd.grad(out.sum(), originals, allow_unused=True)
-        used = {n for n, g in zip(names, grads, strict=True) if g is not None}
+    with torch.enable_grad():  # also under a caller's torch.no_grad()
+        with Capture(modules, swap, set(), set()) as cap:
+            out = view.fn(params, xp)
+        originals = [params[n] for n in names]
+        used: set[str] = set()
+        if originals and out.requires_grad:
+            grads = torch.autograd.grad(out.sum(), originals, allow_unused=True)
+            used = {n for n, g in zip(names, grads, strict=True) if g is not None}
     return cap, used
 
 
