@@ -47,7 +47,8 @@ def structured_attrs(module: nn.Module) -> tuple[str, ...]:
     """The parameter attributes of ``module`` that a rule covers (empty for other layers).
 
     Only the exact forward passes these rules describe qualify: a subclass that overrides ``forward`` does not,
-    nor an embedding with ``max_norm`` (its forward renormalises the weight in place).
+    nor an embedding with ``max_norm`` (its forward renormalises the weight in place) or ``scale_grad_by_freq``
+    (PyTorch's gradient is then not the derivative: it is divided by the token's count in the batch).
     """
     t = type(module)
     if isinstance(module, nn.Linear) and t.forward is nn.Linear.forward:
@@ -56,7 +57,8 @@ def structured_attrs(module: nn.Module) -> tuple[str, ...]:
         if t._conv_forward not in (c._conv_forward for c in _CONVS):
             return ()
         return ("weight", "bias")
-    if isinstance(module, nn.Embedding) and t.forward is nn.Embedding.forward and module.max_norm is None:
+    if (isinstance(module, nn.Embedding) and t.forward is nn.Embedding.forward and module.max_norm is None
+            and not module.scale_grad_by_freq):  # that option rescales PyTorch's gradient by batch frequencies
         return ("weight",)
     if isinstance(module, _NORMS) and t.forward in (c.forward for c in _NORMS + (nn.BatchNorm1d, nn.BatchNorm2d,
                                                                                    nn.BatchNorm3d)):
