@@ -23,6 +23,9 @@ PUBLIC = [
     "largest_stable_step", "limit_gram_by_layer", "limit_kernel", "load", "nets", "patch_data", "reproduce",
     "spectrum", "sphere_data", "step_scaling", "teacher_labels", "train_gd", "trajectory_check", "twotimescale",
     "validate_inputs", "width_scaling",
+    # any nn.Module (issue 13): eNTK, linearisation, closed-form kernel predictions, the diagnosis
+    "Diagnosis", "KernelPrediction", "Linearized", "Verdict", "WidthSweep", "diagnose", "diagnose_widths", "entk",
+    "entk_memory_bytes", "linearize", "predict_gd_mse",
 ]
 
 PUBLIC_NETS = [

@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "zeroloss.cli.sweep",
     "zeroloss.cli.reproduce",
     "zeroloss.cli.report",
+    "zeroloss.cli.diagnose",
 ]
 
 
