@@ -39,6 +39,27 @@ def eigenvalues(G: torch.Tensor) -> torch.Tensor:
         return torch.linalg.eigvalsh(0.5 * (G + G.transpose(-1, -2)))
 
 
+def eigenvalues_or_nan(G: torch.Tensor) -> torch.Tensor:
+    """:func:`eigenvalues` of a stack (S, n, n), with a row of NaN for each matrix that has a non-finite entry.
+
+    For measurements along training: one member whose weights overflowed (its Gram is NaN or inf) must not
+    stop the spectra of the others. Shape (S, n), float64.
+
+    Example:
+        >>> G = torch.stack([torch.eye(2), torch.full((2, 2), float("nan"))])
+        >>> eigenvalues_or_nan(G).tolist()
+        [[1.0, 1.0], [nan, nan]]
+    """
+    G = torch.as_tensor(G)
+    if G.ndim != 3 or G.shape[-1] != G.shape[-2]:
+        raise ZerolossInputError(f"G: must be a stack of square matrices (S, n, n), got {tuple(G.shape)}")
+    finite = torch.isfinite(G).flatten(1).all(dim=1)
+    out = torch.full(G.shape[:2], float("nan"), dtype=torch.float64, device=G.device)
+    if bool(finite.any()):
+        out[finite] = eigenvalues(G[finite])
+    return out
+
+
 def lambda_min(G: torch.Tensor) -> torch.Tensor:
     """Smallest eigenvalue (float64), shape (...). May be slightly negative from round-off: not clipped."""
     return eigenvalues(G)[..., 0]
