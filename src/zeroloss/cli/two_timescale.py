@@ -1,8 +1,8 @@
-"""``zeroloss two-timescale``: Marion & Berthier's online SGD on the univariate smoothed-step net (MATH §3.4).
+"""``zeroloss two-timescale``: Marion & Berthier's online SGD on the univariate smoothed-step net.
 
-Runs ``steps = t_max / (h·ε)`` steps of online SGD with label noise for every repeat side by side and writes a
-results folder in the store's run format (:mod:`zeroloss.store`, read by :func:`zeroloss.load`): one run per
-repeat under ``runs/<id>/`` — ``spec.json`` (every option and the index ``repeat``; repeat k uses seed + k),
+Runs ``steps = t_max / (h·ε)`` steps of online SGD with label noise (docs/theory.md §3.4) for every repeat side
+by side and writes a results folder in the store's run format (:mod:`zeroloss.store`, read by
+:func:`zeroloss.load`): one run per repeat under ``runs/<id>/`` — ``spec.json`` (every option and the index ``repeat``; repeat k uses seed + k),
 ``metrics.parquet`` (tidy: step, metric ∈ {risk, tau}, value), ``summary.json`` (``final_risk``, ``steps``,
 ``seconds``, ``tau_max``, ``diverged``), ``env.json`` — and ``sweep.json`` listing them with the command's options.
 The folder is built under a temporary name and renamed into place when complete (see :mod:`zeroloss.cli.train`).
