@@ -2,11 +2,12 @@
 
 Runs ``steps = t_max / (h·ε)`` steps of online SGD with label noise (docs/theory.md §3.4) for every repeat side
 by side and writes a results folder in the store's run format (:mod:`zeroloss.store`, read by
-:func:`zeroloss.load`): one run per repeat under ``runs/<id>/`` — ``spec.json`` (every option and the index ``repeat``; repeat k uses seed + k),
-``metrics.parquet`` (tidy: step, metric ∈ {risk, tau}, value), ``summary.json`` (``final_risk``, ``steps``,
-``seconds``, ``tau_max``, ``diverged``), ``env.json`` — and ``sweep.json`` listing them with the command's options.
-The folder is built under a temporary name and renamed into place when complete (see :mod:`zeroloss.cli.train`).
-``--json`` prints one object with ``final_risk`` (one per repeat), ``steps``, ``seconds``, ``tau_max`` and ``out``.
+:func:`zeroloss.load`): one run per repeat under ``runs/<id>/`` — ``spec.json`` (every option and the index
+``repeat``; repeat k uses seed + k), ``metrics.parquet`` (tidy: step, metric ∈ {risk, tau}, value),
+``summary.json`` (``final_risk``, ``steps``, ``seconds``, ``tau_max``, ``diverged``), ``env.json`` — and
+``sweep.json`` listing them with the command's options. The folder is built under a temporary name and renamed
+into place when complete (see :mod:`zeroloss.cli.train`). ``--json`` prints one object with ``final_risk`` (one
+per repeat), ``steps``, ``seconds``, ``tau_max`` and ``out``.
 """
 
 from __future__ import annotations
