@@ -344,7 +344,7 @@ def building_folder(out: Path | str, kind: str, overwrite: bool = False, field: 
     Raises:
         ZerolossInputError: ``out`` may not be written (checked on entry and again before the rename).
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # so that out.parent and out.name are real even for "." or "sub/.."
     check_folder(out, kind, field, replace=True, overwrite=overwrite)
     ensure_parent(out, field)
     clean_temporary_folders(out)
