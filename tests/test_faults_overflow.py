@@ -20,6 +20,7 @@ from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.nets import FullyConnected
 from zeroloss.spectrum import eigenvalues_or_nan
+from zeroloss.store import load, load_runs
 from zeroloss.train.gd import train_gd
 
 # float64 overflows past ~1.8e308: lr 1e300 makes the first update inf; float32 (~3.4e38) needs only 1e100.
@@ -68,13 +69,11 @@ def test_cli_train_writes_the_run_with_the_member_diverged(tmp_path, dtype, lr):
     res = CliRunner().invoke(app, ["train", "--width", "64", "--n", "8", "--d", "4", "--steps", "200", "--dtype",
                                    dtype, "--lr", lr, "--members", "2", "--out", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    members = json.loads((out / "summary.json").read_text())["members"]
-    assert members[1]["diverged_at"] == 1
-    # member 0 did not diverge: None, or NaN where pandas turned the column into floats (cli/train.py's JSON)
-    assert members[0]["diverged_at"] is None or np.isnan(members[0]["diverged_at"])
-    assert np.isfinite(members[0]["final_loss"]) and members[0]["final_loss"] < members[0]["initial_loss"]
-    metrics = pd.read_parquet(out / "metrics.parquet")
-    assert np.isfinite(metrics[metrics["member"] == 0]["value"]).all()
+    runs = load_runs(out).set_index("member")
+    assert runs.loc[1, "diverged_at"] == 1 and runs.loc[0, "diverged_at"] is None
+    assert np.isfinite(runs.loc[0, "final_loss"]) and runs.loc[0, "final_loss"] < runs.loc[0, "initial_loss"]
+    df = load(out)
+    assert np.isfinite(df[df["member"] == 0]["value"]).all()
 
 
 def test_in_a_sweep_the_overflowing_run_is_diverged_not_failed(tmp_path):
