@@ -187,8 +187,8 @@ def _blockwise(X: Tensor, net: str, depth: int, e: Expect, layers: set[int], c_r
 
 def _limit(X: Tensor, net: str, depth: int, activation: str | Activation, layers: str | int, c_res: float,
            kernel_size: int, nodes: int, method: str, device: torch.device | str | None, max_bytes: int | None,
-           total: bool, progress: bool | None) -> dict[int, Tensor]:
-    """Validate the arguments of the public functions, then run :func:`_blockwise`."""
+           total: bool, progress: bool | None, memory_budget: int | str | None = None) -> dict[int, Tensor]:
+    """Validate the arguments of the public functions, check the memory budget, then run :func:`_blockwise`."""
     choice(net, "net", NETS)
     H = positive_int(depth, "depth")
     act = get_activation(activation)
@@ -199,6 +199,12 @@ def _limit(X: Tensor, net: str, depth: int, activation: str | Activation, layers
     X = _check_X(X, net, device)
     budget = default_max_bytes(X.device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
     e = Expect(act, positive_int(nodes, "nodes"), method, budget)
+    from zeroloss.budget import ARGUMENT, check_memory
+
+    n, positions = X.shape[0], (X.shape[2] if X.ndim == 3 else 1)
+    need = limit_kernel_memory_bytes(n, H, positions, e.nodes, budget, outputs=1 if total else len(chosen))
+    check_memory(need, memory_budget, field="X", flag=ARGUMENT, hint="use fewer inputs",
+                 what=f"the {n} × {n} limit kernel" + ("" if total else f"s of {len(chosen)} layer(s)"))
     with no_tf32():
         return _blockwise(X, net, H, e, chosen, float(c_res), q, total, progress)
 
@@ -216,6 +222,7 @@ def limit_gram_by_layer(
     device: torch.device | str | None = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> dict[int, Tensor]:
     """The m → ∞ limit of every selected per-layer Gram G^(h) at initialisation: 1-based layer → (n, n) float64.
 
@@ -233,13 +240,16 @@ def limit_gram_by_layer(
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device).
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
+        memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
+            None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
+            allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
 
     Returns:
         dict layer → (n, n) float64 symmetric tensor, the limit of ``gram_by_layer(net, X, layer)[h]``.
         Memory: one (n, n) array per selected layer (:func:`limit_kernel_memory_bytes` with ``outputs``).
     """
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  False, progress)
+                  False, progress, memory_budget)
 
 
 def limit_kernel(
@@ -255,6 +265,7 @@ def limit_kernel(
     device: torch.device | str | None = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> Tensor:
     """Infinite-width kernel of one of Du et al.'s nets on inputs X: (n, n) float64.
 
@@ -272,6 +283,9 @@ def limit_kernel(
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device); the peak is stated by :func:`limit_kernel_memory_bytes`.
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
+        memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
+            None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
+            allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
 
     Returns:
         (n, n) float64 symmetric PSD tensor (exactly symmetric).
@@ -286,12 +300,12 @@ def limit_kernel(
     choice(kind, "kind", KINDS)
     layers = {"du": "last", "nngp": "output", "ntk": "all"}[kind]
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  True, progress)[0]
+                  True, progress, memory_budget)[0]
 
 
 def lambda0(X: Tensor, net: str = "fc", depth: int = 2, activation: str | Activation = "softplus",
             c_res: float = 0.5, kernel_size: int = 3, nodes: int = DEFAULT_NODES, method: str = "auto",
-            device: torch.device | str | None = None) -> float:
+            device: torch.device | str | None = None, memory_budget: int | str | None = None) -> float:
     """Du et al.'s λ₀ = λ_min(K^(H)) of the "du" kernel, in float64 (not clipped: round-off may make it < 0).
 
     Example:
@@ -300,7 +314,8 @@ def lambda0(X: Tensor, net: str = "fc", depth: int = 2, activation: str | Activa
         >>> lambda0(X, net="fc", depth=2, activation="erf") > 0
         True
     """
-    K = limit_kernel(X, net, depth, activation, "du", c_res, kernel_size, nodes, method, device)
+    K = limit_kernel(X, net, depth, activation, "du", c_res, kernel_size, nodes, method, device,
+                     memory_budget=memory_budget)
     return float(lambda_min(K))
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zeroloss.kernels.empirical import gram_by_layer
+from zeroloss.kernels.empirical import _gram_by_layer
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.spectrum import eigenvalues_or_nan
 
@@ -66,7 +66,8 @@ class ProbeContext:
     def grams(self) -> dict[int, torch.Tensor]:
         """Per-layer Gram matrices at step k (float64), computed once per step."""
         if "grams" not in self.cache:
-            self.cache["grams"] = gram_by_layer(self.net, self.X, "all")
+            # no memory check here: a run is sized before it starts (a probe must not refuse half-way)
+            self.cache["grams"] = _gram_by_layer(self.net, self.X, "all", torch.float64, None, check_budget=False)
         return self.cache["grams"]  # type: ignore[return-value]
 
     def full_gram(self) -> torch.Tensor:
