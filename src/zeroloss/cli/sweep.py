@@ -1,8 +1,10 @@
 """``zeroloss sweep FILE.yaml``: a user's own sweep over a registered experiment's run function.
 
-The file is validated (unknown keys and malformed values rejected with the key named, exit status 2) and
-expanded before anything is written; ``--dry-run`` prints the runs and their count; otherwise the runs go to
-``--out DIR/runs/<id>/`` and re-running the same command resumes.
+The file is validated (unknown keys and malformed values rejected with the key named, exit status 2), sized
+against the memory budget (``--max-bytes``; :mod:`zeroloss.budget`), expanded, and every run's values are checked
+(:mod:`zeroloss.sweep.checks`) before anything is written; ``--dry-run`` prints the runs and their count; otherwise
+the runs go to ``--out DIR/runs/<id>/`` and re-running the same command resumes. ``--max-bytes`` bounds the
+expansion of the runs here; the runs themselves follow ``ZEROLOSS_MAX_BYTES`` or their default budget.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import typer
 
 from zeroloss.cli.common import cli_errors, echo_err
-from zeroloss.errors import ZerolossInputError
+from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.experiments.base import Experiment, Spec
 from zeroloss.sweep.spec import SweepSpec
 
@@ -54,18 +56,31 @@ def sweep(
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local instance)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget for expanding the runs, e.g. "
+                                         "8GiB (default: half the available memory, or ZEROLOSS_MAX_BYTES)"),
 ) -> None:
     """Run (or resume) a sweep of a registered experiment; finished runs are skipped."""
+    from zeroloss.budget import FLAG, resolve_budget
     from zeroloss.experiments.registry import get_experiment
-    from zeroloss.sweep.executors import make_executor
+    from zeroloss.store import check_folder
+    from zeroloss.sweep.checks import validate_runs
+    from zeroloss.sweep.executors import EXECUTORS, make_executor
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 
+    choice(executor, "--executor", EXECUTORS)
+    if workers is not None and workers < 1:
+        raise ZerolossInputError(f"--workers: must be a positive integer, got {workers}")
+    if address is not None and executor != "ray":
+        raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {executor}")
+    budget = resolve_budget(max_bytes, FLAG)
     spec = load_sweep_file(file, set_)
     experiment = get_experiment(spec.name)
-    runs = spec.expand()
+    spec.check_size(budget, FLAG)  # before anything is expanded or hashed
+    runs = spec.expand(budget)
     for warning in check_run_keys(spec, experiment, runs):
         echo_err(f"warning: {warning}")
+    validate_runs(experiment, runs)
     if dry_run:
         unique = unique_runs(experiment.name, runs)
         if json_out:
@@ -78,6 +93,7 @@ def sweep(
         return
     if out is None:
         raise ZerolossInputError("--out: a sweep directory is needed unless --dry-run, got nothing")
+    check_folder(out, "sweep")  # a foreign --out is refused before workers (or Ray) start
     device = resolve_device(device)
     with make_executor(executor, workers, device, address) as ex:
         result = run_sweep(experiment, runs, out, executor=ex, device=device,
