@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.store import RunStore, run_id, sweep_lock
 from zeroloss.store.ownership import claim_folder
+from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
 
 if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
@@ -108,10 +109,11 @@ def run_sweep(
         :class:`SweepResult`.
     """
     device = resolve_device(device)
+    validate_runs(experiment, specs)  # every run's values, before anything is hashed or created
     runs = unique_runs(experiment.name, specs)
     ids = [rid for rid, _ in runs]
-    # Validation of the runs goes here, before anything is created. Then the folder is claimed: created when
-    # missing, refused when it is a non-empty folder zeroloss did not make (see zeroloss.store.ownership).
+    # The folder is claimed: created when missing, refused when it is a non-empty folder zeroloss did not make (see
+    # zeroloss.store.ownership).
     claim_folder(out, "sweep")
     store = RunStore(out, "sweep", field="--out")
     result = SweepResult(Path(out), experiment.name, ids)
