@@ -182,3 +182,47 @@ def du_net_memory_bytes(parameters: int, members: int) -> int:
     """Peak memory of building a Du net: every member's weights are drawn in float64 on the CPU, then stacked
     (:func:`zeroloss.nets.base.member_normal_draws`), so two float64 copies of all parameters."""
     return 2 * 8 * int(parameters) * int(members)
+
+
+#: Bytes per member and step of a training run's loss history: the (steps + 1, S) float64 loss array, its tidy
+#: rows (step, metric, value) in the stored metrics and their copies while a run is written (sorted, concatenated).
+TRAIN_BYTES_PER_STEP = 96
+#: Bytes per recorded probe value (a Python tuple in train_gd's records, then a DataFrame row, then its copies).
+TRAIN_BYTES_PER_RECORD = 256
+
+
+def train_memory_bytes(*, net: str, n: int, width: int, depth: int, members: int, steps: int, probe_every: int,
+                       d: int = 1, channels: int = 1, positions: int = 1, itemsize: int = 4,
+                       gram_probes: bool = True) -> int:
+    """An upper estimate of what ``zeroloss train`` holds at its peak, from the options alone (nothing built).
+
+    The net (building it: :func:`du_net_memory_bytes`; training: parameters, their step-0 copy and gradients),
+    the inputs, the forward and backward activations (four (S, n, m[, p]) tensors per layer), the Gram probes
+    (per layer and full Gram, the step-0 Gram, the spectrum: H + 6 float64 (S, n, n) arrays, and the per-sample
+    factors), and the histories (:data:`TRAIN_BYTES_PER_STEP` per member and step,
+    :data:`TRAIN_BYTES_PER_RECORD` per probe value).
+
+    Example:
+        >>> train_memory_bytes(net="fc", n=32, width=512, depth=2, members=1, steps=500, probe_every=5, d=16) < 2**27
+        True
+    """
+    S, m, H, p = int(members), int(width), int(depth), int(positions)
+    params = du_net_parameters(net, width=m, depth=H, d=d, channels=channels, positions=p)
+    training = 3 * S * params * itemsize + 4 * H * S * n * m * p * itemsize + 2 * n * max(d, channels * p) * 8
+    grams = (H + 6) * 8 * S * n * n + 8 * S * n * H * (2 * m * p + m * 3) if gram_probes else 0
+    probe_steps = int(steps) // max(1, int(probe_every)) + 2
+    histories = TRAIN_BYTES_PER_STEP * S * (int(steps) + 1) + TRAIN_BYTES_PER_RECORD * S * probe_steps * (2 * H + 8)
+    return max(du_net_memory_bytes(params, S), training + grams + histories)
+
+
+def two_timescale_memory_bytes(*, repeats: int, neurons: int, logs: int, steps: int) -> int:
+    """An upper estimate of what ``zeroloss two-timescale`` holds: the logged states (positions u, weights a with
+    the bias, the risk: (L, R, 2m + 2) float64, L ≤ logs + 1 log points) and their tidy rows as they are written
+    (risk and τ per log point and repeat, with copies: 256 bytes per point). The stepping itself is O(R·m).
+
+    Example:
+        >>> two_timescale_memory_bytes(repeats=5, neurons=20, logs=100, steps=10**6) < 2**20
+        True
+    """
+    R, m, L = int(repeats), int(neurons), min(int(logs), int(steps)) + 1
+    return R * L * (8 * (2 * m + 3) + 256) + 64 * R * m

@@ -79,6 +79,8 @@ def train(
     dtype: str = typer.Option("float32", help="float32 | float64 (training dtype; Gram spectra are float64)"),
     out: Path = typer.Option(..., help="results folder to create (one run per member, read by zeroloss.load)"),
     overwrite: bool = typer.Option(False, help="replace --out if it is an earlier train output"),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget, e.g. 8GiB (default: half the "
+                                         "available memory, or ZEROLOSS_MAX_BYTES)"),
 ) -> None:
     """Train a Du et al. net by full-batch gradient descent and write a results folder."""
     from zeroloss.store import building_folder, check_folder
@@ -91,6 +93,7 @@ def train(
     except ValueError:
         raise ZerolossInputError(f"--lr: must be a number or comma-separated numbers, got {lr!r}") from None
     check_folder(out, "train", "--out", replace=True, overwrite=overwrite)  # before the (long) training
+    check_train_size(net, n, d, channels, positions, width, depth, members, steps, probe_every, torch_dtype, max_bytes)
     X, y = make_data(data, net, n, d, channels, positions, labels, seed)
     model = build_net(net, d=X.shape[1] if X.ndim == 2 else d, channels=channels, positions=positions,
                       width=width, depth=depth, activation=activation, members=members, seed=seed,
@@ -105,6 +108,39 @@ def train(
         write_members(tmp, run, options, str(torch_device))
     typer.echo(run.summary().to_string(index=False))
     typer.echo(f"{run.steps} steps in {run.seconds:.2f} s -> {out}")
+
+
+def check_train_size(net: str, n: int, d: int, channels: int, positions: int, width: int, depth: int, members: int,
+                     steps: int, probe_every: int, dtype: torch.dtype, max_bytes: str | None) -> None:
+    """Refuse (``--max-bytes``) a run whose stated memory (:func:`zeroloss.budget.train_memory_bytes`) is over the
+    budget, before any data or net is made; the sizes are checked positive first."""
+    from zeroloss.budget import (
+        TRAIN_BYTES_PER_STEP,
+        check_memory,
+        du_net_memory_bytes,
+        du_net_parameters,
+        train_memory_bytes,
+    )
+
+    for value, name in ((n, "--n"), (d, "--d"), (channels, "--channels"), (positions, "--positions"),
+                        (width, "--width"), (depth, "--depth"), (members, "--members"), (steps, "--steps")):
+        if value < 1:
+            raise ZerolossInputError(f"{name}: must be a positive integer, got {value}")
+    if probe_every < 0:
+        raise ZerolossInputError(f"--probe-every: must be 0 (about 100 probes) or a positive integer, "
+                                 f"got {probe_every}")
+    every = probe_every or max(1, steps // 100)
+    need = train_memory_bytes(net=net, n=n, width=width, depth=depth, members=members, steps=steps,
+                              probe_every=every, d=d if net != "conv-resnet" else 1, channels=channels,
+                              positions=positions if net == "conv-resnet" else 1,
+                              itemsize=torch.empty((), dtype=dtype).element_size())
+    # name the option behind the largest part: the step histories, the n × n Grams, or the net
+    parts = {"--steps": TRAIN_BYTES_PER_STEP * members * (steps + 1), "--n": 8 * members * n * n * (depth + 6),
+             "--width": du_net_memory_bytes(du_net_parameters(net, width=width, depth=depth, d=d, channels=channels,
+                                                              positions=positions), members)}
+    check_memory(need, max_bytes, field=max(parts, key=lambda k: parts[k]),
+                 what=f"training {members} member(s) of width {width}, depth {depth} on n = {n} points for "
+                      f"{steps:,} steps", hint="use fewer steps, points or members, or a smaller net")
 
 
 def write_members(folder: Path, run, options: dict, device: str) -> list[str]:

@@ -42,6 +42,8 @@ def two_timescale(
     out: Path = typer.Option(..., help="results folder to create (one run per repeat, read by zeroloss.load)"),
     overwrite: bool = typer.Option(False, help="replace --out if it is an earlier two-timescale output"),
     json_output: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget, e.g. 8GiB (default: half the "
+                                         "available memory, or ZEROLOSS_MAX_BYTES)"),
 ) -> None:
     """Online SGD in (or out of) the two-timescale regime; the exact population risk is logged along the way."""
     from zeroloss.store import building_folder, check_folder
@@ -61,6 +63,7 @@ def two_timescale(
     if not 1 <= steps <= MAX_STEPS:
         raise ZerolossInputError(f"--t-max: t_max/(h·eps) must give between 1 and {MAX_STEPS:.0e} steps, got {steps}")
     check_seed(seed, repeats)
+    check_two_timescale_size(repeats, neurons, logs, steps, max_bytes)
     options = {"eps": eps, "h": h, "t_max": t_max, "neurons": neurons, "eta": eta, "target": target, "seed": seed,
                "repeats": repeats, "derivative": derivative, "noise": noise, "logs": logs, "steps": steps}
     check_folder(out, "two-timescale", "--out", replace=True, overwrite=overwrite)
@@ -77,6 +80,17 @@ def two_timescale(
     for k, value in enumerate(summary["final_risk"]):
         typer.echo(f"repeat {k}: final risk {value:.6g}")
     typer.echo(f"{run.steps} steps × {repeats} repeats in {run.seconds:.2f} s (τ = {run.tau[-1]:.4g}) -> {out}")
+
+
+def check_two_timescale_size(repeats: int, neurons: int, logs: int, steps: int, max_bytes: str | None) -> None:
+    """Refuse (``--max-bytes``) a run whose logged states would not fit the budget
+    (:func:`zeroloss.budget.two_timescale_memory_bytes`), before anything is allocated."""
+    from zeroloss.budget import check_memory, two_timescale_memory_bytes
+
+    need = two_timescale_memory_bytes(repeats=repeats, neurons=neurons, logs=logs, steps=steps)
+    check_memory(need, max_bytes, field="--logs" if min(logs, steps) >= repeats else "--repeats",
+                 what=f"logging {repeats:,} repeat(s) of {neurons} neurons {min(logs, steps):,} times",
+                 hint="use fewer logs, repeats or neurons")
 
 
 def write_repeats(folder: Path, run, options: dict) -> list[str]:
