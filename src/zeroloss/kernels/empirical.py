@@ -168,8 +168,8 @@ def gram_memory_bytes(
 ) -> int:
     """An upper estimate of the memory :func:`gram` needs, stated before anything is allocated.
 
-    Counts the stored per-sample factors (inputs and δ for dense maps, per-sample gradients for convolutions),
-    the autograd graph of one chunk (about four tensors the size of each layer's output per sample, plus the
+    Counts the stored per-sample factors (inputs and δ for dense maps, per-sample gradients for convolutions;
+    the largest map's twice, as its chunks are concatenated), the autograd graph of one chunk (about four tensors the size of each layer's output per sample, plus the
     parameters), and three n×n matrices per member (result and two products).
     """
     layers = resolve_layers(net, layer)
@@ -178,21 +178,23 @@ def gram_memory_bytes(
     probe_params = {k: p.detach()[:1].to("meta") for k, p in net.named_parameters()}
     sample = _meta_sample(net).to(next(iter(probe_params.values())).dtype)
     _, maps = net.functional_forward(probe_params, sample, record=True)
-    stored = graph = 0
+    stored = graph = largest = 0
     for m in maps:
         out_numel = m.preact[0, 0].numel()
         graph += 4 * out_numel
         if m.layer not in layers:
             continue
         if m.kind == "dense":
-            stored += m.inputs[0, 0].numel() + out_numel
+            one = m.inputs[0, 0].numel() + out_numel
         elif m.kind == "conv":
-            stored += m.preact.shape[2] * m.inputs.shape[2]
+            one = m.preact.shape[2] * m.inputs.shape[2]
         else:
-            stored += out_numel
+            one = out_numel
+        stored, largest = stored + one, max(largest, one)
     S = net.members
     params = sum(p.numel() for p in net.parameters())
-    total = S * (n * stored + chunk * graph + 3 * n * n) + params
+    # the largest map's factors once more: torch.cat joins its chunks while they are still alive
+    total = S * (n * (stored + largest) + chunk * graph + 3 * n * n) + params
     return int(total * itemsize)
 
 
