@@ -47,6 +47,7 @@ from zeroloss.store import (  # noqa: E402
     flatten,
     folder_kind,
     load,
+    output_errors,
     read_manifest,
     sweep_dirs,
     to_jsonable,
@@ -266,8 +267,9 @@ def write_report(out: Path | str, experiments: list[str] | None = None, title: s
     sections = evaluate(out, experiments)
     claims = [{k: v for k, v in c.items()} for c in all_claims(sections)]
     claims_path, html_path = out / CLAIMS, out / REPORT
-    atomic_write_bytes(claims_path, (json.dumps(to_jsonable(claims), indent=1, allow_nan=True) + "\n").encode())
-    atomic_write_bytes(html_path, render_html(sections, title, command).encode())
+    with output_errors(field, out):
+        atomic_write_bytes(claims_path, (json.dumps(to_jsonable(claims), indent=1, allow_nan=True) + "\n").encode())
+        atomic_write_bytes(html_path, render_html(sections, title, command).encode())
     return Report(sections, claims, html_path, claims_path)
 
 

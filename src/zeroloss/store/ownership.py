@@ -29,8 +29,8 @@ Example:
     >>> try:
     ...     claim_folder(root / "mine", "sweep")
     ... except ZerolossInputError as exc:
-    ...     print(str(exc).split(" is ")[1][:50])
-    a non-empty folder that zeroloss did not create (n
+    ...     print("non-empty folder that zeroloss did not create" in str(exc), (root / "mine" / MARKER).exists())
+    True False
 """
 
 from __future__ import annotations

@@ -48,7 +48,14 @@ from typing import Any
 import numpy as np
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.store.atomic import atomic_write_bytes, json_bytes, make_folder, temporary_name, to_jsonable
+from zeroloss.store.atomic import (
+    atomic_write_bytes,
+    json_bytes,
+    make_folder,
+    output_errors,
+    temporary_name,
+    to_jsonable,
+)
 from zeroloss.store.ownership import (
     LOCK,
     MANIFEST,
@@ -219,31 +226,33 @@ class RunStore:
         buf = io.BytesIO()
         metrics.to_parquet(buf, index=False)
         self.claim()
-        if not self.runs.is_dir():
-            with contextlib.suppress(FileExistsError):
-                make_folder(self.runs)
-        tmp = self.runs / temporary_name(rid)
-        make_folder(tmp)
-        try:
-            atomic_write_bytes(tmp / "spec.json", json_bytes({"experiment": experiment, "spec": dict(spec)}))
-            atomic_write_bytes(tmp / "env.json", json_bytes(dict(env or {})))
-            atomic_write_bytes(tmp / "metrics.parquet", buf.getvalue())
-            atomic_write_bytes(tmp / "summary.json", json_bytes(summary))
-            atomic_write_bytes(tmp / SUCCESS, b"")
-            final = self.run_dir(rid)
-            if final.exists():  # a leftover without _SUCCESS (is_done was False): replace it
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        final = self.run_dir(rid)
+        with output_errors(self.field, final):  # a full disk, a folder made read-only meanwhile: one line
+            if not self.runs.is_dir():
+                with contextlib.suppress(FileExistsError):
+                    make_folder(self.runs)
+            tmp = self.runs / temporary_name(rid)
+            make_folder(tmp)
+            try:
+                atomic_write_bytes(tmp / "spec.json", json_bytes({"experiment": experiment, "spec": dict(spec)}))
+                atomic_write_bytes(tmp / "env.json", json_bytes(dict(env or {})))
+                atomic_write_bytes(tmp / "metrics.parquet", buf.getvalue())
+                atomic_write_bytes(tmp / "summary.json", json_bytes(summary))
+                atomic_write_bytes(tmp / SUCCESS, b"")
+                if final.exists():  # a leftover without _SUCCESS (is_done was False): replace it
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return rid
 
     def write_manifest(self, experiment: str, run_ids: list[str], extra: Mapping[str, Any] | None = None) -> None:
         """Record which runs make up this folder's (latest) sweep; :func:`~zeroloss.store.load` reads only those."""
         self.claim()
         body = {"experiment": experiment, "run_ids": list(run_ids), **dict(extra or {})}
-        atomic_write_bytes(self.root / MANIFEST, json_bytes(body))
+        with output_errors(self.field, self.root / MANIFEST):
+            atomic_write_bytes(self.root / MANIFEST, json_bytes(body))
 
 
 @contextlib.contextmanager
@@ -254,7 +263,8 @@ def sweep_lock(root: Path | str, field: str = "--out") -> Iterator[None]:
     even by ``kill -9``.
     """
     root = Path(root)
-    handle = open(root / LOCK, "a+")  # noqa: SIM115 - held for the duration of the context
+    with output_errors(field, root / LOCK):
+        handle = open(root / LOCK, "a+")  # noqa: SIM115 - held for the duration of the context
     try:
         try:
             import fcntl
