@@ -17,7 +17,6 @@ import torch
 import typer
 
 from zeroloss.errors import ZerolossInputError, choice
-from zeroloss.store.atomic import atomic_write_bytes  # noqa: F401 - old name, until gram/kernel use zeroloss.store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
