@@ -217,12 +217,14 @@ def train_memory_bytes(*, net: str, n: int, width: int, depth: int, members: int
 
 def two_timescale_memory_bytes(*, repeats: int, neurons: int, logs: int, steps: int) -> int:
     """An upper estimate of what ``zeroloss two-timescale`` holds: the logged states (positions u, weights a with
-    the bias, the risk: (L, R, 2m + 2) float64, L ≤ logs + 1 log points) and their tidy rows as they are written
-    (risk and τ per log point and repeat, with copies: 256 bytes per point). The stepping itself is O(R·m).
+    the bias, the risk: (L, R, 2m + 2) float64, L ≤ logs + 1 log points), their tidy rows as they are written
+    (risk and τ per log point and repeat, with copies: 256 bytes per point) and the log schedule (logs + 1 float
+    and integer points, whatever the number of steps). The stepping itself is O(R·m).
 
     Example:
         >>> two_timescale_memory_bytes(repeats=5, neurons=20, logs=100, steps=10**6) < 2**20
         True
     """
     R, m, L = int(repeats), int(neurons), min(int(logs), int(steps)) + 1
-    return R * L * (8 * (2 * m + 3) + 256) + 64 * R * m
+    schedule = 16 * (int(logs) + 1)  # the log schedule is built from logs + 1 points before duplicates are dropped
+    return R * L * (8 * (2 * m + 3) + 256) + 64 * R * m + schedule

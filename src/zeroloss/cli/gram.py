@@ -33,12 +33,15 @@ def check_net_options(net: str, width: int, depth: int, members: int, c_res: flo
 
 
 def parse_layer(layer: str, depth: int) -> str | int:
-    """``all``, ``last``, ``output`` or an integer h in 1..H+1 (H + 1: the output weights)."""
-    from zeroloss.kernels.empirical import select_layers
-
-    selector: str | int = int(layer) if layer.strip().lstrip("-").isdigit() else layer
-    select_layers(selector, depth, "--layer")
-    return selector
+    """``all``, ``last``, ``output`` or an integer h in 1..H+1 (H + 1: the output weights); checked from the
+    depth alone (no set of layers is built: ``--depth`` may be absurd, the budget refuses it later)."""
+    if layer in ("all", "last", "output"):
+        return layer
+    text = layer.strip()
+    if text.lstrip("-").isdigit() and 1 <= int(text) <= depth + 1:
+        return int(text)
+    raise ZerolossInputError(f"--layer: must be 'all', 'last', 'output' or an integer in 1..{depth + 1} "
+                             f"(H + 1 = output), got {layer!r}")
 
 
 def gram_command_bytes(gram_bytes: int, net_bytes: int, n: int, members: int) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from zeroloss.cli.common import cli_errors, echo_err
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import ZerolossInputError
 from zeroloss.experiments.base import Experiment, Spec
 from zeroloss.sweep.spec import SweepSpec
 
@@ -64,15 +64,11 @@ def sweep(
     from zeroloss.experiments.registry import get_experiment
     from zeroloss.store import check_folder
     from zeroloss.sweep.checks import validate_runs
-    from zeroloss.sweep.executors import EXECUTORS, make_executor
+    from zeroloss.sweep.executors import check_executor_options, make_executor
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 
-    choice(executor, "--executor", EXECUTORS)
-    if workers is not None and workers < 1:
-        raise ZerolossInputError(f"--workers: must be a positive integer, got {workers}")
-    if address is not None and executor != "ray":
-        raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {executor}")
+    check_executor_options(executor, workers, address)
     budget = resolve_budget(max_bytes, FLAG)
     spec = load_sweep_file(file, set_)
     experiment = get_experiment(spec.name)

@@ -88,7 +88,7 @@ def check_two_timescale_size(repeats: int, neurons: int, logs: int, steps: int, 
     from zeroloss.budget import check_memory, two_timescale_memory_bytes
 
     need = two_timescale_memory_bytes(repeats=repeats, neurons=neurons, logs=logs, steps=steps)
-    check_memory(need, max_bytes, field="--logs" if min(logs, steps) >= repeats else "--repeats",
+    check_memory(need, max_bytes, field="--logs" if logs >= repeats else "--repeats",
                  what=f"logging {repeats:,} repeat(s) of {neurons} neurons {min(logs, steps):,} times",
                  hint="use fewer logs, repeats or neurons")
 

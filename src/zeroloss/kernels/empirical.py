@@ -166,11 +166,13 @@ def gram_memory_bytes(
     net: EnsembleNet, n: int, layer: str | int = "all", dtype: torch.dtype = torch.float64,
     chunk_size: int | None = None,
 ) -> int:
-    """An upper estimate of the memory :func:`gram` needs, stated before anything is allocated.
+    """An estimate of the memory :func:`gram` needs, stated before anything is allocated.
 
     Counts the stored per-sample factors (inputs and δ for dense maps, per-sample gradients for convolutions;
-    the largest map's twice, as its chunks are concatenated), the autograd graph of one chunk (about four tensors the size of each layer's output per sample, plus the
-    parameters), and three n×n matrices per member (result and two products).
+    the largest map's twice, as its chunks are concatenated), the autograd graph of one chunk (about four tensors
+    the size of each layer's output per sample, plus the parameters), and three n×n matrices per member (result and
+    two products). Measured resident growth at n = 3000 (fc, H = 2): 227 MiB for 223 stated (width 64, S = 1),
+    733 MiB for 685 stated (width 512, S = 2): the allocator's slack is not counted.
     """
     layers = resolve_layers(net, layer)
     itemsize = torch.empty((), dtype=dtype).element_size()

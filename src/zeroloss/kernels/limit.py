@@ -195,16 +195,18 @@ def _limit(X: Tensor, net: str, depth: int, activation: str | Activation, layers
     require(isinstance(c_res, (int, float)) and 0.0 < c_res < 1.0, "c_res", "must be in (0, 1)", c_res)
     q = positive_int(kernel_size, "kernel_size")
     require(q % 2 == 1, "kernel_size", "must be an odd positive integer", kernel_size)
-    chosen = select_layers(layers, H, "layers")
     X = _check_X(X, net, device)
     budget = default_max_bytes(X.device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
     e = Expect(act, positive_int(nodes, "nodes"), method, budget)
     from zeroloss.budget import ARGUMENT, check_memory
 
+    # sized before the layer set is built (an absurd depth is refused here, not by building range(depth))
     n, positions = X.shape[0], (X.shape[2] if X.ndim == 3 else 1)
-    need = limit_kernel_memory_bytes(n, H, positions, e.nodes, budget, outputs=1 if total else len(chosen))
+    outputs = 1 if total or layers != "all" else H + 1
+    need = limit_kernel_memory_bytes(n, H, positions, e.nodes, budget, outputs=outputs)
     check_memory(need, memory_budget, field="X", flag=ARGUMENT, hint="use fewer inputs",
-                 what=f"the {n} × {n} limit kernel" + ("" if total else f"s of {len(chosen)} layer(s)"))
+                 what=f"the {n} × {n} limit kernel" + ("" if total else f"s of {outputs} layer(s)"))
+    chosen = select_layers(layers, H, "layers")
     with no_tf32():
         return _blockwise(X, net, H, e, chosen, float(c_res), q, total, progress)
 

@@ -358,14 +358,27 @@ def _init_local_ray(ray: Any, kwargs: dict[str, Any]) -> None:
                                  f"{RAY_LOCAL_HOST}; start a cluster yourself and pass --address")
 
 
+#: The most workers an executor takes (processes or Ray CPUs on one machine; more is a typo, not a plan).
+MAX_WORKERS = 1024
+
+
+def check_executor_options(name: str, workers: int | None = None, address: str | None = None) -> None:
+    """The executor options alone, before anything starts: a known name, ``workers`` for the engines that use it
+    (1 … :data:`MAX_WORKERS`), ``address`` for Ray only."""
+    choice(name, "--executor", EXECUTORS)
+    if workers is not None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+            raise ZerolossInputError(f"--workers: must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
+        if name == "local":
+            raise ZerolossInputError("--workers: only used with --executor process or ray, got --executor local")
+    if address is not None and name != "ray":
+        raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {name}")
+
+
 def make_executor(name: str, workers: int | None = None, device: str = "cpu", address: str | None = None,
                   ) -> Executor:
     """``local``, ``process`` or ``ray`` (see the module docstring)."""
-    choice(name, "--executor", EXECUTORS)
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ZerolossInputError(f"--workers: must be a positive integer, got {workers!r}")
-    if address and name != "ray":
-        raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {name}")
+    check_executor_options(name, workers, address)
     if name == "process":
         return ProcessExecutor(workers, device)
     if name == "ray":
