@@ -92,6 +92,8 @@ def kernel(
     n, positions = X.shape[0], (X.shape[2] if X.ndim == 3 else 1)
     need = kernel_command_bytes(limit_kernel_memory_bytes(n, depth, positions, nodes, device=where), n)
     check_memory(need, budget, field="--inputs", what=f"the {n} × {n} {kind} kernel", hint="use fewer inputs")
+    if need > 2**30:
+        echo_err(f"note: computing a {n}x{n} kernel on {where} needs about {need / 2**30:.1f} GiB")
     prepare_output_file(out, "--out", overwrite)
     K = limit_kernel(X, net=net, depth=depth, activation=activation, kind=kind, c_res=c_res,
                      kernel_size=kernel_size, nodes=nodes, device=where, memory_budget=budget.bytes).cpu()
