@@ -77,10 +77,17 @@ def validate_inputs(
     return X
 
 
-def _check_not_parallel(X: torch.Tensor, name: str, block: int = 4096) -> None:
-    """Raise if two inputs are parallel or equal; blockwise so memory stays O(block · n)."""
+#: Bytes of one block of cosines in the parallel-rows check: memory stays bounded whatever n (a fixed 4096-row
+#: block was 6.5 GB at n = 200 000).
+PARALLEL_BLOCK_BYTES = 64 * 2**20
+
+
+def _check_not_parallel(X: torch.Tensor, name: str, block: int | None = None) -> None:
+    """Raise if two inputs are parallel or equal; blockwise, (block, n) cosines at a time (default: at most
+    :data:`PARALLEL_BLOCK_BYTES`)."""
     U = _normalise_rows(X).reshape(X.shape[0], -1)
     n = U.shape[0]
+    block = block or max(1, min(4096, PARALLEL_BLOCK_BYTES // (8 * n)))
     for start in range(0, n, block):
         cos = U[start : start + block] @ U.T  # (b, n)
         rows = torch.arange(start, min(start + block, n))

@@ -36,18 +36,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from zeroloss.store import (  # noqa: E402
-    MANIFEST,
-    _atomic_write,
+    CLAIMS,
+    REPORT,
+    REPRODUCE_MANIFEST,
+    atomic_write_bytes,
+    claim_folder,
+    clean_folder,
+    empty_frame,
     finished_run_dirs,
     flatten,
+    folder_kind,
     load,
+    output_errors,
+    read_manifest,
     sweep_dirs,
     to_jsonable,
 )
 
 #: Salt for matplotlib's SVG ids: fixed, so identical figures give identical bytes.
 SVG_HASHSALT = "zeroloss"
-REPRODUCE_MANIFEST = "reproduce.json"
 
 
 # ------------------------------------------------------------------------------------------- figures
@@ -112,7 +119,7 @@ def evaluate_sweep(sweep_dir: Path, figure_prefix: str = "f") -> Section:
     from zeroloss.experiments.registry import get_experiment
     from zeroloss.store import read_run
 
-    manifest = json.loads((sweep_dir / MANIFEST).read_text()) if (sweep_dir / MANIFEST).is_file() else {}
+    manifest = read_manifest(sweep_dir)
     run_dirs = finished_run_dirs(sweep_dir)
     runs = [read_run(d) for d in run_dirs]
     name = manifest.get("experiment") or (runs[0]["experiment"] if runs else sweep_dir.name)
@@ -129,7 +136,7 @@ def evaluate_sweep(sweep_dir: Path, figure_prefix: str = "f") -> Section:
     if section.runs_finished < section.runs_expected:
         section.errors.append(f"only {section.runs_finished} of {section.runs_expected} runs finished; "
                               "re-run the sweep to complete it")
-    df = load(sweep_dir)
+    df = load(sweep_dir) if runs else empty_frame()  # load() refuses a folder without finished runs
     try:
         section.claims = [dict(c.to_dict(), error=False) for c in experiment.claims(df)]
     except Exception as exc:
@@ -256,18 +263,27 @@ class Report:
 
 
 def write_report(out: Path | str, experiments: list[str] | None = None, title: str | None = None,
-                 command: str = "") -> Report:
+                 command: str = "", field: str = "out") -> Report:
     """Evaluate claims and figures of ``out`` and write ``out/claims.json`` and ``out/report.html``.
+
+    Only into a zeroloss sweep or reproduce folder (marked, or an earlier version's recognised by its manifest:
+    see :mod:`zeroloss.store.ownership`), so a user's own ``report.html`` or ``claims.json`` is never overwritten.
 
     Args:
         out: a ``zeroloss reproduce`` directory (one sweep dir per experiment) or a single sweep directory.
         experiments: which experiments (default: those of ``out/reproduce.json``, else every sweep dir).
         title: page title (default from ``reproduce.json``).
         command: the command that produced the results, shown on the page.
+        field: the name given to ``out`` in error messages (the CLI's ``DIR``).
+
+    Raises:
+        ZerolossInputError: ``out`` is not a zeroloss sweep or reproduce folder, or a stored run is unreadable.
     """
     out = Path(out)
-    meta_path = out / REPRODUCE_MANIFEST
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    kind = _report_kind(out, field)
+    claim_folder(out, kind, field)  # marks an earlier version's folder
+    clean_folder(out, kind)
+    meta = _reproduce_meta(out, field)
     if experiments is None:
         experiments = meta.get("experiments")
     if title is None:
@@ -275,10 +291,44 @@ def write_report(out: Path | str, experiments: list[str] | None = None, title: s
     command = command or meta.get("command", "")
     sections = evaluate(out, experiments)
     claims = [{k: v for k, v in c.items()} for c in all_claims(sections)]
-    claims_path, html_path = out / "claims.json", out / "report.html"
-    _atomic_write(claims_path, (json.dumps(to_jsonable(claims), indent=1, allow_nan=True) + "\n").encode())
-    _atomic_write(html_path, render_html(sections, title, command).encode())
+    claims_path, html_path = out / CLAIMS, out / REPORT
+    with output_errors(field, out):
+        atomic_write_bytes(claims_path, (json.dumps(to_jsonable(claims), indent=1, allow_nan=True) + "\n").encode())
+        atomic_write_bytes(html_path, render_html(sections, title, command).encode())
     return Report(sections, claims, html_path, claims_path)
+
+
+def _report_kind(out: Path, field: str) -> str:
+    """``sweep`` or ``reproduce``: the kind of zeroloss folder a report may be written into; else an error."""
+    from zeroloss.errors import ZerolossInputError
+
+    if not out.is_dir():
+        raise ZerolossInputError(f"{field}: not a folder, got {str(out)!r}")
+    kind = folder_kind(out)
+    if kind in ("train", "two-timescale"):
+        raise ZerolossInputError(f"{field}: {out} is a `zeroloss {kind}` output, which has no claims to report; "
+                                 "read it with zeroloss.load()")
+    if kind not in ("sweep", "reproduce"):
+        inside = [p.name for p in sweep_dirs(out, field)]
+        hint = f" (its sub-folders {', '.join(inside)} are: report on each)" if inside else ""
+        raise ZerolossInputError(f"{field}: {out} is not a zeroloss sweep or reproduce folder{hint}; zeroloss "
+                                 "writes report.html and claims.json only into its own folders")
+    return kind
+
+
+def _reproduce_meta(out: Path, field: str) -> dict[str, Any]:
+    from zeroloss.errors import ZerolossInputError
+
+    path = out / REPRODUCE_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ZerolossInputError(f"{field}: {path} is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or not {"paper", "scale"} <= set(meta):
+        raise ZerolossInputError(f"{field}: {path} is unreadable: needs paper and scale")
+    return meta
 
 
 def claim_status(claim: dict[str, Any]) -> str:

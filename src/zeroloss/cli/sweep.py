@@ -1,9 +1,12 @@
 """``zeroloss sweep FILE.yaml``: a user's own sweep over a registered experiment's run function.
 
-The file is validated (unknown keys and malformed values rejected with the key named, exit status 2) and
-expanded before anything is written; ``--dry-run`` prints the runs and their count; otherwise the runs go to
-``--out DIR/runs/<id>/`` and re-running the same command resumes. ``zeroloss sweep --example EXPERIMENT`` prints a
-commented sweep file for a registered experiment (its tiny runs) to start from.
+The file is validated (unknown keys and malformed values rejected with the key named, exit status 2), sized
+against the memory budget (``--max-bytes``; :mod:`zeroloss.budget`), expanded, and every run's values are checked
+(:mod:`zeroloss.sweep.checks`) before anything is written; ``--dry-run`` prints the runs and their count; otherwise
+the runs go to ``--out DIR/runs/<id>/`` and re-running the same command resumes. ``--max-bytes`` bounds the
+expansion of the runs here; the runs themselves follow ``ZEROLOSS_MAX_BYTES`` or their default budget.
+``zeroloss sweep --example EXPERIMENT`` prints a commented sweep file for a registered experiment (its tiny runs) to
+start from.
 """
 
 from __future__ import annotations
@@ -65,13 +68,18 @@ def sweep(
     example: str | None = typer.Option(None, "--example", metavar="EXPERIMENT", show_default=False,
                                        help="print a commented sweep file for EXPERIMENT (see `zeroloss "
                                             "experiments`) that runs as is, and exit"),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget for expanding the runs, e.g. "
+                                         "8GiB (default: half the available memory, or ZEROLOSS_MAX_BYTES)"),
 ) -> None:
     """Run (or resume) a sweep of a registered experiment; finished runs are skipped.
 
     Start from `zeroloss sweep --example EXPERIMENT > my.yaml`; `zeroloss experiments` lists the experiments.
     """
+    from zeroloss.budget import FLAG, resolve_budget
     from zeroloss.experiments.registry import get_experiment
-    from zeroloss.sweep.executors import make_executor
+    from zeroloss.store import check_folder
+    from zeroloss.sweep.checks import validate_runs
+    from zeroloss.sweep.executors import check_executor_options, make_executor
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 
@@ -87,11 +95,15 @@ def sweep(
         return
     if file is None:
         raise ZerolossInputError("FILE: a sweep file is needed (or --example EXPERIMENT to print one), got nothing")
+    check_executor_options(executor, workers, address)
+    budget = resolve_budget(max_bytes, FLAG)
     spec = load_sweep_file(file, set_)
     experiment = get_experiment(spec.name)
-    runs = spec.expand()
+    spec.check_size(budget, FLAG)  # before anything is expanded or hashed
+    runs = spec.expand(budget)
     for warning in check_run_keys(spec, experiment, runs):
         echo_err(f"warning: {warning}")
+    validate_runs(experiment, runs)
     if dry_run:
         unique = unique_runs(experiment.name, runs)
         if json_out:
@@ -104,6 +116,7 @@ def sweep(
         return
     if out is None:
         raise ZerolossInputError("--out: a sweep directory is needed unless --dry-run, got nothing")
+    check_folder(out, "sweep")  # a foreign --out is refused before workers (or Ray) start
     device = resolve_device(device)
     with make_executor(executor, workers, device, address) as ex:
         result = run_sweep(experiment, runs, out, executor=ex, device=device,

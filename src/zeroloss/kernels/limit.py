@@ -199,8 +199,10 @@ def _blockwise(X: Tensor, net: str, depth: int, e: Expect, layers: set[int], c_r
 
 def _limit(X: Tensor, net: str | EnsembleNet, depth: int | None, activation: str | Activation | None, layers: str | int,
            c_res: float | None, kernel_size: int | None, nodes: int, method: str, device: torch.device | str | None,
-           max_bytes: int | None, total: bool, progress: bool | None) -> dict[int, Tensor]:
-    """Resolve the architecture (a name with arguments, or a net object), validate, then run :func:`_blockwise`."""
+           max_bytes: int | None, total: bool, progress: bool | None,
+           memory_budget: int | str | None = None) -> dict[int, Tensor]:
+    """Resolve the architecture (a name with arguments, or a net object), validate, check the memory budget, then run
+    :func:`_blockwise`."""
     arch = resolve_architecture(net, {"depth": depth, "activation": activation, "c_res": c_res,
                                       "kernel_size": kernel_size}, ARCHITECTURE_DEFAULTS)
     name = arch["name"]
@@ -211,7 +213,6 @@ def _limit(X: Tensor, net: str | EnsembleNet, depth: int | None, activation: str
     require(isinstance(c_res, (int, float)) and 0.0 < c_res < 1.0, "c_res", "must be in (0, 1)", c_res)
     q = positive_int(arch["kernel_size"], "kernel_size")
     require(q % 2 == 1, "kernel_size", "must be an odd positive integer", q)
-    chosen = select_layers(layers, H, "layers")
     X = _check_X(X, name, device)
     if isinstance(net, EnsembleNet):
         shape = tuple(getattr(net, f) for f in INPUT_FIELDS[name])
@@ -219,6 +220,15 @@ def _limit(X: Tensor, net: str | EnsembleNet, depth: int | None, activation: str
                 f"net", tuple(X.shape))
     budget = default_max_bytes(X.device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
     e = Expect(act, positive_int(nodes, "nodes"), method, budget)
+    from zeroloss.budget import ARGUMENT, check_memory
+
+    # sized before the layer set is built (an absurd depth is refused here, not by building range(depth))
+    n, positions = X.shape[0], (X.shape[2] if X.ndim == 3 else 1)
+    outputs = 1 if total or layers != "all" else H + 1
+    need = limit_kernel_memory_bytes(n, H, positions, e.nodes, budget, outputs=outputs)
+    check_memory(need, memory_budget, field="X", flag=ARGUMENT, hint="use fewer inputs",
+                 what=f"the {n} × {n} limit kernel" + ("" if total else f"s of {outputs} layer(s)"))
+    chosen = select_layers(layers, H, "layers")
     with no_tf32():
         return _blockwise(X, name, H, e, chosen, float(c_res), q, total, progress)
 
@@ -236,6 +246,7 @@ def limit_gram_by_layer(
     device: torch.device | str | None = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> dict[int, Tensor]:
     """The m → ∞ limit of every selected per-layer Gram G^(h) at initialisation: 1-based layer → (n, n) float64.
 
@@ -254,13 +265,16 @@ def limit_gram_by_layer(
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device).
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
+        memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
+            None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
+            allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
 
     Returns:
         dict layer → (n, n) float64 symmetric tensor, the limit of ``gram_by_layer(net, X, layer)[h]``.
         Memory: one (n, n) array per selected layer (:func:`limit_kernel_memory_bytes` with ``outputs``).
     """
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  False, progress)
+                  False, progress, memory_budget)
 
 
 def limit_kernel(
@@ -276,6 +290,7 @@ def limit_kernel(
     device: torch.device | str | None = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> Tensor:
     """Infinite-width kernel of one of Du et al.'s nets on inputs X: (n, n) float64.
 
@@ -295,6 +310,9 @@ def limit_kernel(
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device); the peak is stated by :func:`limit_kernel_memory_bytes`.
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
+        memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
+            None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
+            allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
 
     Returns:
         (n, n) float64 symmetric PSD tensor (exactly symmetric).
@@ -309,12 +327,13 @@ def limit_kernel(
     choice(kind, "kind", KINDS)
     layers = {"du": "last", "nngp": "output", "ntk": "all"}[kind]
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  True, progress)[0]
+                  True, progress, memory_budget)[0]
 
 
 def lambda0(X: Tensor, net: str | EnsembleNet = "fc", depth: int | None = None,
             activation: str | Activation | None = None, c_res: float | None = None, kernel_size: int | None = None,
-            nodes: int = DEFAULT_NODES, method: str = "auto", device: torch.device | str | None = None) -> float:
+            nodes: int = DEFAULT_NODES, method: str = "auto", device: torch.device | str | None = None,
+            memory_budget: int | str | None = None) -> float:
     """Du et al.'s λ₀ = λ_min(K^(H)) of the "du" kernel, in float64 (not clipped: round-off may make it < 0).
 
     The arguments are those of :func:`limit_kernel` (``net`` a name or a net object).
@@ -325,7 +344,8 @@ def lambda0(X: Tensor, net: str | EnsembleNet = "fc", depth: int | None = None,
         >>> lambda0(X, net="fc", depth=2, activation="erf") > 0
         True
     """
-    K = limit_kernel(X, net, depth, activation, "du", c_res, kernel_size, nodes, method, device)
+    K = limit_kernel(X, net, depth, activation, "du", c_res, kernel_size, nodes, method, device,
+                     memory_budget=memory_budget)
     return float(lambda_min(K))
 
 

@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 
 from zeroloss.errors import choice
 from zeroloss.store import RunStore, run_id, sweep_lock
+from zeroloss.store.ownership import claim_folder
+from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
 
 if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
@@ -90,7 +92,8 @@ def run_sweep(
     Args:
         experiment: a registered :class:`~zeroloss.experiments.base.Experiment`.
         specs: run specs (JSON-ready dicts); duplicates are run once.
-        out: sweep directory; finished runs go to ``out/runs/<id>/``, the run list to ``out/sweep.json``.
+        out: sweep folder; finished runs go to ``out/runs/<id>/``, the run list to ``out/sweep.json``. It must be
+            missing, empty, or a zeroloss sweep folder (``ZerolossInputError`` otherwise: nothing is written).
         executor: ``local``, ``process``, ``ray`` or an :class:`Executor` instance (left open).
         device: ``auto``, ``cpu``, ``cuda`` (``cuda:k``).
         workers: pool size for ``process`` / CPUs for a local ``ray``.
@@ -102,13 +105,17 @@ def run_sweep(
         :class:`SweepResult`.
     """
     device = resolve_device(device)
+    validate_runs(experiment, specs)  # every run's values, before anything is hashed or created
     runs = unique_runs(experiment.name, specs)
     ids = [rid for rid, _ in runs]
-    store = RunStore(out)
+    # The folder is claimed: created when missing, refused when it is a non-empty folder zeroloss did not make (see
+    # zeroloss.store.ownership).
+    claim_folder(out, "sweep")
+    store = RunStore(out, "sweep", field="--out")
     result = SweepResult(Path(out), experiment.name, ids)
     module = experiment.run_batch.__module__
     with sweep_lock(out):
-        store.clean_stale()
+        store.clean_stale()  # only zeroloss's own leftovers: run temporaries, runs without _SUCCESS, .NAME.*.tmp
         store.write_manifest(experiment.name, ids, {"specs": [s for _, s in runs], **(manifest or {})})
         done = store.done_ids()
         pending = [(rid, spec) for rid, spec in runs if rid not in done]
