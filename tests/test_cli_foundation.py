@@ -18,7 +18,8 @@ runner = CliRunner()
 
 def test_train_writes_one_run_per_member_in_the_store_format(tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--n", "8", "--d", "5", "--width", "64", "--members", "2", "--lr",
+    result = runner.invoke(app, ["train", "--n", "8", "--d", "5", "--width", "64", "--members", "2", "--activation",
+                                 "softplus", "--lr",
                                  "0.1,0.2", "--steps", "20", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert {p.name for p in out.iterdir()} == {".zeroloss", "sweep.json", "runs"}
