@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check of docs/performance.md in one prepared run (about 6 minutes on an H100/H200, each step bounded):
+# Every GPU check of docs/performance.md in one prepared run (about 6–11 minutes on an H100/H200, each step bounded):
 # the accelerator-vs-CPU correctness tests, then the GPU benchmark rows. Logs go to $OUT (default /tmp/gpu-checks),
 # one file per step, plus summary.txt with each step's exit status.
 #
@@ -44,4 +44,6 @@ step gram_n8192 90 "$PYTHON" -m benchmarks.bench_gram --device cuda --n 8192 --w
   --dtype float32 --no-peer
 step train_gd_64 120 "$PYTHON" -m benchmarks.bench_train_gd --device cuda --members 64 --repeats 3
 step limit_n20000 150 "$PYTHON" -m benchmarks.bench_limit_kernel --device cuda --n 20000 --no-peer --repeats 1
+step entk_resnet18_n1000 300 "$PYTHON" -m benchmarks.bench_entk --case resnet18 --device cuda --n 1000 --no-peer \
+  --repeats 1 --max-bytes 120
 cat "$OUT/summary.txt"

@@ -3,7 +3,10 @@
 The "loss" of a run is L_k = L_0 · (1 − lr·width/10)^k · (1 + 0.05·z) with z ~ N(0, 1) drawn from the run's
 seed, so every value depends on the run's spec and seed only (never on which other runs share its batch).
 Spec flags: ``diverge`` (the loss blows up to inf: summary ``diverged``), ``fail`` (run_batch raises),
-``sleep`` (seconds per batch: lets a test kill a sweep mid-way).
+``sleep`` (seconds per batch: lets a test kill a sweep mid-way), ``crash`` (the worker process running the batch
+kills itself with SIGKILL) and ``crash_once: PATH`` (the same, only if PATH does not exist yet; it is created
+first). A crash never happens in the process that imported this module first (the test runner): there the batch
+raises instead.
 
 Tests register it with the :func:`fake_registered` fixture; subprocesses (CLI, process pool, Ray workers) get
 it through ``ZEROLOSS_EXTRA_EXPERIMENTS=fake_experiment_plugin``, which the fixture sets.
@@ -11,6 +14,8 @@ it through ``ZEROLOSS_EXTRA_EXPERIMENTS=fake_experiment_plugin``, which the fixt
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import matplotlib
@@ -27,6 +32,8 @@ from zeroloss.experiments.base import REGISTRY, Claim, Experiment, RunOutput, re
 NAME = "fake.decay"
 PAPER = "fakepaper"
 STEPS = 5
+#: The test runner's pid, inherited by every worker through the environment: crashes happen only elsewhere.
+MAIN_PID = int(os.environ.setdefault("ZEROLOSS_FAKE_MAIN_PID", str(os.getpid())))
 #: Every call of run_batch in this process: the list of batch sizes (to check batching).
 CALLS: list[int] = []
 
@@ -49,6 +56,14 @@ def _one(spec: dict) -> RunOutput:
 def run_batch(specs: list[dict], device: str = "cpu") -> list[RunOutput]:
     CALLS.append(len(specs))
     time.sleep(max(s.get("sleep", 0.0) for s in specs))
+    for s in specs:
+        marker = s.get("crash_once")
+        if s.get("crash") or (marker and not os.path.exists(marker)):
+            if marker:
+                open(marker, "w").close()
+            if os.getpid() == MAIN_PID:
+                raise RuntimeError("fake crash asked for in the test runner itself: raised instead")
+            os.kill(os.getpid(), signal.SIGKILL)
     if any(s.get("fail") for s in specs):
         raise RuntimeError("fake failure asked for by the spec")
     return [_one(s) for s in specs]

@@ -100,6 +100,9 @@ def _trainable(kind: str):
     return make_net(kind, members=3, width=32, depth=3)
 
 
+# Some of these steps are above 2/λ_max(G(0)) on purpose (oscillating members): the two backward passes must agree
+# there too, so the UnstableStepWarning they raise is expected and silenced.
+@pytest.mark.filterwarnings("ignore::zeroloss.train.step.UnstableStepWarning")
 @pytest.mark.parametrize("kind", [*NET_KINDS, "feedforward"])
 def test_train_gd_analytic_and_autograd_runs_agree(kind):
     """Whole runs, per-member step sizes, the fused steps between probes included: the same trajectory."""

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import torch
 from typer.testing import CliRunner
 
@@ -11,22 +10,32 @@ from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets import FullyConnected
+from zeroloss.store import load, load_runs
+from zeroloss.train.gd import train_gd
 
 runner = CliRunner()
 
 
-def test_train_writes_a_complete_run_directory(tmp_path):
+def test_train_writes_one_run_per_member_in_the_store_format(tmp_path):
     out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--n", "8", "--d", "5", "--width", "64", "--members", "2", "--lr",
+    result = runner.invoke(app, ["train", "--n", "8", "--d", "5", "--width", "64", "--members", "2", "--activation",
+                                 "softplus", "--lr",
                                  "0.1,0.2", "--steps", "20", "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"spec.json", "metrics.parquet", "losses.npy", "summary.json",
-                                               "summary.csv"}
-    spec = json.loads((out / "spec.json").read_text())
-    assert spec["lr"] == [0.1, 0.2] and spec["members"] == 2
-    metrics = pd.read_parquet(out / "metrics.parquet")
-    assert set(metrics["member"]) == {0, 1} and "loss" in set(metrics["metric"])
-    assert np.load(out / "losses.npy").shape == (21, 2)
+    assert {p.name for p in out.iterdir()} == {".zeroloss", "sweep.json", "runs"}
+    assert json.loads((out / "sweep.json").read_text())["options"]["lr"] == [0.1, 0.2]
+    runs = load_runs(out).set_index("member")
+    assert runs["lr"].tolist() == [0.1, 0.2] and runs["members"].eq(2).all() and runs["seed"].eq(0).all()
+    assert set(runs["experiment"]) == {"train"} and not runs["diverged"].any()
+    df = load(out)
+    loss = df[df["metric"] == "loss"]
+    assert loss.groupby("member")["step"].apply(list).tolist() == [list(range(21))] * 2, "the loss at every step"
+    assert {"lambda_min", "gram_drift"} <= set(df["metric"]), "the probes on their schedule"
+    # the stored loss is the loss train_gd computed: member 1 alone, with seed 0 + 1, gives the same curve
+    X, y = sphere_data(n=8, d=5, seed=0)
+    alone = train_gd(FullyConnected(5, 64, 2, "softplus", members=1, seed=1), X, y, 0.2, 20, probes=["loss"],
+                     progress=False)
+    np.testing.assert_allclose(loss[loss["member"] == 1]["value"], alone.losses[:, 0], rtol=1e-5)
     assert "final_loss" in result.output
 
 

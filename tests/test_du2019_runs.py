@@ -41,7 +41,7 @@ def fc_batch():
 def test_step_and_horizon_come_from_the_runs_own_gram(fc_batch):
     specs, outputs = fc_batch
     X, y = make_data(specs[0])
-    net = stack_members([make_net(s, s["seed"], torch.device("cpu")) for s in specs])
+    net = stack_members([make_net(s, s["seed"], torch.device("cpu"), tuple(X.shape[1:])) for s in specs])
     G0 = gram(net, X)
     eta = 1.0 / lambda_max(G0)
     with torch.no_grad():

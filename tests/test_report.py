@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 
 import matplotlib.pyplot as plt
 import pytest
@@ -111,3 +112,90 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path):
         assert res.exit_code == 2, (args, res.output)
         assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: ")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+LONG_CLAIM = ("the smallest width at which every member reaches L ≤ 10⁻²·L(0) within the step budget grows at most "
+              "polynomially in the depth H for the residual net, while for the fully-connected net it grows "
+              "exponentially")
+#: Run-spec keys added to the fake's runs so that the per-run table is far wider than an 800 px page.
+WIDE_KEYS = [f"option_with_a_long_name_{i}" for i in range(14)]
+
+
+@pytest.fixture
+def rich_report(tmp_path, monkeypatch):
+    """A fake reproduction whose report has every verdict but ERROR, a long claim with its provenance and reason, a
+    measured value that is a long unbroken string, and a per-run table with 16 varying keys."""
+    import fake_experiment_plugin  # noqa: F401 - registers the plain fake now, so that a lookup does not re-register it
+    import zeroloss.experiments as experiments
+    from zeroloss.experiments.base import Claim, Provenance
+
+    def claims(df):
+        out = fake_experiment.claims(df)
+        out.append(Claim(fake_experiment.NAME, LONG_CLAIM, "a_very_long_unbroken_value_" * 4, "≤ 2·(depth ratio)^3",
+                         "INCONCLUSIVE", details="measured over 3 seeds",
+                         provenance=Provenance("theorem", "Du et al. 2019, Thm 5.1: m = Ω(poly(n, 2^O(H)))"),
+                         reason="3 of 4 widths censored at the 300-step budget"))
+        out.append(Claim(fake_experiment.NAME, "a claim that fails", 3.0, "≤ 1", False,
+                         provenance=Provenance("lab", "a margin over seed noise, fixed before running")))
+        return out
+
+    specs = [dict(s, **{k: i * s["seed"] + s["width"] for i, k in enumerate(WIDE_KEYS)})
+             for s in fake_experiment.specs()]
+    experiment = dataclasses.replace(fake_experiment.EXPERIMENT, claims=claims, specs={"tiny": specs})
+    monkeypatch.setitem(experiments.REGISTRY, fake_experiment.NAME, experiment)
+    out = tmp_path / "res"
+    res = CliRunner().invoke(app, ["reproduce", PAPER, "--device", "cpu", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out / "report.html"
+
+
+def test_report_header_counts_verdicts_and_names_the_versions(rich_report):
+    from zeroloss.version import __version__, describe_version, source_commit
+
+    html = rich_report.read_text()
+    header = html[html.index('<header class="top">'):html.index("</header>")]
+    for n, verdict in ((2, "PASS"), (1, "FAIL"), (1, "INCONCLUSIVE"), (0, "ERROR")):
+        assert f">{n} {verdict}</li>" in header, verdict
+    assert f"<code>{describe_version()}</code>" in header  # the package that built the page
+    runs_made_by = f"zeroloss {__version__}" + (f" (commit {source_commit()})" if source_commit() else "")
+    assert f"runs made by</dt><dd><code>{runs_made_by}</code>" in header  # from the runs' env.json
+
+
+def test_report_claim_row_gives_text_then_measured_and_expected_with_provenance_and_reason(rich_report):
+    html = rich_report.read_text()
+    row = next(r for r in html.split("<tr ") if LONG_CLAIM in r)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)
+    assert [c.split("<")[0].strip() for c in cells[:1]] == ["INCONCLUSIVE"]
+    assert cells[1].strip().startswith(LONG_CLAIM)  # the claim's words first, then why
+    assert "Inconclusive because</b> 3 of 4 widths censored at the 300-step budget" in cells[1]
+    assert "Threshold from</b> theorem: Du et al. 2019, Thm 5.1" in cells[1] and "measured over 3 seeds" in cells[1]
+    assert cells[2] == "a_very_long_unbroken_value_" * 4 and cells[3] == "≤ 2·(depth ratio)^3"
+    fail_row = next(r for r in html.split("<tr ") if "a claim that fails" in r)
+    assert fail_row.startswith('class="fail"') and "Threshold from</b> lab choice: a margin over seed noise" in fail_row
+    # wide tables scroll inside their own box; the page has no script and fetches nothing
+    assert html.count('<div class="scroll"><table class="wide">') == 2 and "<script" not in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="headless Chromium is not on PATH (Debian: apt-get install -y chromium)")
+def test_report_never_scrolls_sideways_at_800_and_1400_px_in_headless_chromium(rich_report, tmp_path):
+    from benchmarks.screenshot_report import find_chromium, measure_width, png_size, screenshot
+
+    chromium = find_chromium()
+    for width in (800, 1400):
+        layout = measure_width(rich_report, width, chromium, height=1200)
+        assert layout["viewport"] == width
+        assert layout["scroll"] == width, layout  # page width = viewport width: nothing sticks out
+        assert layout["overflowing"] == [], layout
+    png = tmp_path / "shot.png"
+    screenshot(rich_report, png, 800, chromium, height=1200)
+    assert png_size(png) == (800, 1200)
+    # the check can fail: the same page without its scrolling boxes runs off an 800 px window
+    broken = tmp_path / "broken.html"
+    broken.write_text(rich_report.read_text().replace('class="scroll"', 'class="no-scroll"'))
+    layout = measure_width(broken, 800, chromium, height=1200)
+    assert layout["scroll"] > 800 and any(o.startswith("table.wide") for o in layout["overflowing"]), layout

@@ -51,16 +51,23 @@ def test_divergence_is_inferred_when_the_experiment_does_not_say(tmp_path):
 def test_stale_temporary_and_incomplete_dirs_are_removed_and_ignored(tmp_path):
     store = RunStore(tmp_path)
     done = store.write("demo.exp", {"seed": 0}, _output([1.0]))
-    stale = tmp_path / "runs" / ".tmp-abc-123"
+    stale = tmp_path / "runs" / ".0123456789ab.1a2b3c4d.tmp"  # a run being built when its sweep was killed
     stale.mkdir()
     (stale / "spec.json").write_text("{}")
+    legacy = tmp_path / "runs" / ".tmp-0123456789ab-k_3xq9za"  # the same, named by an earlier zeroloss version
+    legacy.mkdir()
     half = tmp_path / "runs" / "0123456789ab"  # a run dir without _SUCCESS (e.g. copied by hand, interrupted)
     half.mkdir()
+    mine = [tmp_path / "runs" / "notes", tmp_path / "runs" / ".tmp-notes", tmp_path / "notes.txt"]  # not zeroloss's
+    mine[0].mkdir()
+    mine[1].write_text("keep")
+    mine[2].write_text("keep")
     assert store.done_ids() == {done}
     assert load(tmp_path)["run_id"].unique().tolist() == [done]
     removed = store.clean_stale()
-    assert set(removed) == {stale, half}
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [done]
+    assert set(removed) == {stale, legacy, half}
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted([done, "notes", ".tmp-notes"])
+    assert all(p.exists() for p in mine), "only zeroloss's own names are removed"
 
 
 def test_writing_a_finished_run_again_is_a_no_op(tmp_path):

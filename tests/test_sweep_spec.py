@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -104,3 +106,146 @@ def test_bad_override_names_the_key():
         parse_sweep({"experiment": "e"}, ["nokey"])
     with pytest.raises(ZerolossInputError, match=r"^--set: base is a value"):
         parse_sweep({"experiment": "e", "base": 3}, ["base.a=1"])
+
+
+# ------------------------------------------------------------------------ sizes, YAML hazards, overlaps (issue 15)
+
+def _bomb(levels: int = 9, fanout: int = 9) -> str:
+    """The billion-laughs pattern: each anchor repeats the previous one ``fanout`` times (fanout**levels leaves)."""
+    lines = ["experiment: e", "base:", f"  l0: &l0 [{', '.join(['x'] * fanout)}]"]
+    for k in range(1, levels):
+        lines.append(f"  l{k}: &l{k} [{', '.join([f'*l{k - 1}'] * fanout)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_before_anything_is_built():
+    text = _bomb()
+    assert len(text.encode()) < 800  # a few hundred bytes standing for 9**9 ≈ 3.9e8 strings
+    start = time.perf_counter()
+    with pytest.raises(ZerolossInputError, match=r"^sweep: too large: the document expands"):
+        parse_sweep_text(text)
+    assert time.perf_counter() - start < 5, "sized on the node graph, not by expanding it"
+    assert parse_sweep_text(_bomb(levels=3, fanout=3)).count() == 1, "small aliased documents are fine"
+    with pytest.raises(ZerolossInputError, match=r"recursive alias"):
+        parse_sweep_text("experiment: e\nbase: {a: &a [*a]}")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("experiment: e\nseeds: 1000000000", "seeds"),
+    ("experiment: e\ngrid: {a: [" + ", ".join(map(str, range(1000))) + "], b: [" + ", ".join(map(str, range(1001)))
+     + "], c: [" + ", ".join(map(str, range(999))) + "]}", "grid.b"),
+])
+def test_a_billion_runs_are_refused_before_expansion(text, key):
+    sweep = parse_sweep_text(text)
+    assert sweep.count() >= 999_000_000
+    with pytest.raises(ZerolossInputError, match=rf"^{key}: expanding [0-9,]+ runs needs about"):
+        sweep.expand()
+
+
+def test_the_stated_expansion_memory_bounds_the_measured_one():
+    import tracemalloc
+
+    from zeroloss.store import canonical_json
+    from zeroloss.sweep.runner import unique_runs
+
+    sweep = parse_sweep_text("experiment: e\nbase: {lr: 0.1, net: fc, probes: [loss, movement], n: 10}\n"
+                             "grid: {width: [8, 16, 32, 64, 128, 256, 512, 1024]}\nseeds: 250")
+    tracemalloc.start()
+    try:
+        runs = sweep.expand()
+        ids = unique_runs("e", runs)
+        manifest = canonical_json({"run_ids": [r for r, _ in ids], "specs": [s for _, s in ids]})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(runs) == 2000 and manifest
+    assert peak <= sweep.memory_bytes() <= 4 * peak, (peak, sweep.memory_bytes())
+
+
+def test_duplicate_keys_are_refused_at_any_level():
+    for text in ("experiment: e\nexperiment: f", "experiment: e\nbase: {lr: 0.1, lr: 0.2}",
+                 "experiment: e\ngrid:\n  width: [1]\n  width: [2]"):
+        with pytest.raises(ZerolossInputError, match=r"duplicate key"):
+            parse_sweep_text(text)
+    merged = parse_sweep_text("experiment: e\nbase: {<<: {lr: 0.1, n: 2}, lr: 0.2}")  # a merge key may be overridden
+    assert merged.base == {"lr": 0.2, "n": 2}
+
+
+@pytest.mark.parametrize("text, key", [
+    ("experiment: e\nbase: {net: {width: 8}}\ngrid: {net.width: [1, 2]}", "grid.net.width"),
+    ("experiment: e\nbase: {net.depth: 2}\ngrid: {net: [{width: 1}]}", "grid.net"),
+    ("experiment: e\nbase: {net.width: 8, net: {width: 9}}", "base.net"),
+    ("experiment: e\nzip: {net.width: [1]}\ngrid: {net: [{a: 1}]}", "zip.net.width"),
+])
+def test_a_dotted_key_overlapping_a_nested_one_is_refused(text, key):
+    with pytest.raises(ZerolossInputError, match=rf"^{re.escape(key)}: already set in"):
+        parse_sweep_text(text)
+
+
+def test_dotted_and_nested_keys_that_do_not_overlap_merge():
+    sweep = parse_sweep_text("experiment: e\nbase: {net.width: 8, net: {depth: 2}}\ngrid: {net.kind: [fc]}")
+    assert sweep.expand() == [{"net": {"width": 8, "depth": 2, "kind": "fc"}}]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("experiment: e\nbase: {t: 2001-12-14}", "base.t"),
+    ("experiment: e\nbase: {t: 2001-12-14 21:59:43.10}", "base.t"),
+    ("experiment: e\ngrid: {s: [!!binary aGVsbG8=]}", "grid.s"),
+    ("experiment: e\nbase: {s: !!set {a}}", "base.s"),
+    ("experiment: e\nbase: {1: a}", "base"),
+])
+def test_values_that_are_not_json_are_refused_naming_the_key(text, key):
+    with pytest.raises(ZerolossInputError, match=rf"^{re.escape(key)}: "):
+        parse_sweep_text(text)
+    assert parse_sweep_text("experiment: e\nbase: {t: '2001-12-14'}").base == {"t": "2001-12-14"}, "quoted: text"
+
+
+def test_sweep_files_that_are_not_utf8_or_too_large_are_refused(tmp_path):
+    from zeroloss.sweep.spec import MAX_FILE_BYTES, load_sweep_file
+
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("experiment: e\ndescription: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ZerolossInputError, match=r"^FILE: not UTF-8 text \(byte 0xe9 at offset 30\)"):
+        load_sweep_file(latin)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"experiment: e\n" + b"#" * MAX_FILE_BYTES)
+    with pytest.raises(ZerolossInputError, match=r"^FILE: a sweep file is at most"):
+        load_sweep_file(big)
+
+
+# ------------------------------------------------------------------------------ run values (sweep.checks)
+
+def test_run_values_are_checked_per_key_with_the_run_named():
+    from zeroloss.sweep.checks import validate_runs
+
+    good = {"net": "fc", "width": 16, "depth": 2, "n": 6, "d": 4, "lr": 0.1, "steps": 5, "seed": 0}
+    validate_runs("du2019.kernel", [good])
+    for key, value, message in [("lr", float("nan"), "lr: must be a finite number"),
+                                ("lr", 0.0, "lr: must be a positive finite number"),
+                                ("width", 0, "width: must be a positive integer"),
+                                ("width", True, "width: must be a positive integer"),
+                                ("seed", -1, "seed: must be an integer from 0 to 2**63 - 1"),
+                                ("net", "cnn", "net: must be one of fc, resnet, conv-resnet"),
+                                ("probes", ["loss", "nope"], "probes: item 1: must be one of")]:
+        with pytest.raises(ZerolossInputError, match=rf"^{re.escape(message)}.*\(run 2 of 2\)$"):
+            validate_runs("du2019.kernel", [good, {**good, key: value}])
+
+
+def test_an_experiment_without_declared_checks_still_gets_the_universal_rule():
+    from zeroloss.sweep.checks import validate_runs
+
+    validate_runs("nobody.declared", [{"anything": [1, "a", None, {"b": True}]}])
+    with pytest.raises(ZerolossInputError, match=r"^x.y: must be a finite number, got inf \(run 1 of 1\)$"):
+        validate_runs("nobody.declared", [{"x": {"y": float("inf")}}])
+
+
+def test_every_registered_run_passes_its_experiments_checks():
+    from zeroloss.experiments.registry import load_experiments
+    from zeroloss.sweep.checks import CHECKS, validate_runs
+
+    experiments = load_experiments()
+    for name, experiment in experiments.items():
+        if name.split(".")[0] in ("du2019", "chatterjee2022", "marion2023"):
+            assert name in CHECKS, f"{name}: no checks declared"
+        for specs in experiment.specs.values():
+            validate_runs(experiment, specs)

@@ -24,6 +24,7 @@ from zeroloss.nets import FullyConnected
 from zeroloss.sweep.threads import intra_op_threads
 from zeroloss.theory.du2019 import kernel_deviation, kernel_loss_prediction, kernel_steps_to, per_step_contraction
 from zeroloss.train.gd import GDRun
+from zeroloss.train.step import UnstableStepWarning
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -129,7 +130,9 @@ def test_step_beyond_two_over_lambda_max_does_not_contract():
     net = FullyConnected(4, 512, 2, "softplus", members=2, seed=5, dtype=torch.float64)
     limit = largest_stable_step(gram(net, X))
     scale = torch.tensor([0.8, 1.2], dtype=torch.float64)
-    run = train_gd(net, X, y, lr=scale * limit, steps=20, probes=["loss"], progress=False)
+    with pytest.warns(UnstableStepWarning, match="member 1's step") as caught:  # 1.2 × the bound, and only it
+        run = train_gd(net, X, y, lr=scale * limit, steps=20, probes=["loss"], progress=False)
+    assert len(caught) == 1
     stable, unstable = run.losses[:, 0], run.losses[:, 1]
     assert (np.diff(stable) < 0).all()
     assert np.nanmax(unstable) > unstable[0] or not np.isfinite(unstable).all()

@@ -77,10 +77,17 @@ def validate_inputs(
     return X
 
 
-def _check_not_parallel(X: torch.Tensor, name: str, block: int = 4096) -> None:
-    """Raise if two inputs are parallel or equal; blockwise so memory stays O(block · n)."""
+#: Bytes of one block of cosines in the parallel-rows check: memory stays bounded whatever n (a fixed 4096-row
+#: block was 6.5 GB at n = 200 000).
+PARALLEL_BLOCK_BYTES = 64 * 2**20
+
+
+def _check_not_parallel(X: torch.Tensor, name: str, block: int | None = None) -> None:
+    """Raise if two inputs are parallel or equal; blockwise, (block, n) cosines at a time (default: at most
+    :data:`PARALLEL_BLOCK_BYTES`)."""
     U = _normalise_rows(X).reshape(X.shape[0], -1)
     n = U.shape[0]
+    block = block or max(1, min(4096, PARALLEL_BLOCK_BYTES // (8 * n)))
     for start in range(0, n, block):
         cos = U[start : start + block] @ U.T  # (b, n)
         rows = torch.arange(start, min(start + block, n))
@@ -102,14 +109,11 @@ def teacher_labels(X: torch.Tensor, seed: int = 0, width: int = 64, depth: int =
     The teacher is a :class:`~zeroloss.nets.FullyConnected` (or :class:`~zeroloss.nets.ConvResNet` for 3-D
     inputs) drawn with ``seed + 10_000`` so it never coincides with a student built with a small seed.
     """
-    from zeroloss.nets import ConvResNet, FullyConnected
+    from zeroloss.nets.registry import build_net
 
     X = torch.as_tensor(X, dtype=torch.float64)
-    if X.ndim == 3:
-        net = ConvResNet(X.shape[1], X.shape[2], width, depth, activation=activation, seed=seed + 10_000,
-                         dtype=torch.float64)
-    else:
-        net = FullyConnected(X.shape[1], width, depth, activation, seed=seed + 10_000, dtype=torch.float64)
+    net = build_net("conv-resnet" if X.ndim == 3 else "fc", X.shape[1:], width=width, depth=depth,
+                    activation=activation, seed=seed + 10_000, dtype=torch.float64)
     with torch.no_grad():
         y = net(X)[0]
     return (y - y.mean()) / y.std().clamp_min(1e-12)

@@ -36,18 +36,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from zeroloss.store import (  # noqa: E402
-    MANIFEST,
-    _atomic_write,
+    CLAIMS,
+    REPORT,
+    REPRODUCE_MANIFEST,
+    atomic_write_bytes,
+    claim_folder,
+    clean_folder,
+    empty_frame,
     finished_run_dirs,
     flatten,
+    folder_kind,
     load,
+    output_errors,
+    read_manifest,
     sweep_dirs,
     to_jsonable,
 )
 
 #: Salt for matplotlib's SVG ids: fixed, so identical figures give identical bytes.
 SVG_HASHSALT = "zeroloss"
-REPRODUCE_MANIFEST = "reproduce.json"
 
 
 # ------------------------------------------------------------------------------------------- figures
@@ -112,7 +119,7 @@ def evaluate_sweep(sweep_dir: Path, figure_prefix: str = "f") -> Section:
     from zeroloss.experiments.registry import get_experiment
     from zeroloss.store import read_run
 
-    manifest = json.loads((sweep_dir / MANIFEST).read_text()) if (sweep_dir / MANIFEST).is_file() else {}
+    manifest = read_manifest(sweep_dir)
     run_dirs = finished_run_dirs(sweep_dir)
     runs = [read_run(d) for d in run_dirs]
     name = manifest.get("experiment") or (runs[0]["experiment"] if runs else sweep_dir.name)
@@ -129,7 +136,7 @@ def evaluate_sweep(sweep_dir: Path, figure_prefix: str = "f") -> Section:
     if section.runs_finished < section.runs_expected:
         section.errors.append(f"only {section.runs_finished} of {section.runs_expected} runs finished; "
                               "re-run the sweep to complete it")
-    df = load(sweep_dir)
+    df = load(sweep_dir) if runs else empty_frame()  # load() refuses a folder without finished runs
     try:
         section.claims = [dict(c.to_dict(), error=False) for c in experiment.claims(df)]
     except Exception as exc:
@@ -157,7 +164,8 @@ def _describe_runs(section: Section, runs: list[dict[str, Any]]) -> None:
         row = {"run_id": r["run_id"], **{k: f.get(k, "") for k in section.varying},
                "diverged": bool(summary.get("diverged"))}
         section.run_rows.append(row)
-    env_keys = ("python", "torch", "zeroloss", "device", "device_name", "dtype", "executor", "hostname")
+    env_keys = ("python", "torch", "zeroloss", "zeroloss_commit", "device", "device_name", "dtype", "executor",
+                "hostname")
     counts = Counter(tuple((k, str(r["env"].get(k, ""))) for k in env_keys) for r in runs)
     starts = [r["env"].get("start") for r in runs if r["env"].get("start")]
     ends = [r["env"].get("end") for r in runs if r["env"].get("end")]
@@ -196,9 +204,30 @@ def all_claims(sections: list[Section]) -> list[dict[str, Any]]:
     return [c for s in sections for c in s.claims]
 
 
+def run_versions(sections: list[Section]) -> list[str]:
+    """The zeroloss versions (with the git commit where env.json records one) that made the runs, sorted."""
+    found = set()
+    for s in sections:
+        for e in s.env:
+            if e.get("zeroloss"):
+                found.add(f"zeroloss {e['zeroloss']}" + (f" (commit {e['zeroloss_commit']})"
+                                                         if e.get("zeroloss_commit") else ""))
+    return sorted(found)
+
+
 def render_html(sections: list[Section], title: str, command: str = "") -> str:
-    """The report page (jinja2 template ``templates/report.html.j2``)."""
+    """The report page (jinja2 template ``templates/report.html.j2``).
+
+    Header: the title, the number of claims per verdict (PASS, FAIL, INCONCLUSIVE, ERROR), the zeroloss versions
+    (and commits) recorded in the runs' env.json and the one that built the page, and the command. Then the claims
+    grouped by experiment — the claim's text first, its measured value and the expected value beside it, below it
+    where the threshold comes from (its provenance) and why a claim is INCONCLUSIVE — and one section per
+    experiment with its figures (inline SVG), runs, specs and environment. No time stamp: unchanged runs give the
+    same bytes (with the same zeroloss).
+    """
     import jinja2
+
+    from zeroloss.version import describe_version
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("zeroloss", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
@@ -211,6 +240,9 @@ def render_html(sections: list[Section], title: str, command: str = "") -> str:
         sections=sections,
         claims=claims,
         passed=sum(bool(c["passed"]) for c in claims),
+        counts=verdict_counts(claims),
+        run_versions=run_versions(sections),
+        built_with=describe_version(),
         status=claim_status,
         errors=[f"{s.name}: {e}" for s in sections for e in s.errors],
     )
@@ -231,18 +263,27 @@ class Report:
 
 
 def write_report(out: Path | str, experiments: list[str] | None = None, title: str | None = None,
-                 command: str = "") -> Report:
+                 command: str = "", field: str = "out") -> Report:
     """Evaluate claims and figures of ``out`` and write ``out/claims.json`` and ``out/report.html``.
+
+    Only into a zeroloss sweep or reproduce folder (marked, or an earlier version's recognised by its manifest:
+    see :mod:`zeroloss.store.ownership`), so a user's own ``report.html`` or ``claims.json`` is never overwritten.
 
     Args:
         out: a ``zeroloss reproduce`` directory (one sweep dir per experiment) or a single sweep directory.
         experiments: which experiments (default: those of ``out/reproduce.json``, else every sweep dir).
         title: page title (default from ``reproduce.json``).
         command: the command that produced the results, shown on the page.
+        field: the name given to ``out`` in error messages (the CLI's ``DIR``).
+
+    Raises:
+        ZerolossInputError: ``out`` is not a zeroloss sweep or reproduce folder, or a stored run is unreadable.
     """
     out = Path(out)
-    meta_path = out / REPRODUCE_MANIFEST
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    kind = _report_kind(out, field)
+    claim_folder(out, kind, field)  # marks an earlier version's folder
+    clean_folder(out, kind)
+    meta = _reproduce_meta(out, field)
     if experiments is None:
         experiments = meta.get("experiments")
     if title is None:
@@ -250,10 +291,44 @@ def write_report(out: Path | str, experiments: list[str] | None = None, title: s
     command = command or meta.get("command", "")
     sections = evaluate(out, experiments)
     claims = [{k: v for k, v in c.items()} for c in all_claims(sections)]
-    claims_path, html_path = out / "claims.json", out / "report.html"
-    _atomic_write(claims_path, (json.dumps(to_jsonable(claims), indent=1, allow_nan=True) + "\n").encode())
-    _atomic_write(html_path, render_html(sections, title, command).encode())
+    claims_path, html_path = out / CLAIMS, out / REPORT
+    with output_errors(field, out):
+        atomic_write_bytes(claims_path, (json.dumps(to_jsonable(claims), indent=1, allow_nan=True) + "\n").encode())
+        atomic_write_bytes(html_path, render_html(sections, title, command).encode())
     return Report(sections, claims, html_path, claims_path)
+
+
+def _report_kind(out: Path, field: str) -> str:
+    """``sweep`` or ``reproduce``: the kind of zeroloss folder a report may be written into; else an error."""
+    from zeroloss.errors import ZerolossInputError
+
+    if not out.is_dir():
+        raise ZerolossInputError(f"{field}: not a folder, got {str(out)!r}")
+    kind = folder_kind(out)
+    if kind in ("train", "two-timescale", "diagnose"):
+        raise ZerolossInputError(f"{field}: {out} is a `zeroloss {kind}` output, which has no claims to report; "
+                                 "read it with zeroloss.load()")
+    if kind not in ("sweep", "reproduce"):
+        inside = [p.name for p in sweep_dirs(out, field)]
+        hint = f" (its sub-folders {', '.join(inside)} are: report on each)" if inside else ""
+        raise ZerolossInputError(f"{field}: {out} is not a zeroloss sweep or reproduce folder{hint}; zeroloss "
+                                 "writes report.html and claims.json only into its own folders")
+    return kind
+
+
+def _reproduce_meta(out: Path, field: str) -> dict[str, Any]:
+    from zeroloss.errors import ZerolossInputError
+
+    path = out / REPRODUCE_MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ZerolossInputError(f"{field}: {path} is unreadable: {exc}") from None
+    if not isinstance(meta, dict) or not {"paper", "scale"} <= set(meta):
+        raise ZerolossInputError(f"{field}: {path} is unreadable: needs paper and scale")
+    return meta
 
 
 def claim_status(claim: dict[str, Any]) -> str:
@@ -271,21 +346,40 @@ def verdict_counts(claims: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def claims_table(claims: list[dict[str, Any]]) -> str:
-    """Plain-text claims table for the terminal."""
+def claims_table(claims: list[dict[str, Any]], width: int | None = None) -> str:
+    """Plain-text claims table for the terminal: claims grouped under their experiment, long text wrapped.
+
+    Columns: verdict, claim (an INCONCLUSIVE claim's reason on the lines below it), measured, expected; the claim and
+    expected columns wrap within ``width`` (default: the terminal's width), nothing is cut. Last line: the counts.
+
+    Example:
+        >>> c = {"experiment": "du2019.width", "claim": "relative movement of the weights shrinks like m^(-1/2) as "
+        ...      "the width m grows", "measured": -0.48, "expected": "-0.5 ± 0.15", "verdict": "PASS", "passed": True}
+        >>> print(claims_table([c], width=60))
+        verdict  claim                         measured  expected
+        -------  ----------------------------  --------  -----------
+        du2019.width
+        PASS     relative movement of the         -0.48  -0.5 ± 0.15
+                 weights shrinks like
+                 m^(-1/2) as the width m
+                 grows
+        1/1 claims passed
+    """
+    from zeroloss.texttable import wrap_table
+
     if not claims:
         return "no claims"
-    rows = [("", "experiment", "claim", "measured", "expected")]
+    rows, titles = [], {}
     for c in claims:
+        if not rows or c["experiment"] != claims[len(rows) - 1]["experiment"]:
+            titles[len(rows)] = str(c["experiment"])
         status = claim_status(c)
-        rows.append((status, c["experiment"], c["claim"], format_value(c["measured"]), str(c["expected"])))
-    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [(cell if len(cell) <= w else cell[: w - 1] + "…").ljust(w) for cell, w in zip(r, widths, strict=True)]
-        lines.append("  ".join(cells).rstrip())
+        text = str(c["claim"]) + (f"\n(inconclusive: {c['reason']})" if status == "INCONCLUSIVE" and c.get("reason")
+                                  else "")
+        rows.append((status, text, format_value(c["measured"]), str(c["expected"])))
+    # the claim keeps about twice the width of measured and expected when the terminal is narrow
+    table = wrap_table(("verdict", "claim", "measured", "expected"), rows, width, flexible={1: 2.0, 2: 1.0, 3: 1.0},
+                       right=(2,), titles=titles)
     counts = verdict_counts(claims)
-    lines.append(f"{counts['PASS']}/{len(claims)} claims passed"
-                 + "".join(f", {v} {k.lower()}" for k, v in counts.items() if k != "PASS" and v))
-    return "\n".join(lines)
-
+    return table + "\n" + (f"{counts['PASS']}/{len(claims)} claims passed"
+                           + "".join(f", {v} {k.lower()}" for k, v in counts.items() if k != "PASS" and v))

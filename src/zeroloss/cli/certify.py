@@ -22,9 +22,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 import typer
 
 from zeroloss.cli.common import cli_errors, echo_err, parse_int_list
@@ -38,8 +37,14 @@ FLAGS = {"radius": "--radius", "hidden": "--hidden", "M": "--output-scale", "X":
 #: Largest seed: member generators are seeded seed + k with torch's 64-bit seeds.
 MAX_SEED = 2**63 - 2
 
+if TYPE_CHECKING:
+    import torch
+
 
 def _load(path: Path, field: str, ndim: int) -> torch.Tensor:
+    import numpy as np
+    import torch
+
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -98,6 +103,8 @@ def _bound_ceiling(net, init: str, hidden: float, output_scale: float) -> tuple[
 
 def choose_radius(net, init: str, X, y, hidden: float, output_scale: float) -> tuple[float, dict]:
     """The radius used when none is given (see the module docstring) and a record of the choice."""
+    import torch
+
     from zeroloss.init import initialise
     from zeroloss.theory.chatterjee_bounds import RADIUS_RANGE, check_certificate_assumptions, first_layer_bound
 
@@ -154,6 +161,8 @@ def certify_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object on stdout"),
 ) -> None:
     """Certify (or estimate) Chatterjee's local PL criterion 4F(w0) < r^2 alpha(w0, r) at an initialisation."""
+    import torch
+
     from zeroloss.init import INITIALISERS, initialise
     from zeroloss.nets.feedforward import FeedForward
     from zeroloss.theory.chatterjee2022 import certify, check_radius

@@ -1,4 +1,4 @@
-"""Shared CLI conventions: one-line errors with exit status 2, device/dtype parsing, atomic output files.
+"""Shared CLI conventions: one-line errors with exit status 2, device/dtype parsing, output file paths.
 
 Every command body is wrapped in :func:`cli_errors`, so a :class:`~zeroloss.errors.ZerolossInputError` (or a
 pydantic validation error) becomes ``error: <field>: <what is accepted>, got <value>`` on stderr and exit
@@ -8,21 +8,22 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import functools
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
 import typer
 
 from zeroloss.errors import ZerolossInputError, choice
 
+if TYPE_CHECKING:
+    import torch
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The training dtypes the CLI accepts (names of torch dtypes: torch is imported only when a command runs).
+DTYPES = ("float32", "float64")
 
 
 def fail(message: str) -> None:
@@ -52,18 +53,18 @@ def cli_errors(fn: F) -> F:
 
 def parse_device(device: str) -> torch.device:
     """``auto`` → CUDA when available else CPU; ``cpu``; ``cuda`` (an error if CUDA is absent)."""
+    from zeroloss.devices import resolve_device
+
     choice(device, "--device", ("auto", "cpu", "cuda"))
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ZerolossInputError("--device: cuda was asked for but torch.cuda.is_available() is False; use cpu")
-    return torch.device(device)
+    return resolve_device(device, "--device")
 
 
 def parse_dtype(dtype: str) -> torch.dtype:
     """``float32`` or ``float64``."""
-    choice(dtype, "--dtype", tuple(DTYPES))
-    return DTYPES[dtype]
+    import torch
+
+    choice(dtype, "--dtype", DTYPES)
+    return getattr(torch, dtype)
 
 
 def parse_int_list(text: str, field: str) -> list[int]:
@@ -77,19 +78,46 @@ def parse_int_list(text: str, field: str) -> list[int]:
     return values
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+def prepare_output_file(path: Path, field: str = "--out", overwrite: bool = False) -> Path:
+    """Check an output *file* path before anything is computed, and make its missing parent folders.
+
+    Refused with a one-line error (nothing created): a path that is a folder, an existing file without
+    ``overwrite`` (zeroloss replaces only what it may), a parent that is a file or not writable, a missing parent
+    that would have to be created at the file-system root. Missing parents below an existing folder are created
+    (with the user's umask), and temporaries ``.NAME.*.tmp`` of this file left by a killed zeroloss are removed.
+    Write the file afterwards with :func:`zeroloss.store.atomic_write_bytes` inside
+    :func:`zeroloss.store.output_errors`.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> prepare_output_file(folder / "new" / "G.npy") == folder / "new" / "G.npy", (folder / "new").is_dir()
+        (True, True)
+    """
+    from zeroloss.store.atomic import ensure_parent, remove_stale_temporaries
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if path.is_dir():
+        raise ZerolossInputError(f"{field}: {path} is a folder; give a file name")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise ZerolossInputError(f"{field}: {path} already exists; choose a new file name or pass --overwrite")
+    ensure_parent(path, field)
+    remove_stale_temporaries(path.parent, path.name)
+    return path
+
+
+def check_seed(seed: int, count: int = 1, field: str = "--seed") -> int:
+    """A seed of member 0 whose members ``seed + k`` (k < ``count``) all fit the generators: 0 ≤ seed + k < 2⁶³.
+
+    Example:
+        >>> check_seed(7, 4)
+        7
+    """
+    top = 2**63 - count
+    if not (0 <= seed <= top):
+        raise ZerolossInputError(f"{field}: must be an integer from 0 to 2**63 - {count} (member k uses seed + k), "
+                                 f"got {seed}")
+    return seed
 
 
 def load_inputs(path: Path, normalise: bool) -> torch.Tensor:
@@ -129,35 +157,3 @@ def print_claims(claims: list[dict], html_path: Path, errors: list[str], json_ou
 def echo_err(message: str) -> None:
     """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
     print(message, file=sys.stderr)
-
-
-class AtomicDirectory:
-    """Build a result directory under a temporary name and rename it into place only when complete.
-
-    ``with AtomicDirectory(out, overwrite=False) as tmp: write files into tmp`` — on success ``tmp`` becomes
-    ``out``; on any error the temporary directory is removed and ``out`` is untouched, so a failed or killed command
-    never leaves a half-written result directory.
-    """
-
-    def __init__(self, out: Path | str, overwrite: bool = False) -> None:
-        self.out = Path(out)
-        self.overwrite = overwrite
-        if self.out.exists() and not overwrite:
-            raise ZerolossInputError(f"--out: {self.out} already exists; choose a new directory or pass --overwrite")
-        self.tmp: Path | None = None
-
-    def __enter__(self) -> Path:
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        import shutil
-
-        assert self.tmp is not None
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)

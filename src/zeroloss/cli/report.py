@@ -1,4 +1,9 @@
-"""``zeroloss report DIR``: rebuild claims.json and report.html from stored results (nothing is re-run)."""
+"""``zeroloss report DIR``: rebuild claims.json and report.html from stored results (nothing is re-run).
+
+DIR must be a zeroloss sweep or reproduce folder (see :mod:`zeroloss.store.ownership`): a user's own
+``report.html`` / ``claims.json`` in any other folder is never overwritten. A stored run that cannot be read is a
+one-line error naming it (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from pathlib import Path
 import typer
 
 from zeroloss.cli.common import cli_errors, print_claims
-from zeroloss.errors import ZerolossInputError
 
 
 @cli_errors
@@ -17,13 +21,8 @@ def report(
 ) -> None:
     """Re-evaluate claims and figures of stored runs; write DIR/claims.json and DIR/report.html."""
     from zeroloss.report import write_report
-    from zeroloss.store import sweep_dirs
 
-    if not directory.is_dir():
-        raise ZerolossInputError(f"DIR: not a directory, got {str(directory)!r}")
-    if not sweep_dirs(directory):
-        raise ZerolossInputError(f"DIR: holds no sweep (no runs/ or sweep.json), got {str(directory)!r}")
-    result = write_report(directory)
+    result = write_report(directory, field="DIR")
     print_claims(result.claims, result.html_path, result.errors, json_out)
 
 

@@ -1,21 +1,28 @@
 """``zeroloss sweep FILE.yaml``: a user's own sweep over a registered experiment's run function.
 
-The file is validated (unknown keys and malformed values rejected with the key named, exit status 2) and
-expanded before anything is written; ``--dry-run`` prints the runs and their count; otherwise the runs go to
-``--out DIR/runs/<id>/`` and re-running the same command resumes.
+The file is validated (unknown keys and malformed values rejected with the key named, exit status 2), sized
+against the memory budget (``--max-bytes``; :mod:`zeroloss.budget`), expanded, and every run's values are checked
+(:mod:`zeroloss.sweep.checks`) before anything is written; ``--dry-run`` prints the runs and their count; otherwise
+the runs go to ``--out DIR/runs/<id>/`` and re-running the same command resumes. ``--max-bytes`` bounds the
+expansion of the runs here; the runs themselves follow ``ZEROLOSS_MAX_BYTES`` or their default budget.
+``zeroloss sweep --example EXPERIMENT`` prints a commented sweep file for a registered experiment (its tiny runs) to
+start from.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from zeroloss.cli.common import cli_errors, echo_err
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.base import Experiment, Spec
-from zeroloss.sweep.spec import SweepSpec
+
+if TYPE_CHECKING:
+    from zeroloss.experiments.base import Experiment, Spec
+    from zeroloss.sweep.spec import SweepSpec
 
 
 def check_run_keys(sweep: SweepSpec, experiment: Experiment, runs: list[Spec]) -> list[str]:
@@ -45,27 +52,58 @@ def check_run_keys(sweep: SweepSpec, experiment: Experiment, runs: list[Spec]) -
 
 @cli_errors
 def sweep(
-    file: Path = typer.Argument(..., help="sweep file (YAML): experiment, base, grid, zip, seeds"),
+    file: Path | None = typer.Argument(None, show_default=False,
+                                       help="sweep file (YAML): experiment, base, grid, zip, seeds; "
+                                            "required unless --example"),
     set_: list[str] = typer.Option([], "--set", help="override KEY=VALUE, dotted key (base.steps=50); repeatable"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the expanded runs and their count; run nothing"),
-    out: Path | None = typer.Option(None, help="sweep directory (runs go to OUT/runs/<id>/)"),
+    out: Path | None = typer.Option(None, show_default=False,
+                                    help="sweep directory (runs go to OUT/runs/<id>/); required unless --dry-run "
+                                         "or --example"),
     executor: str = typer.Option("local", help="local | process | ray"),
     workers: int | None = typer.Option(None, help="process pool size / Ray CPUs"),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local instance)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output on stdout"),
+    example: str | None = typer.Option(None, "--example", metavar="EXPERIMENT", show_default=False,
+                                       help="print a commented sweep file for EXPERIMENT (see `zeroloss "
+                                            "experiments`) that runs as is, and exit"),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget for expanding the runs, e.g. "
+                                         "8GiB (default: half the available memory, or ZEROLOSS_MAX_BYTES)"),
 ) -> None:
-    """Run (or resume) a sweep of a registered experiment; finished runs are skipped."""
+    """Run (or resume) a sweep of a registered experiment; finished runs are skipped.
+
+    Start from `zeroloss sweep --example EXPERIMENT > my.yaml`; `zeroloss experiments` lists the experiments.
+    """
+    from zeroloss.budget import FLAG, resolve_budget
     from zeroloss.experiments.registry import get_experiment
-    from zeroloss.sweep.executors import make_executor
+    from zeroloss.store import check_folder
+    from zeroloss.sweep.checks import validate_runs
+    from zeroloss.sweep.executors import check_executor_options, make_executor
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 
+    if example is not None:
+        from zeroloss.cli.experiments import example_sweep
+        from zeroloss.experiments.registry import load_experiments
+
+        registry = load_experiments()
+        if example not in registry:
+            raise ZerolossInputError(f"--example: must be a registered experiment (see `zeroloss experiments`: "
+                                     f"{', '.join(sorted(registry))}), got {example!r}")
+        typer.echo(example_sweep(registry[example])[1], nl=False)
+        return
+    if file is None:
+        raise ZerolossInputError("FILE: a sweep file is needed (or --example EXPERIMENT to print one), got nothing")
+    check_executor_options(executor, workers, address)
+    budget = resolve_budget(max_bytes, FLAG)
     spec = load_sweep_file(file, set_)
     experiment = get_experiment(spec.name)
-    runs = spec.expand()
+    spec.check_size(budget, FLAG)  # before anything is expanded or hashed
+    runs = spec.expand(budget)
     for warning in check_run_keys(spec, experiment, runs):
         echo_err(f"warning: {warning}")
+    validate_runs(experiment, runs)
     if dry_run:
         unique = unique_runs(experiment.name, runs)
         if json_out:
@@ -78,6 +116,7 @@ def sweep(
         return
     if out is None:
         raise ZerolossInputError("--out: a sweep directory is needed unless --dry-run, got nothing")
+    check_folder(out, "sweep")  # a foreign --out is refused before workers (or Ray) start
     device = resolve_device(device)
     with make_executor(executor, workers, device, address) as ex:
         result = run_sweep(experiment, runs, out, executor=ex, device=device,

@@ -143,6 +143,25 @@ class RunOutput:
     summary: dict[str, Any]
 
 
+def one_row_per_run(df: pd.DataFrame, key: str | list[str] = "run_id") -> pd.DataFrame:
+    """One row per run — its spec and summary columns — from a sweep's tidy frame (one row per step and metric).
+
+    Args:
+        df: tidy frame as :func:`zeroloss.load` returns it (``step``, ``metric``, ``value`` and per-run columns).
+        key: the column(s) that identify a run (``run_id`` in stored sweeps).
+
+    Example:
+        >>> tidy = pd.DataFrame({"run_id": ["a", "a", "b"], "step": [0, 1, 0], "metric": "loss",
+        ...                      "value": [1.0, 0.5, 2.0], "width": [64, 64, 128]})
+        >>> one_row_per_run(tidy)
+          run_id  width
+        0      a     64
+        1      b    128
+    """
+    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
+    return df[cols].drop_duplicates(key).reset_index(drop=True)
+
+
 def default_batch_key(spec: Spec) -> str:
     """Canonical JSON of the spec without :data:`ENSEMBLE_KEYS`: equal keys may share one ensemble."""
     reduced = {k: v for k, v in spec.items() if k not in ENSEMBLE_KEYS}

@@ -47,12 +47,12 @@ import pandas as pd
 import torch
 
 from zeroloss.data import digits_data, make_labels
+from zeroloss.devices import resolve_device
 from zeroloss.experiments.base import Experiment, RunOutput, Spec, register
 from zeroloss.experiments.chatterjee2022_claims import BASELINES, POSITIVE, claims
 from zeroloss.experiments.chatterjee2022_plots import plot
 from zeroloss.experiments.chatterjee2022_search import BestStep, best_steps
 from zeroloss.init import initialise
-from zeroloss.nets.base import resolve_device
 from zeroloss.nets.feedforward import FeedForward
 from zeroloss.theory.chatterjee2022 import Certificate, TrajectoryCheck, certify, trajectory_check
 from zeroloss.theory.chatterjee_bounds import input_spectrum

@@ -31,11 +31,12 @@ import pandas as pd
 import torch
 
 from zeroloss.data import patch_data, sphere_data
+from zeroloss.devices import resolve_device
 from zeroloss.errors import require
-from zeroloss.experiments.base import RunOutput, Spec
+from zeroloss.experiments.base import RunOutput, Spec, one_row_per_run
 from zeroloss.kernels.empirical import gram
-from zeroloss.nets import ConvResNet, FullyConnected, ResNet
 from zeroloss.nets.base import stack_members
+from zeroloss.nets.registry import build_net, net_options
 from zeroloss.spectrum import eigenvalues
 from zeroloss.theory.du2019 import (
     kernel_deviation,
@@ -70,23 +71,12 @@ def make_data(spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
     return sphere_data(spec["n"], spec["d"], seed, labels)
 
 
-def make_net(spec: Spec, seed: int, device: torch.device):
-    """One single-member net of the spec's architecture (the one place nets are built here)."""
+def make_net(spec: Spec, seed: int, device: torch.device, input_shape: tuple[int, ...]):
+    """One single-member net of the spec's architecture (the nets registry builds it)."""
     dtype = torch.float64 if spec_value(spec, "dtype") == "float64" else torch.float32
-    common = {"activation": spec_value(spec, "activation"), "members": 1, "seed": seed, "dtype": dtype,
-              "device": device}
-    if spec["net"] == "fc":
-        return FullyConnected(spec["d"], spec["width"], spec["depth"], **common)
-    if spec["net"] == "resnet":
-        return ResNet(spec["d"], spec["width"], spec["depth"], c_res=spec_value(spec, "c_res"), **common)
-    return ConvResNet(spec["channels"], spec["positions"], spec["width"], spec["depth"], 3,
-                      c_res=spec_value(spec, "c_res"), **common)
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    fields = {**{k: spec_value(spec, k) for k in ("activation", "c_res")}, **spec}
+    return build_net(spec["net"], input_shape, **net_options(spec["net"], fields), members=1, seed=seed, dtype=dtype,
+                     device=device)
 
 
 def _stored_steps(steps_done: int) -> np.ndarray:
@@ -101,14 +91,14 @@ def _history_max(history: pd.DataFrame, member: int, prefix: str) -> float:
 
 def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[RunOutput]:
     """Train the runs of one batch (same shape, different seeds) as one ensemble; see the module docstring."""
-    device = _device(device)
+    device = resolve_device(device)
     first = specs[0]
     lr_scale = spec_value(first, "lr_scale")
     require(isinstance(lr_scale, (int, float)) and 0.0 < lr_scale < 2.0, "lr_scale",
             "must be in (0, 2): η = lr_scale/λ_max(G(0)) beyond 2/λ_max has no convergent kernel prediction", lr_scale)
     X, y = make_data(first)
     X, y = X.to(device), y.to(device)
-    net = stack_members([make_net(s, s["seed"], device) for s in specs])
+    net = stack_members([make_net(s, s["seed"], device, tuple(X.shape[1:])) for s in specs])
     S = len(specs)
     G0 = gram(net, X)  # (S, n, n) float64, TF32 off
     eig0 = eigenvalues(G0).cpu()
@@ -180,5 +170,4 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run (spec and summary columns) from a sweep's tidy frame."""
-    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
-    return df[cols].drop_duplicates("run_id").reset_index(drop=True)
+    return one_row_per_run(df)

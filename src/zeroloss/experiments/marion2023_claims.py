@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from zeroloss.experiments.base import FAIL, INCONCLUSIVE, PASS, Claim, Provenance
+from zeroloss.experiments.base import FAIL, INCONCLUSIVE, PASS, Claim, Provenance, one_row_per_run
 from zeroloss.twotimescale import floor_risk, target_preset
 
 #: The floor claims hold the risk to this multiple of the O(η) floor Σ Δf² η/28 (plus, for SGD, its O(h) label-noise
@@ -54,8 +54,7 @@ _MARION = "Marion & Berthier, NeurIPS 2023"
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run: the spec and summary columns of the tidy frame."""
-    cols = [c for c in df.columns if c not in ("step", "metric", "value")]
-    return df[cols].drop_duplicates("run_id").reset_index(drop=True)
+    return one_row_per_run(df)
 
 
 def _high(values: pd.Series) -> np.ndarray:

@@ -51,12 +51,19 @@ GPU, where fewer, larger blocks mean fewer kernel launches); :func:`limit_kernel
 before anything is allocated: the (n, n) result(s) plus about 2·max_bytes (at n = 20 000 the NTK needs
 ≈ 5 GiB on a GPU, not the ≈ 54 GiB of one array per layer).
 
+The architecture is given either by name and keyword arguments or by a net object — the same object
+:func:`zeroloss.gram` takes — whose architecture (not its weights) is read with :func:`zeroloss.nets.architecture`.
+
 Example:
     >>> from zeroloss.data import sphere_data
+    >>> from zeroloss.nets import FullyConnected
     >>> X, _ = sphere_data(n=5, d=3, seed=0)
     >>> K = limit_kernel(X, net="fc", depth=2, activation="erf", kind="du")
     >>> K.shape, K.dtype
     (torch.Size([5, 5]), torch.float64)
+    >>> net = FullyConnected(d=3, width=64, depth=2, activation="erf")
+    >>> bool(torch.equal(limit_kernel(X, net, kind="du"), K))      # the net object's architecture, same kernel
+    True
 """
 
 from __future__ import annotations
@@ -72,10 +79,15 @@ from zeroloss.errors import choice, positive_int, require
 from zeroloss.kernels.empirical import select_layers
 from zeroloss.kernels.gaussian import DEFAULT_NODES, quadrature_chunk_bytes, resolve_method
 from zeroloss.kernels.recursions import Expect, Forward, Sides, fc_forward, fc_layers, resnet_forward, resnet_layers
+from zeroloss.nets.base import EnsembleNet
+from zeroloss.nets.registry import DU_NETS, INPUT_FIELDS, resolve_architecture
 from zeroloss.precision import no_tf32
 from zeroloss.spectrum import lambda_min
 
-NETS = ("fc", "resnet", "conv-resnet")
+#: The nets with an infinite-width kernel here (Du et al.'s three), by registry name.
+NETS = DU_NETS
+#: What the architecture arguments mean when the net is given by name and they are left out (None).
+ARCHITECTURE_DEFAULTS = {"depth": 2, "activation": "softplus", "c_res": 0.5, "kernel_size": 3}
 KINDS = ("du", "nngp", "ntk")
 #: Float64 arrays of a block's size alive at once per layer of depth, and beyond the layers, while one block is
 #: computed: each layer keeps its input covariance and its Ė^(h) (2 per layer); the expectations' temporaries
@@ -185,93 +197,122 @@ def _blockwise(X: Tensor, net: str, depth: int, e: Expect, layers: set[int], c_r
     return out
 
 
-def _limit(X: Tensor, net: str, depth: int, activation: str | Activation, layers: str | int, c_res: float,
-           kernel_size: int, nodes: int, method: str, device: torch.device | str | None, max_bytes: int | None,
-           total: bool, progress: bool | None) -> dict[int, Tensor]:
-    """Validate the arguments of the public functions, then run :func:`_blockwise`."""
-    choice(net, "net", NETS)
-    H = positive_int(depth, "depth")
-    act = get_activation(activation)
+def _limit(X: Tensor, net: str | EnsembleNet, depth: int | None, activation: str | Activation | None, layers: str | int,
+           c_res: float | None, kernel_size: int | None, nodes: int, method: str, device: torch.device | str | None,
+           max_bytes: int | None, total: bool, progress: bool | None,
+           memory_budget: int | str | None = None) -> dict[int, Tensor]:
+    """Resolve the architecture (a name with arguments, or a net object), validate, check the memory budget, then run
+    :func:`_blockwise`."""
+    arch = resolve_architecture(net, {"depth": depth, "activation": activation, "c_res": c_res,
+                                      "kernel_size": kernel_size}, ARCHITECTURE_DEFAULTS)
+    name = arch["name"]
+    choice(name, "net", NETS)
+    H = positive_int(arch["depth"], "depth")
+    act = get_activation(arch["activation"])
+    c_res = arch["c_res"]
     require(isinstance(c_res, (int, float)) and 0.0 < c_res < 1.0, "c_res", "must be in (0, 1)", c_res)
-    q = positive_int(kernel_size, "kernel_size")
-    require(q % 2 == 1, "kernel_size", "must be an odd positive integer", kernel_size)
-    chosen = select_layers(layers, H, "layers")
-    X = _check_X(X, net, device)
+    q = positive_int(arch["kernel_size"], "kernel_size")
+    require(q % 2 == 1, "kernel_size", "must be an odd positive integer", q)
+    X = _check_X(X, name, device)
+    if isinstance(net, EnsembleNet):
+        shape = tuple(getattr(net, f) for f in INPUT_FIELDS[name])
+        require(tuple(X.shape[1:]) == shape, "X", f"must have shape (n, {', '.join(map(str, shape))}) to fit the "
+                f"net", tuple(X.shape))
     budget = default_max_bytes(X.device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
     e = Expect(act, positive_int(nodes, "nodes"), method, budget)
+    from zeroloss.budget import ARGUMENT, check_memory
+
+    # sized before the layer set is built (an absurd depth is refused here, not by building range(depth))
+    n, positions = X.shape[0], (X.shape[2] if X.ndim == 3 else 1)
+    outputs = 1 if total or layers != "all" else H + 1
+    need = limit_kernel_memory_bytes(n, H, positions, e.nodes, budget, outputs=outputs)
+    check_memory(need, memory_budget, field="X", flag=ARGUMENT, hint="use fewer inputs",
+                 what=f"the {n} × {n} limit kernel" + ("" if total else f"s of {outputs} layer(s)"))
+    chosen = select_layers(layers, H, "layers")
     with no_tf32():
-        return _blockwise(X, net, H, e, chosen, float(c_res), q, total, progress)
+        return _blockwise(X, name, H, e, chosen, float(c_res), q, total, progress)
 
 
 def limit_gram_by_layer(
     X: Tensor,
-    net: str = "fc",
-    depth: int = 2,
-    activation: str | Activation = "softplus",
+    net: str | EnsembleNet = "fc",
+    depth: int | None = None,
+    activation: str | Activation | None = None,
     layers: str | int = "all",
-    c_res: float = 0.5,
-    kernel_size: int = 3,
+    c_res: float | None = None,
+    kernel_size: int | None = None,
     nodes: int = DEFAULT_NODES,
     method: str = "auto",
     device: torch.device | str | None = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> dict[int, Tensor]:
     """The m → ∞ limit of every selected per-layer Gram G^(h) at initialisation: 1-based layer → (n, n) float64.
 
     Args:
         X: (n, d), or (n, channels, positions) for ``net="conv-resnet"`` (any finite non-zero inputs; Du's
             theory assumes unit norms).
-        net: ``"fc"``, ``"resnet"`` or ``"conv-resnet"``.
-        depth: H.
-        activation: registry name or Activation.
+        net: ``"fc"``, ``"resnet"`` or ``"conv-resnet"``, or a net object of those kinds (its architecture is
+            used, not its weights; an explicit argument below that disagrees with it is an error).
+        depth: H (default 2 for a name).
+        activation: registry name or Activation (default softplus for a name).
         layers: ``"all"`` (1..H+1), ``"last"`` (H), ``"output"`` (H+1) or an int h in 1..H+1.
-        c_res: residual scale of the ResNets, in (0, 1).
-        kernel_size: q of the convolutional ResNet (odd).
+        c_res: residual scale of the ResNets, in (0, 1) (default 0.5 for a name).
+        kernel_size: q of the convolutional ResNet, odd (default 3 for a name).
         nodes, method: Gaussian-expectation settings (:mod:`zeroloss.kernels.gaussian`).
         device: where to compute (default: X's device).
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device).
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
+        memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
+            None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
+            allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
 
     Returns:
         dict layer → (n, n) float64 symmetric tensor, the limit of ``gram_by_layer(net, X, layer)[h]``.
         Memory: one (n, n) array per selected layer (:func:`limit_kernel_memory_bytes` with ``outputs``).
     """
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  False, progress)
+                  False, progress, memory_budget)
 
 
 def limit_kernel(
     X: Tensor,
-    net: str = "fc",
-    depth: int = 2,
-    activation: str | Activation = "softplus",
+    net: str | EnsembleNet = "fc",
+    depth: int | None = None,
+    activation: str | Activation | None = None,
     kind: str = "du",
-    c_res: float = 0.5,
-    kernel_size: int = 3,
+    c_res: float | None = None,
+    kernel_size: int | None = None,
     nodes: int = DEFAULT_NODES,
     method: str = "auto",
     device: torch.device | str | None = None,
     max_bytes: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> Tensor:
     """Infinite-width kernel of one of Du et al.'s nets on inputs X: (n, n) float64.
 
     Args:
         X: (n, d), or (n, channels, positions) for the convolutional ResNet.
-        net: ``"fc"``, ``"resnet"`` or ``"conv-resnet"``.
-        depth: H (hidden layers).
-        activation: registry name or Activation.
+        net: ``"fc"``, ``"resnet"`` or ``"conv-resnet"``, or a net object of those kinds, as
+            :func:`zeroloss.gram` takes it: its architecture (kind, depth, activation, c_res, kernel size) is used,
+            not its weights, and an explicit argument below that disagrees with it is an error.
+        depth: H (hidden layers; default 2 for a name).
+        activation: registry name or Activation (default softplus for a name).
         kind: ``"du"`` (lim G^(H), Du's K^(H)), ``"nngp"`` (lim E[f fᵀ]) or ``"ntk"`` (lim Σ_h G^(h)).
-        c_res: residual scale of the ResNets, in (0, 1) (default 0.5, as :mod:`zeroloss.nets.du`).
-        kernel_size: q of the convolutional ResNet.
+        c_res: residual scale of the ResNets, in (0, 1) (default 0.5 for a name, as :mod:`zeroloss.nets.du`).
+        kernel_size: q of the convolutional ResNet (default 3 for a name).
         nodes: Gauss–Hermite nodes per axis where no closed form exists.
         method: ``"auto"``, ``"closed"``, ``"quadrature"`` or ``"table"`` (:mod:`zeroloss.kernels.gaussian`).
         device: where to compute (default: X's device). The result stays there.
         max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
             :func:`default_max_bytes` of the device); the peak is stated by :func:`limit_kernel_memory_bytes`.
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
+        memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
+            None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
+            allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
 
     Returns:
         (n, n) float64 symmetric PSD tensor (exactly symmetric).
@@ -286,13 +327,16 @@ def limit_kernel(
     choice(kind, "kind", KINDS)
     layers = {"du": "last", "nngp": "output", "ntk": "all"}[kind]
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  True, progress)[0]
+                  True, progress, memory_budget)[0]
 
 
-def lambda0(X: Tensor, net: str = "fc", depth: int = 2, activation: str | Activation = "softplus",
-            c_res: float = 0.5, kernel_size: int = 3, nodes: int = DEFAULT_NODES, method: str = "auto",
-            device: torch.device | str | None = None) -> float:
+def lambda0(X: Tensor, net: str | EnsembleNet = "fc", depth: int | None = None,
+            activation: str | Activation | None = None, c_res: float | None = None, kernel_size: int | None = None,
+            nodes: int = DEFAULT_NODES, method: str = "auto", device: torch.device | str | None = None,
+            memory_budget: int | str | None = None) -> float:
     """Du et al.'s λ₀ = λ_min(K^(H)) of the "du" kernel, in float64 (not clipped: round-off may make it < 0).
+
+    The arguments are those of :func:`limit_kernel` (``net`` a name or a net object).
 
     Example:
         >>> from zeroloss.data import sphere_data
@@ -300,7 +344,8 @@ def lambda0(X: Tensor, net: str = "fc", depth: int = 2, activation: str | Activa
         >>> lambda0(X, net="fc", depth=2, activation="erf") > 0
         True
     """
-    K = limit_kernel(X, net, depth, activation, "du", c_res, kernel_size, nodes, method, device)
+    K = limit_kernel(X, net, depth, activation, "du", c_res, kernel_size, nodes, method, device,
+                     memory_budget=memory_budget)
     return float(lambda_min(K))
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from zeroloss.devices import resolve_device as resolve_device  # re-exported: the nets' device argument
 from zeroloss.errors import ZerolossInputError, positive_int
 
 
@@ -66,15 +67,12 @@ class EnsembleNet(nn.Module):
         return self.functional_forward(dict(self.named_parameters()), X)[0]
 
     def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        """Validate the shape of X — (n, d) for nets with an input dimension ``d`` — and move it to the net's
-        device and dtype. Nets with other input shapes override this."""
-        X = torch.as_tensor(X)
+        """Validate X — shape (n, d) for nets with an input dimension ``d``, n ≥ 1, finite values — and move it to
+        the net's device and dtype. Nets with other input shapes override this (with :func:`check_input_values`)."""
         d = getattr(self, "d", None)
         if d is None:
             raise NotImplementedError
-        if X.ndim != 2 or X.shape[1] != d:
-            raise ZerolossInputError(f"X: must have shape (n, {d}), got {tuple(X.shape)}")
-        return X.to(dtype=self.dtype, device=self.device)
+        return check_input_values(X, (d,), "(n, d)", self.dtype, self.device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -100,6 +98,53 @@ class EnsembleNet(nn.Module):
 
     def _empty_like(self, members: int, seed: int) -> EnsembleNet:
         raise NotImplementedError
+
+
+def check_input_values(X: object, sample_shape: tuple[int, ...], layout: str, dtype: torch.dtype,
+                       device: torch.device) -> torch.Tensor:
+    """X as a tensor of shape (n, *sample_shape) with n ≥ 1 and finite entries, on ``device`` in ``dtype``.
+
+    Args:
+        X: the inputs (a tensor or anything ``torch.as_tensor`` takes).
+        sample_shape: one sample's shape, e.g. (d,) or (channels, positions).
+        layout: how the error names the axes, e.g. ``"(n, d)"``.
+
+    Raises:
+        ZerolossInputError: naming X — not numbers, a wrong shape, no sample, NaN or inf (with the first bad row).
+    """
+    try:
+        X = torch.as_tensor(X)
+    except (TypeError, ValueError, RuntimeError):
+        raise ZerolossInputError(f"X: must be an array of numbers of shape {layout}, got {type(X).__name__}") from None
+    want = "(n, " + ", ".join(map(str, sample_shape)) + ")"
+    if X.ndim != 1 + len(sample_shape) or tuple(X.shape[1:]) != tuple(sample_shape):
+        raise ZerolossInputError(f"X: must have shape {want} = {layout}, got {tuple(X.shape)}")
+    if X.shape[0] == 0:
+        raise ZerolossInputError(f"X: must hold at least one input, got shape {tuple(X.shape)}")
+    if X.dtype == torch.bool or X.is_complex():
+        raise ZerolossInputError(f"X: must hold real numbers, got dtype {X.dtype}")
+    finite = torch.isfinite(X.reshape(X.shape[0], -1)).all(dim=1)
+    if not bool(finite.all()):
+        raise ZerolossInputError(f"X: contains NaN or inf (first in row {int(torch.nonzero(~finite)[0])})")
+    return X.to(dtype=dtype, device=device)
+
+
+def require_ensemble_net(net: object, caller: str) -> None:
+    """Refuse, in one line, a model that is not a zeroloss ensemble net (``caller`` names the refusing function).
+
+    :func:`zeroloss.gram` and :func:`zeroloss.train_gd` need the :class:`EnsembleNet` interface (a members
+    dimension, recorded linear maps); a plain ``torch.nn.Module`` is the business of ``zeroloss.entk`` (its
+    empirical NTK) and ``zeroloss.diagnose``.
+
+    Example:
+        >>> require_ensemble_net(torch.nn.Linear(3, 1), "gram")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        zeroloss.errors.ZerolossInputError: net: gram takes a zeroloss net (zeroloss.nets), got Linear; ...
+    """
+    if not isinstance(net, EnsembleNet):
+        raise ZerolossInputError(f"net: {caller} takes a zeroloss net (zeroloss.nets), got {type(net).__name__}; "
+                                 "for any torch.nn.Module use zeroloss.entk (its empirical NTK) or zeroloss.diagnose")
 
 
 def stack_members(nets: list[EnsembleNet]) -> EnsembleNet:
@@ -138,13 +183,6 @@ def member_normal_draws(
     per_member = [[torch.randn(s, generator=g, dtype=torch.float64) for s in shapes] for g in generators]
     return [torch.stack([draws[i] for draws in per_member]).to(dtype=dtype, device=device)
             for i in range(len(shapes))]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` → CUDA when available else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def check_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from zeroloss.activations import Activation, get_activation
-from zeroloss.errors import ZerolossInputError, positive_int, require
+from zeroloss.errors import positive_int, require
 from zeroloss.nets.base import (
     EnsembleNet,
     LinearMap,
     check_dtype,
+    check_input_values,
     member_generators,
     member_normal_draws,
     resolve_device,
@@ -283,13 +284,8 @@ class ConvResNet(_DuNet):
                           members, seed, self.dtype, self.device, self.c_res)
 
     def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        X = torch.as_tensor(X)
-        if X.ndim != 3 or tuple(X.shape[1:]) != (self.channels, self.positions):
-            raise ZerolossInputError(
-                f"X: must have shape (n, {self.channels}, {self.positions}) = (n, channels, positions), "
-                f"got {tuple(X.shape)}"
-            )
-        return X.to(dtype=self.dtype, device=self.device)
+        return check_input_values(X, (self.channels, self.positions), "(n, channels, positions)", self.dtype,
+                                  self.device)
 
     def functional_forward(
         self, params: dict[str, torch.Tensor], X: torch.Tensor, record: bool = False

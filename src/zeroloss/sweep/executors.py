@@ -9,7 +9,12 @@ that writes a sweep directory is the driver.
 * ``process`` — a spawn-context process pool, ``workers`` processes; with ``device="cuda"`` worker *i* uses
   GPU *i* mod (number of GPUs), on CPU each worker gets cpu_count/workers torch threads outside its runs.
 * ``ray`` — Ray tasks (``pip install zeroloss[ray]``); ``address`` joins an existing cluster (the code must be
-  importable there), otherwise a local instance is started and stopped. With CUDA each task asks for one GPU.
+  importable there), otherwise a private local instance bound to 127.0.0.1 is started and stopped. With CUDA
+  each task asks for one GPU.
+
+Faults: a worker that dies (``kill -9``, out of memory) costs an attempt, not the sweep: the process pool is
+replaced and the lost tasks resubmitted, Ray retries the task; after :data:`MAX_ATTEMPTS` lost attempts a task
+comes back failed and the driver goes on. Pool workers exit when the driver dies.
 
 Every batch runs with its task's intra-op thread count (:mod:`zeroloss.sweep.threads`: one by default), restored
 afterwards and recorded in env.json, so results do not depend on the process's thread count.
@@ -65,7 +70,6 @@ _WORKER_DEVICE: str | None = None
 
 def execute_batch(task: Task) -> BatchResult:
     """Run one task here (in whichever process or Ray worker this is); never raises."""
-    from zeroloss.experiments.registry import get_experiment
     from zeroloss.store import environment, now_iso
 
     device = task.device
@@ -74,7 +78,7 @@ def execute_batch(task: Task) -> BatchResult:
     started, t0 = now_iso(), time.perf_counter()
     with intra_op_threads(task.threads):
         try:
-            experiment = get_experiment(task.experiment, task.module)
+            experiment = _find_experiment(task.experiment, task.module)
             outputs = list(experiment.run_batch(task.specs, device))
             if len(outputs) != len(task.specs):
                 raise RuntimeError(f"{task.experiment}.run_batch returned {len(outputs)} outputs "
@@ -86,6 +90,21 @@ def execute_batch(task: Task) -> BatchResult:
     env.update({"start": started, "end": now_iso(), "batch_seconds": time.perf_counter() - t0,
                 "batch_size": len(task.specs), "pid": os.getpid()})
     return BatchResult(task.index, outputs, error, env)
+
+
+def _find_experiment(name: str, module: str) -> Any:
+    """The experiment ``name``: from its own module when that registers it (a worker then imports no other
+    paper module: numba, scipy and matplotlib stay unloaded unless the experiment needs them), else the registry."""
+    import importlib
+
+    from zeroloss.experiments.base import REGISTRY
+    from zeroloss.experiments.registry import get_experiment
+
+    if module:
+        importlib.import_module(module)
+        if name in REGISTRY:
+            return REGISTRY[name]
+    return get_experiment(name, module)
 
 
 class Executor:
@@ -116,11 +135,18 @@ class LocalExecutor(Executor):
             yield execute_batch(task)
 
 
+#: Attempts a task gets when the worker running it dies (killed, out of memory, a crash in native code) before it
+#: is reported failed. The last attempt runs alone (nothing else in flight), so a task that kills its worker every
+#: time is told apart from the neighbours that died with it.
+MAX_ATTEMPTS = 3
+
+
 def _init_worker(counter: Any, workers: int, device: str) -> None:
-    """Process-pool initializer: pick this worker's GPU (round robin) or its share of CPU threads."""
+    """Process-pool initializer: exit with the driver, and pick this worker's GPU (round robin) or its CPU threads."""
     global _WORKER_DEVICE
     import torch
 
+    _exit_with_parent()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -130,12 +156,42 @@ def _init_worker(counter: Any, workers: int, device: str) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def _exit_with_parent() -> None:
+    """End this worker as soon as the driver is gone (``kill -9`` included).
+
+    A pool worker otherwise waits for work forever once its driver is killed (it holds both ends of the task
+    queue, so it never sees end-of-file) and keeps its memory and GPU. The parent's sentinel becomes ready when
+    the parent dies, whatever the cause.
+    """
+    import multiprocessing
+    import multiprocessing.connection
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zeroloss-exit-with-driver", daemon=True).start()
+
+
 class ProcessExecutor(Executor):
-    """A spawn-context process pool of ``workers`` processes (one device each)."""
+    """A spawn-context process pool of ``workers`` processes (one device each) that survives dead workers.
+
+    At most ``workers`` tasks are in flight, so every task lost when a worker dies was running. A dead worker
+    breaks a :class:`~concurrent.futures.ProcessPoolExecutor` for good (every pending future fails with
+    ``BrokenProcessPool``), so the pool is replaced by a fresh one and the lost tasks are submitted again; a task
+    lost ``max_attempts − 1`` times runs its last attempt alone, and one lost ``max_attempts`` times comes back as
+    a failed :class:`BatchResult` (the driver then retries its runs one at a time, or reports them failed) while
+    the sweep goes on. :attr:`pools_replaced` counts the replacements.
+    """
 
     name = "process"
 
-    def __init__(self, workers: int | None = None, device: str = "cpu") -> None:
+    def __init__(self, workers: int | None = None, device: str = "cpu", max_attempts: int = MAX_ATTEMPTS) -> None:
         import multiprocessing
 
         import torch
@@ -143,27 +199,94 @@ class ProcessExecutor(Executor):
         if workers is None:
             workers = torch.cuda.device_count() if device.startswith("cuda") else (os.cpu_count() or 1)
         self.workers = max(1, int(workers))
-        ctx = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(ctx.Value("i", 0), self.workers, device))
+        self.max_attempts = max(1, int(max_attempts))
+        self.pools_replaced = 0
+        self._device = device
+        self._ctx = multiprocessing.get_context("spawn")
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=_init_worker,
+                                   initargs=(self._ctx.Value("i", 0), self.workers, self._device))
+
+    def _replace_pool(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._new_pool()
+        self.pools_replaced += 1
 
     def run(self, tasks: Sequence[Task]) -> Iterator[BatchResult]:
-        futures: dict[Future[BatchResult], Task] = {self._pool.submit(execute_batch, t): t for t in tasks}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        from collections import deque
+        from concurrent.futures.process import BrokenProcessPool
+
+        queue = deque(tasks)
+        lost = {task.index: 0 for task in tasks}  # attempts of each task whose worker died under it
+        last_alone = max(1, self.max_attempts - 1)  # from this many losses on, a task runs alone
+        running: dict[Future[BatchResult], Task] = {}
+        while queue or running:
+            while queue and len(running) < self.workers:
+                alone = lost[queue[0].index] >= last_alone
+                if running and (alone or any(lost[t.index] >= last_alone for t in running.values())):
+                    break
+                task = queue.popleft()
+                try:
+                    running[self._pool.submit(execute_batch, task)] = task
+                except BrokenProcessPool:  # the pool broke between two submissions
+                    queue.appendleft(task)
+                    break
+            if not running:  # nothing could be submitted: the pool is broken
+                self._replace_pool()
+                continue
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            dead: list[Task] = []
             for fut in done:
+                task = running.pop(fut)
                 try:
                     yield fut.result()
-                except Exception:  # a worker died (BrokenProcessPool) or the result could not be unpickled
-                    yield BatchResult(futures[fut].index, None, traceback.format_exc())
+                except BrokenProcessPool:
+                    dead.append(task)
+                except Exception:  # the result could not be unpickled, or similar: the driver decides
+                    yield BatchResult(task.index, None, traceback.format_exc())
+            if not dead:
+                continue
+            # A worker died: the pool is broken and every task still in flight is lost with it (or has just
+            # finished: keep those results).
+            for fut in list(running):
+                task = running.pop(fut)
+                try:
+                    yield fut.result()
+                except BrokenProcessPool:
+                    dead.append(task)
+                except Exception:
+                    yield BatchResult(task.index, None, traceback.format_exc())
+            self._replace_pool()
+            for task in sorted(dead, key=lambda t: t.index, reverse=True):
+                lost[task.index] += 1
+                if lost[task.index] >= self.max_attempts:
+                    yield BatchResult(task.index, None, f"WorkerDied: the worker process running this batch died on "
+                                      f"each of {self.max_attempts} attempts (the last one alone)")
+                else:
+                    queue.appendleft(task)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: Ray tasks (not exceptions raised inside them: ``execute_batch`` returns those) whose worker dies are retried
+#: by Ray this many times, i.e. :data:`MAX_ATTEMPTS` attempts in all.
+RAY_RETRIES = MAX_ATTEMPTS - 1
+#: The one address zeroloss binds a Ray instance it starts itself to: nothing it starts listens beyond this host.
+RAY_LOCAL_HOST = "127.0.0.1"
+
+
 class RayExecutor(Executor):
-    """Ray tasks on an existing cluster (``address``) or on a local instance started here."""
+    """Ray tasks on an existing cluster (``address``) or on a private local instance started here.
+
+    Without ``address`` a new local instance is started (``ray.init(address="local")``: never one found on the
+    machine, running or recorded, nor ``RAY_ADDRESS``), its every server bound to 127.0.0.1 and no dashboard,
+    and it is shut down by :meth:`close`. With ``address`` the driver joins that cluster and passes no resource
+    counts (a cluster defines its own; Ray refuses them there). A task whose worker dies is retried by Ray
+    (:data:`RAY_RETRIES`); one that still fails comes back as a failed :class:`BatchResult`.
+    """
 
     name = "ray"
 
@@ -178,21 +301,21 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR",
                                       "configure_logging": False}
+            extra = os.environ.get("ZEROLOSS_EXTRA_EXPERIMENTS")
+            if extra:  # workers import the same extra experiment modules as this process
+                kwargs["runtime_env"] = {"env_vars": {"ZEROLOSS_EXTRA_EXPERIMENTS": extra}}
             if address:
-                kwargs["address"] = address
+                ray.init(address=address, **kwargs)
             else:
                 # A local instance: give its workers this process's import path (tests, user modules).
                 paths = [p for p in sys.path if p and os.path.isdir(p) and "-packages" not in p]
                 kwargs["job_config"] = ray.job_config.JobConfig(code_search_path=paths)
                 if workers:
                     kwargs["num_cpus"] = int(workers)
-            extra = os.environ.get("ZEROLOSS_EXTRA_EXPERIMENTS")
-            if extra:  # workers import the same extra experiment modules as this process
-                kwargs["runtime_env"] = {"env_vars": {"ZEROLOSS_EXTRA_EXPERIMENTS": extra}}
-            ray.init(**kwargs)
+                _init_local_ray(ray, kwargs)
             self._started = True
         gpus = 1 if device.startswith("cuda") else 0
-        self._remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(execute_batch)
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RAY_RETRIES)(execute_batch)
 
     def run(self, tasks: Sequence[Task]) -> Iterator[BatchResult]:
         ray = self._ray
@@ -203,7 +326,7 @@ class RayExecutor(Executor):
             for ref in done:
                 try:
                     yield ray.get(ref)
-                except Exception:  # the task's worker died
+                except Exception:  # the task's worker died on every attempt
                     yield BatchResult(refs[ref].index, None, traceback.format_exc())
 
     def close(self) -> None:
@@ -212,14 +335,57 @@ class RayExecutor(Executor):
             self._started = False
 
 
+def _init_local_ray(ray: Any, kwargs: dict[str, Any]) -> None:
+    """Start a new local Ray instance with every server bound to :data:`RAY_LOCAL_HOST`, and check it is.
+
+    ``address="local"`` starts a new instance whatever is running or recorded on the machine (and ignores
+    ``RAY_ADDRESS``). Ray binds its servers to the node's IP address and, on Linux, turns a loopback
+    ``_node_ip_address`` into the machine's network address (``services.resolve_ip_for_localhost``); only on
+    macOS and Windows, where multi-node clusters are off (``ray_constants.ENABLE_RAY_CLUSTER``), does it keep the
+    loopback address. So that flag is switched off for the duration of this call — a single-node instance is all
+    zeroloss starts — and the node address is checked afterwards: if this Ray version still put the node on
+    another address, the instance is shut down and an error says so, rather than leave it listening there.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - a Ray without that module: rely on the check below
+        ray_constants = None
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if ray_constants is not None and saved is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", _node_ip_address=RAY_LOCAL_HOST, **kwargs)
+    finally:
+        if ray_constants is not None and saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+    addresses = sorted({node.get("NodeManagerAddress") for node in ray.nodes()})
+    if addresses != [RAY_LOCAL_HOST]:
+        ray.shutdown()
+        raise ZerolossInputError(f"--executor: this Ray version put the local instance on {addresses}, not only "
+                                 f"{RAY_LOCAL_HOST}; start a cluster yourself and pass --address")
+
+
+#: The most workers an executor takes (processes or Ray CPUs on one machine; more is a typo, not a plan).
+MAX_WORKERS = 1024
+
+
+def check_executor_options(name: str, workers: int | None = None, address: str | None = None) -> None:
+    """The executor options alone, before anything starts: a known name, ``workers`` for the engines that use it
+    (1 … :data:`MAX_WORKERS`), ``address`` for Ray only."""
+    choice(name, "--executor", EXECUTORS)
+    if workers is not None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+            raise ZerolossInputError(f"--workers: must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
+        if name == "local":
+            raise ZerolossInputError("--workers: only used with --executor process or ray, got --executor local")
+    if address is not None and name != "ray":
+        raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {name}")
+
+
 def make_executor(name: str, workers: int | None = None, device: str = "cpu", address: str | None = None,
                   ) -> Executor:
     """``local``, ``process`` or ``ray`` (see the module docstring)."""
-    choice(name, "--executor", EXECUTORS)
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ZerolossInputError(f"--workers: must be a positive integer, got {workers!r}")
-    if address and name != "ray":
-        raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {name}")
+    check_executor_options(name, workers, address)
     if name == "process":
         return ProcessExecutor(workers, device)
     if name == "ray":

@@ -15,14 +15,14 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zeroloss.errors import ZerolossInputError
 from zeroloss.experiments.registry import experiments_for_paper
-from zeroloss.store import _atomic_write, python_command, sweep_lock
+from zeroloss.store import REPRODUCE_MANIFEST, atomic_write_bytes, json_bytes, python_command, sweep_lock
+from zeroloss.store.ownership import check_folder, claim_folder, clean_folder
 from zeroloss.sweep.executors import make_executor
 from zeroloss.sweep.runner import SweepResult, resolve_device, run_sweep
 
@@ -87,7 +87,8 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
         paper: ``du2019``, ``chatterjee2022``, ``marion2023`` or ``all``.
         scale: ``tiny`` (CI, minutes on a laptop CPU), ``medium`` or ``paper`` — any scale one of the paper's
             experiments defines; the others are skipped (``result.skipped``).
-        out: results directory; re-running into it resumes (finished runs are skipped).
+        out: results folder: missing, empty, or one that zeroloss reproduce made (anything else is refused
+            before a file is written); re-running into it resumes (finished runs are skipped).
         executor: ``local``, ``process`` or ``ray``; ``workers`` and ``address`` as in
             :func:`zeroloss.sweep.run_sweep`.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -100,19 +101,24 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
         >>> callable(zeroloss.reproduce)
         True
     """
-    from zeroloss.report import REPRODUCE_MANIFEST, write_report
+    from zeroloss.report import write_report
 
     experiments, skipped = plan(paper, scale)
     device = resolve_device(device)
     out = Path(out)
+    check_folder(out, "reproduce")  # every folder checked before anything is written
+    for e in experiments:
+        check_folder(out / e.name, "sweep")
     command = python_command()
     sweeps = []
     with make_executor(executor, workers, device, address) as ex:
+        claim_folder(out, "reproduce")
         for e in experiments:
             sweeps.append(run_sweep(e, e.specs[scale], out / e.name, executor=ex, device=device,
                                     progress=progress, manifest={"scale": scale, "paper": e.paper}))
     with sweep_lock(out):
+        clean_folder(out, "reproduce")
         meta = {"paper": paper, "scale": scale, "experiments": [e.name for e in experiments], "command": command}
-        _atomic_write(out / REPRODUCE_MANIFEST, (json.dumps(meta, indent=1) + "\n").encode())
+        atomic_write_bytes(out / REPRODUCE_MANIFEST, json_bytes(meta))
         report = write_report(out, [e.name for e in experiments])
     return ReproduceResult(sweeps, report, [skip_note(e, scale) for e in skipped])

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import choice
 from zeroloss.store import RunStore, run_id, sweep_lock
+from zeroloss.store.ownership import claim_folder
+from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
 from zeroloss.sweep.threads import check_threads
 
@@ -53,14 +55,10 @@ class SweepResult:
 
 def resolve_device(device: str) -> str:
     """``auto`` → ``cuda`` when available else ``cpu``; ``cuda`` without CUDA is an input error."""
-    import torch
+    from zeroloss.devices import resolve_device as resolve
 
     choice(device.split(":")[0], "--device", ("auto", "cpu", "cuda"))
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ZerolossInputError("--device: cuda was asked for but torch.cuda.is_available() is False; use cpu")
-    return device
+    return str(resolve(device, "--device"))
 
 
 def unique_runs(experiment: str, specs: Sequence[Spec]) -> list[tuple[str, Spec]]:
@@ -96,7 +94,8 @@ def run_sweep(
     Args:
         experiment: a registered :class:`~zeroloss.experiments.base.Experiment`.
         specs: run specs (JSON-ready dicts); duplicates are run once.
-        out: sweep directory; finished runs go to ``out/runs/<id>/``, the run list to ``out/sweep.json``.
+        out: sweep folder; finished runs go to ``out/runs/<id>/``, the run list to ``out/sweep.json``. It must be
+            missing, empty, or a zeroloss sweep folder (``ZerolossInputError`` otherwise: nothing is written).
         executor: ``local``, ``process``, ``ray`` or an :class:`Executor` instance (left open).
         device: ``auto``, ``cpu``, ``cuda`` (``cuda:k``).
         workers: pool size for ``process`` / CPUs for a local ``ray``.
@@ -111,13 +110,17 @@ def run_sweep(
     """
     device = resolve_device(device)
     threads = check_threads(threads)
+    validate_runs(experiment, specs)  # every run's values, before anything is hashed or created
     runs = unique_runs(experiment.name, specs)
     ids = [rid for rid, _ in runs]
-    store = RunStore(out)
+    # The folder is claimed: created when missing, refused when it is a non-empty folder zeroloss did not make (see
+    # zeroloss.store.ownership).
+    claim_folder(out, "sweep")
+    store = RunStore(out, "sweep", field="--out")
     result = SweepResult(Path(out), experiment.name, ids)
     module = experiment.run_batch.__module__
     with sweep_lock(out):
-        store.clean_stale()
+        store.clean_stale()  # only zeroloss's own leftovers: run temporaries, runs without _SUCCESS, .NAME.*.tmp
         store.write_manifest(experiment.name, ids, {"specs": [s for _, s in runs], **(manifest or {})})
         done = store.done_ids()
         pending = [(rid, spec) for rid, spec in runs if rid not in done]

@@ -2,7 +2,7 @@
 
 A sweep file::
 
-    experiment: du2019.convergence      # a registered experiment (or ``run:``, the same thing by another name)
+    experiment: du2019.kernel           # a registered experiment (or ``run:``, the same thing by another name)
     base: {net: fc, depth: 2, steps: 200, lr: 0.1}
     grid: {width: [64, 256, 1024]}      # cartesian product over every grid axis
     zip: {n: [8, 16], d: [4, 8]}        # axes that move together (equal lengths)
@@ -14,6 +14,14 @@ dotted path of the document before validation (``base.steps=50``, ``grid.width=[
 value read as a YAML scalar or flow sequence. Unknown keys and malformed values are rejected with the key named.
 
 Numbers: YAML 1.1 reads ``1e-3`` as a string; this loader reads it as the float 0.001, as a user means it.
+
+Refused with a one-line error naming the key, before anything is expanded or hashed: a file that is not UTF-8
+text or is larger than :data:`MAX_FILE_BYTES`; a document whose tree, with every alias expanded, has more than
+:data:`MAX_NODES` nodes or :data:`MAX_SCALAR_CHARS` characters of scalars (a few hundred bytes of nested aliases
+can stand for gigabytes); a key given twice in one mapping; values that are not JSON (dates such as
+``2001-12-14``, binary, sets: quote them to pass text); a dotted key that overlaps another setting of the same
+value (``base: {net: {width: 8}}`` with ``grid: {net.width: …}``); and more runs than the memory budget can hold
+(:meth:`SweepSpec.memory_bytes`, checked by :meth:`SweepSpec.expand`).
 
 Example:
     >>> doc = parse_sweep_text("experiment: demo\\nbase: {a: 1}\\ngrid: {b: [1, 2]}\\nseeds: 2")
@@ -37,23 +45,127 @@ from zeroloss.errors import ZerolossInputError
 Spec = dict[str, Any]
 
 
+#: Largest sweep file read (bytes): a sweep file names axes and values; the paper sweeps are under 2 KiB.
+MAX_FILE_BYTES = 4 * 2**20
+#: Most YAML nodes a document may expand to, every alias expanded (a 10⁶-value list is 10⁶ + 1 nodes).
+MAX_NODES = 1_000_000
+#: Most characters of scalar text a document may expand to, every alias expanded.
+MAX_SCALAR_CHARS = 32 * 2**20
+
+
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads ``1e-3`` / ``5E+2`` (no dot) as floats."""
+    """``yaml.SafeLoader`` that also reads ``1e-3`` / ``5E+2`` (no dot) as floats, refuses a key given twice in one
+    mapping, and refuses a document whose alias-expanded tree is larger than :data:`MAX_NODES` /
+    :data:`MAX_SCALAR_CHARS` before anything is constructed from it."""
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: later keys may override it
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the constructor below refuses it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789"))
 
 
+class _TooLarge(yaml.YAMLError):
+    """The alias-expanded document is over the limits."""
+
+
+def _check_expanded_size(root: yaml.Node | None) -> None:
+    """Count the nodes and scalar characters of ``root`` with every alias expanded, without expanding it.
+
+    An alias is the same node object as its anchor, so sizes are memoised per node (a chain of k anchors each
+    repeating the previous one n times costs O(k·n) here, not n^k). A recursive alias is refused.
+    """
+    if root is None:
+        return
+    sizes: dict[int, tuple[int, int]] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    active: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes and not children_done:
+            continue
+        children = _children(node)
+        if not children_done:
+            if key in active:
+                raise _TooLarge(f"a recursive alias (line {node.start_mark.line + 1})")
+            active.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        active.discard(key)
+        nodes = 1 + sum(sizes[id(child)][0] for child in children)
+        chars = (len(node.value) if isinstance(node, yaml.ScalarNode) else 0) + sum(sizes[id(c)][1] for c in children)
+        if nodes > MAX_NODES or chars > MAX_SCALAR_CHARS:
+            raise _TooLarge(f"the document expands (aliases included) to more than {MAX_NODES:,} nodes or "
+                            f"{MAX_SCALAR_CHARS // 2**20} MiB of text (near line {node.start_mark.line + 1})")
+        sizes[key] = (nodes, chars)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def yaml_load(text: str, field: str) -> Any:
-    """``yaml.load`` with the safe loader above; a syntax error becomes a one-line input error."""
+    """``yaml.load`` with the loader above; any problem (syntax, duplicate key, size, a value that is not JSON)
+    becomes a one-line input error."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except _TooLarge as exc:
+        raise ZerolossInputError(f"{field}: too large: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ZerolossInputError(f"{field}: not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ZerolossInputError(f"{field}: not valid YAML: nested too deeply") from None
+    _check_plain(document, field)
+    return document
+
+
+def _check_plain(value: Any, field: str) -> None:
+    """Every value a JSON value (mapping with text keys, list, text, number, bool, null), checked iteratively;
+    a problem is named by its dotted key (``base.t``), or by ``field`` at the top."""
+    stack: list[tuple[Any, str | None]] = [(value, None)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ZerolossInputError(f"{path or field}: keys must be text, got {key!r} (quote it)")
+                stack.append((child, f"{path}.{key}" if path else key))
+        elif isinstance(item, list):
+            stack.extend((child, path) for child in item)
+        elif not (item is None or isinstance(item, (str, bool, int, float))):
+            kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data",
+                    "set": "a set"}.get(type(item).__name__, f"a {type(item).__name__}")
+            raise ZerolossInputError(f"{path or field}: {kind} is not a sweep value (values are JSON: text, "
+                                     f"numbers, true/false, null, lists, mappings); quote it to pass text, "
+                                     f"got {item!r}")
 
 
 def set_dotted(target: dict[str, Any], dotted: str, value: Any, field: str = "--set") -> None:
@@ -90,6 +202,59 @@ def apply_overrides(document: Mapping[str, Any], overrides: Sequence[str]) -> di
         key, value = parse_override(text)
         set_dotted(out, key, value)
     return out
+
+
+#: Memory per run of expanding, hashing and listing a sweep's runs (:meth:`SweepSpec.memory_bytes`): this plus
+#: RUN_BYTES_PER_CHAR per character of the run's canonical JSON. Measured with tracemalloc over expand(), the run ids
+#: and the manifest's JSON: 1 122, 3 882 and 185 832 bytes per run for runs of 29, 243 and 8 918 characters; the
+#: constants bound all three from above.
+RUN_BYTES = 1024
+RUN_BYTES_PER_CHAR = 24
+
+
+def _leaf_paths(parts: tuple[str, ...], value: Any) -> list[tuple[str, ...]]:
+    """The paths a base value sets: a non-empty mapping sets its leaves (nested keys are literal), else itself."""
+    if isinstance(value, dict) and value:
+        return [p for key, child in value.items() for p in _leaf_paths((*parts, key), child)]
+    return [parts]
+
+
+def _merge_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    """:func:`set_dotted`, except that a mapping set where a mapping already is merges into it (``net.width: 8``
+    then ``net: {depth: 2}`` give ``net: {width: 8, depth: 2}``); :func:`_check_overlaps` has ruled out that two
+    settings write the same leaf."""
+    parts = dotted.split(".")
+    node = target
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    _merge_into(node, parts[-1], value)
+
+
+def _merge_into(node: dict[str, Any], key: str, value: Any) -> None:
+    old = node.get(key)
+    if isinstance(old, dict) and isinstance(value, dict):
+        for child_key, child in value.items():  # nested keys are literal: not split at dots
+            _merge_into(old, child_key, child)
+    else:
+        node[key] = value
+
+
+def _check_overlaps(sweep: SweepSpec) -> None:
+    """Refuse a value set in two places: the same key, or a key that is a dotted prefix of another
+    (``base: {net: {width: 8}}`` and ``grid: {net.width: …}``; ``grid: {net: …}`` and ``base: {net.depth: 2}``)."""
+    entries: list[tuple[tuple[str, ...], int, str]] = []  # (path, order, name in the message)
+    for key, value in sweep.base.items():
+        entries.extend((path, len(entries), f"base.{key}") for path in _leaf_paths(tuple(key.split(".")), value))
+    for where, axes in (("grid", sweep.grid), ("zip", sweep.zip)):
+        entries.extend((tuple(key.split(".")), len(entries) + i, f"{where}.{key}") for i, key in enumerate(axes))
+    if sweep.seeds is not None:
+        entries.append((("seed",), len(entries), "seeds.seed"))
+    entries.sort()
+    for (a, order_a, name_a), (b, order_b, name_b) in zip(entries, entries[1:], strict=False):
+        if b[: len(a)] == a:  # sorted: a prefix (or equal) path comes right before the paths it covers
+            (_, first), (_, second) = sorted([(order_a, name_a), (order_b, name_b)])
+            what = "the same key" if a == b else f"{'.'.join(a)} and {'.'.join(b)} overlap"
+            raise ValueError(f"{second}: already set in {first} ({what}); set each value in one place")
 
 
 class SweepSpec(BaseModel):
@@ -151,15 +316,7 @@ class SweepSpec(BaseModel):
             detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
             first_bad = next(k for k, n in lengths.items() if n != next(iter(lengths.values())))
             raise ValueError(f"zip.{first_bad}: every zip axis needs the same length, got {detail}")
-        sources = {"base": set(self.base), "grid": set(self.grid), "zip": set(self.zip)}
-        if self.seeds is not None:
-            sources["seeds"] = {"seed"}
-        seen: dict[str, str] = {}
-        for where, keys in sources.items():
-            for key in sorted(keys):
-                if key in seen:
-                    raise ValueError(f"{where}.{key}: already set in {seen[key]}; set each key in one place")
-                seen[key] = where
+        _check_overlaps(self)
         return self
 
     @property
@@ -172,9 +329,11 @@ class SweepSpec(BaseModel):
             return None
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
-    def expand(self) -> list[Spec]:
-        """Every run spec, in order: zip rows (outer), grid points, seeds (inner)."""
+    def expand(self, memory_budget: int | str | None = None) -> list[Spec]:
+        """Every run spec, in order: zip rows (outer), grid points, seeds (inner); first :meth:`check_size`."""
         import copy
+
+        self.check_size(memory_budget)
 
         zip_rows = [dict(zip(self.zip, row, strict=True)) for row in zip(*self.zip.values(), strict=True)] \
             if self.zip else [{}]
@@ -186,19 +345,51 @@ class SweepSpec(BaseModel):
                 for seed in seeds if seeds is not None else [None]:
                     spec: Spec = {}
                     for key, value in {**self.base, **zrow, **point}.items():
-                        set_dotted(spec, key, copy.deepcopy(value), field="base")
+                        _merge_dotted(spec, key, copy.deepcopy(value))
                     if seed is not None:
                         spec["seed"] = seed
                     runs.append(spec)
         return runs
 
     def count(self) -> int:
-        """Number of runs :meth:`expand` gives, without expanding."""
+        """Number of runs :meth:`expand` gives, without expanding (nor listing the seeds)."""
         n = len(next(iter(self.zip.values()))) if self.zip else 1
         for values in self.grid.values():
             n *= len(values)
-        seeds = self.seed_list()
-        return n * (len(seeds) if seeds is not None else 1)
+        if self.seeds is None:
+            return n
+        return n * (self.seeds if isinstance(self.seeds, int) else len(self.seeds))
+
+    def memory_bytes(self) -> int:
+        """An upper estimate of the memory that expanding, hashing and listing the runs takes, without doing it.
+
+        Per run: :data:`RUN_BYTES` + :data:`RUN_BYTES_PER_CHAR` × the length of the longest run's canonical
+        JSON (bounded from the values, not built).
+        """
+        from zeroloss.store import canonical_json
+
+        chars = len(canonical_json(self.base)) + (30 if self.seeds is not None else 0)
+        for axes in (self.grid, self.zip):
+            for key, values in axes.items():
+                chars += len(key) + 4 + max(len(canonical_json(v)) for v in values)
+        return self.count() * (RUN_BYTES + RUN_BYTES_PER_CHAR * chars)
+
+    def largest_axis(self) -> str:
+        """The setting with the most values (``grid.width``, ``seeds``, …): the one to shrink when there are too
+        many runs."""
+        sizes = {f"grid.{k}": len(v) for k, v in self.grid.items()}
+        sizes.update({f"zip.{k}": len(v) for k, v in self.zip.items()})
+        if self.seeds is not None:
+            sizes["seeds"] = self.seeds if isinstance(self.seeds, int) else len(self.seeds)
+        return max(sizes, key=lambda k: sizes[k]) if sizes else "base"
+
+    def check_size(self, memory_budget: int | str | None = None, flag: str = "memory_budget") -> None:
+        """Refuse (one line, naming the largest axis) when :meth:`memory_bytes` exceeds the budget
+        (:mod:`zeroloss.budget`; ``flag`` names the setting that raises it)."""
+        from zeroloss.budget import check_memory
+
+        check_memory(self.memory_bytes(), memory_budget, field=self.largest_axis(), flag=flag,
+                     what=f"expanding {self.count():,} runs", hint="use fewer values or seeds")
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -231,8 +422,21 @@ def parse_sweep_text(text: str, overrides: Sequence[str] = ()) -> SweepSpec:
 
 
 def load_sweep_file(path: Path | str, overrides: Sequence[str] = ()) -> SweepSpec:
-    """Read and validate a sweep file."""
+    """Read and validate a sweep file (UTF-8 YAML, at most :data:`MAX_FILE_BYTES`)."""
     path = Path(path)
     if not path.is_file():
         raise ZerolossInputError(f"FILE: no such sweep file, got {str(path)!r}")
-    return parse_sweep(yaml_load(path.read_text(), str(path)), overrides)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ZerolossInputError(f"FILE: a sweep file is at most {MAX_FILE_BYTES // 2**20} MiB, got {size:,} "
+                                     f"bytes ({str(path)!r})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ZerolossInputError(f"FILE: cannot read {str(path)!r} ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ZerolossInputError(f"FILE: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                                 f"save {str(path)!r} as UTF-8") from None
+    return parse_sweep(yaml_load(text, str(path)), overrides)

@@ -56,10 +56,12 @@ import pandas as pd
 import torch
 
 from zeroloss.errors import ZerolossInputError, choice, positive_int, require
+from zeroloss.nets.base import EnsembleNet
+from zeroloss.nets.registry import DU_NETS, resolve_architecture
 from zeroloss.spectrum import lambda_max
 from zeroloss.train.gd import GDRun
 
-NETS = ("fc", "resnet", "conv-resnet")
+NETS = DU_NETS
 
 
 def _positive(value: float, field: str) -> float:
@@ -100,10 +102,15 @@ def largest_stable_step(G: torch.Tensor) -> float | torch.Tensor:
     return float(steps) if steps.ndim == 0 else steps
 
 
-def _check_common(net: str, n: int, depth: int, lambda0: float, constant: float) -> tuple[int, int, float, float]:
-    choice(net, "net", NETS)
-    return positive_int(n, "n"), positive_int(depth, "depth"), _positive(lambda0, "lambda0"), _positive(
-        constant, "constant")
+def _check_common(net: str | EnsembleNet, n: int, depth: int | None, lambda0: float | None,
+                  constant: float) -> tuple[str, int, int, float, float]:
+    """The net's name and depth (from a net object, or a name and ``depth``), and the checked numbers."""
+    arch = resolve_architecture(net, {"depth": depth}, {"depth": None})
+    choice(arch["name"], "net", NETS)
+    if arch["depth"] is None:
+        raise ZerolossInputError("depth: required with a net name (a net object carries its own), got None")
+    return arch["name"], positive_int(n, "n"), positive_int(arch["depth"], "depth"), _positive(
+        lambda0, "lambda0"), _positive(constant, "constant")
 
 
 def _depth_factor(net: str, depth: int, depth_base: float | None, poly_p: float | None) -> float:
@@ -122,8 +129,9 @@ def _depth_factor(net: str, depth: int, depth_base: float | None, poly_p: float 
     return 1.0
 
 
-def width_scaling(net: str, n: int, depth: int, lambda0: float, delta: float, *, constant: float,
-                  depth_base: float | None = None, poly_p: float | None = None) -> float:
+def width_scaling(net: str | EnsembleNet, n: int, depth: int | None = None, lambda0: float | None = None,
+                  delta: float | None = None, *, constant: float, depth_base: float | None = None,
+                  poly_p: float | None = None) -> float:
     """The width m = Ω(…) of Du et al.'s theorems (docs/theory.md §1.5), with the unknown constants as arguments.
 
     FC:          constant · depth_base^H · max{n⁴/λ⁴, n/δ, n² log(Hn/δ)/λ²}
@@ -131,10 +139,10 @@ def width_scaling(net: str, n: int, depth: int, lambda0: float, delta: float, *,
     Conv-ResNet: constant · poly_p · (the ResNet max)
 
     Args:
-        net: ``"fc"``, ``"resnet"`` or ``"conv-resnet"``.
-        n, depth: number of samples, H.
-        lambda0: λ₀ > 0.
-        delta: failure probability, in (0, 1).
+        net: ``"fc"``, ``"resnet"`` or ``"conv-resnet"``, or a net object of those kinds (its kind and depth).
+        n, depth: number of samples, H (``depth`` is read from a net object; an explicit one must agree).
+        lambda0: λ₀ > 0 (required).
+        delta: failure probability, in (0, 1) (required).
         constant: the constant hidden in Ω (required: the paper does not give it).
         depth_base: b in 2^{O(H)} = b^H (required for ``fc``).
         poly_p: the value of poly(p) (required for ``conv-resnet``).
@@ -146,7 +154,7 @@ def width_scaling(net: str, n: int, depth: int, lambda0: float, delta: float, *,
         >>> round(width_scaling("resnet", n=4, depth=2, lambda0=1.0, delta=0.5, constant=1.0), 4)  # 16 log 16
         44.3614
     """
-    n, H, lam, c = _check_common(net, n, depth, lambda0, constant)
+    net, n, H, lam, c = _check_common(net, n, depth, lambda0, constant)
     d = _positive(delta, "delta")
     require(d < 1.0, "delta", "must be in (0, 1)", delta)
     log_term = n**2 * math.log(H * n / d) / lam**2
@@ -157,17 +165,21 @@ def width_scaling(net: str, n: int, depth: int, lambda0: float, delta: float, *,
     return c * _depth_factor(net, H, depth_base, poly_p) * core
 
 
-def step_scaling(net: str, n: int, depth: int, lambda0: float, *, constant: float,
-                 depth_base: float | None = None, poly_p: float | None = None) -> float:
+def step_scaling(net: str | EnsembleNet, n: int, depth: int | None = None, lambda0: float | None = None, *,
+                 constant: float, depth_base: float | None = None, poly_p: float | None = None) -> float:
     """The step η = O(…) of Du et al.'s theorems (docs/theory.md §1.5), with the unknown constants as arguments.
 
     FC: constant · λ / (n² depth_base^H);  ResNet: constant · λH²/n²;  Conv-ResNet: constant · λH²/(n² poly_p).
+    ``net`` and ``depth`` as :func:`width_scaling` (a name with a depth, or a net object); ``lambda0`` required.
 
     Example:
         >>> step_scaling("fc", n=10, depth=2, lambda0=0.5, constant=1.0, depth_base=2.0)
         0.00125
+        >>> from zeroloss.nets import FullyConnected
+        >>> step_scaling(FullyConnected(d=3, width=8, depth=2), n=10, lambda0=0.5, constant=1.0, depth_base=2.0)
+        0.00125
     """
-    n, H, lam, c = _check_common(net, n, depth, lambda0, constant)
+    net, n, H, lam, c = _check_common(net, n, depth, lambda0, constant)
     factor = _depth_factor(net, H, depth_base, poly_p)
     if net == "fc":
         return c * lam / (n**2 * factor)

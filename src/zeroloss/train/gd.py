@@ -1,19 +1,25 @@
-"""Full-batch gradient descent on an ensemble, the papers' way (Du et al. §1.2 Training; Chatterjee §2.1).
+"""Full-batch gradient descent on an ensemble, the papers' way (docs/theory.md §1.2 Training; §2.1).
 
     L_s(θ_s) = ½ Σ_i (u_si − y_i)²,   θ_s(k+1) = θ_s(k) − η_s ∇L_s(θ_s(k)),   every layer trained (a included).
 
 All S members take their step together: the total loss Σ_s L_s is a sum over independent members, so one
-backward pass gives every member its own gradient, and η is a vector of per-member step sizes. A member whose
-loss becomes non-finite or exceeds ``divergence_factor`` × its initial loss is marked diverged at that step and
-frozen (its parameters are no longer updated); the others go on.
+backward pass gives every member its own gradient, and η is a vector of per-member step sizes — by default
+η_s = 1/λ_max(G_s(0)), and a given step above the stability bound 2/λ_max(G_s(0)) is warned about
+(:mod:`zeroloss.train.step` says why). A member whose loss becomes non-finite or exceeds ``divergence_factor`` ×
+its initial loss is marked diverged at that step and frozen (its parameters are no longer updated); the others go
+on. :meth:`GDRun.summary` says how each member ended: reached the target, converged, still decreasing, stalled or
+diverged.
 
-Gradients come from the hand-derived backward sweep of :mod:`zeroloss.train.backprop` for Du's three nets and
-Chatterjee's feedforward net (which, on the CPU, also writes the update into the weights inside its matmuls), and
-from ``torch.autograd.grad`` for other nets (user subclasses); ``backprop="autograd"`` forces the latter.
+:func:`train_gd` is a loop: forward pass, loss, bookkeeping, probes, then one step — :func:`~zeroloss.train.step.
+gd_step` on the gradients, or its fused fast path :func:`~zeroloss.train.step.fused_step`. Gradients come from the
+hand-derived backward sweep of :mod:`zeroloss.train.backprop` for Du's three nets and Chatterjee's feedforward net,
+and from ``torch.autograd.grad`` for other nets (user subclasses); ``backprop="autograd"`` forces the latter.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,10 +29,20 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from zeroloss.errors import ZerolossInputError, positive_int
-from zeroloss.nets.base import EnsembleNet
+from zeroloss.errors import ZerolossInputError, positive_int, positive_number
+from zeroloss.nets.base import EnsembleNet, require_ensemble_net
 from zeroloss.train.backprop import BACKPROPS, Backprop, analytic_backprop
+from zeroloss.train.history import LossHistory, MemberState, member_status
 from zeroloss.train.probes import DEFAULT_PROBES, PROBES, ProbeContext
+from zeroloss.train.step import (
+    auto_lr,
+    fused_step,
+    gd_step,
+    initial_lambda_max,
+    lr_vector,
+    stability_bound,
+    warn_unstable,
+)
 
 #: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
 DIVERGENCE_FACTOR = 1e6
@@ -50,6 +66,7 @@ class GDRun:
         reached_target_at: member → first step with loss ≤ target_loss (when a target was given).
         steps: steps taken.
         seconds: wall time of the loop.
+        lambda_max0: (S,) λ_max of each member's full Gram G(0) at the start (float64; NaN if not finite).
     """
 
     net: EnsembleNet
@@ -60,25 +77,36 @@ class GDRun:
     reached_target_at: dict[int, int] = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
+    lambda_max0: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def final_loss(self) -> np.ndarray:
-        """(S,) last finite loss of each member (its loss when it diverged is not used: NaN there)."""
+        """(S,) loss of each member at the last step (NaN for a member that diverged)."""
         return self.losses[-1]
 
+    @property
+    def status(self) -> list[str]:
+        """Per member: ``"reached target"``, ``"converged"``, ``"decreasing"``, ``"stalled"`` or ``"diverged"``
+        (defined in :func:`zeroloss.train.history.member_status`)."""
+        eps = torch.finfo(self.net.dtype).eps
+        return [member_status(self.losses[:, s], s in self.diverged_at, s in self.reached_target_at, eps)
+                for s in range(self.losses.shape[1])]
+
     def summary(self) -> pd.DataFrame:
-        """One row per member: lr, initial and final loss, diverged (step or None), steps to the target."""
-        rows = []
-        for s in range(self.losses.shape[1]):
-            rows.append({
-                "member": s,
-                "lr": float(self.lr[s]),
-                "initial_loss": float(self.losses[0, s]),
-                "final_loss": float(self.losses[-1, s]),
-                "diverged_at": self.diverged_at.get(s),
-                "reached_target_at": self.reached_target_at.get(s),
-            })
-        return pd.DataFrame(rows)
+        """One row per member: lr, the stability bound 2/λ_max(G(0)), initial and final loss, status (reached
+        target, converged, decreasing, stalled or diverged), the step it diverged at, the step it reached the target.
+        """
+        bound = stability_bound(self.lambda_max0) if len(self.lambda_max0) else np.full(len(self.lr), np.nan)
+        return pd.DataFrame([{
+            "member": s,
+            "lr": float(self.lr[s]),
+            "stable_below": float(bound[s]),
+            "initial_loss": float(self.losses[0, s]),
+            "final_loss": float(self.losses[-1, s]),
+            "status": status,
+            "diverged_at": self.diverged_at.get(s),
+            "reached_target_at": self.reached_target_at.get(s),
+        } for s, status in enumerate(self.status)])
 
     def metric(self, name: str) -> pd.DataFrame:
         """History of one metric as a (step × member) table."""
@@ -88,24 +116,39 @@ class GDRun:
         return sub.pivot(index="step", columns="member", values="value")
 
 
-def _lr_vector(lr: float | Sequence[float] | torch.Tensor, members: int) -> torch.Tensor:
-    values = torch.as_tensor(lr, dtype=torch.float64).flatten()
-    if values.numel() == 1:
-        values = values.expand(members).clone()
-    if values.numel() != members:
-        raise ZerolossInputError(f"lr: must be a scalar or one value per member ({members}), got {values.numel()}")
-    if not torch.isfinite(values).all() or (values <= 0).any():
-        raise ZerolossInputError(f"lr: every step size must be positive and finite, got {values.tolist()}")
-    return values
-
-
-def _labels(y: torch.Tensor, members: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    y = torch.as_tensor(y)
+def _labels(y: object, members: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    try:
+        y = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise ZerolossInputError(f"y: must be numbers of shape ({n},) or ({members}, {n}), got {y!r}") from None
     if y.shape not in ((n,), (members, n)):
         raise ZerolossInputError(f"y: must have shape ({n},) or ({members}, {n}), got {tuple(y.shape)}")
+    if y.dtype == torch.bool or y.is_complex():
+        raise ZerolossInputError(f"y: must be real numbers, got dtype {y.dtype}")
     if not torch.isfinite(y).all():
         raise ZerolossInputError("y: contains NaN or inf")
     return y.to(dtype=dtype, device=device)
+
+
+def _target(target_loss: object) -> float | None:
+    if target_loss is None:
+        return None
+    ok = isinstance(target_loss, numbers.Real) and not isinstance(target_loss, bool)
+    if not (ok and math.isfinite(target_loss) and target_loss >= 0):  # type: ignore[arg-type]
+        raise ZerolossInputError(f"target_loss: must be None or a finite number ≥ 0, got {target_loss!r}")
+    return float(target_loss)  # type: ignore[arg-type]
+
+
+def _engine(net: EnsembleNet, X: torch.Tensor, backprop: str) -> Backprop | None:
+    """The hand-derived backward sweep for this net (None: autograd), as ``backprop`` asks."""
+    if backprop not in BACKPROP_MODES:
+        raise ZerolossInputError(f"backprop: must be one of {', '.join(BACKPROP_MODES)}, got {backprop!r}")
+    engine = None if backprop == "autograd" else analytic_backprop(net, X)
+    if engine is None and backprop == "analytic":
+        available = ", ".join(cls.__name__ for cls in BACKPROPS)
+        raise ZerolossInputError(f"backprop: 'analytic' is available for {available}, not {type(net).__name__}; "
+                                 f"use 'auto' or 'autograd'")
+    return engine
 
 
 class _StepGradients:
@@ -144,8 +187,8 @@ def train_gd(
     net: EnsembleNet,
     X: torch.Tensor,
     y: torch.Tensor,
-    lr: float | Sequence[float] | torch.Tensor,
-    steps: int,
+    lr: float | Sequence[float] | torch.Tensor | None = None,
+    steps: int = 1000,
     probe_every: int | None = None,
     target_loss: float | None = None,
     probes: Sequence[str] = DEFAULT_PROBES,
@@ -156,122 +199,99 @@ def train_gd(
     """Full-batch gradient descent on L = ½ Σ (u − y)² for every member, all layers trained.
 
     Args:
-        net: ensemble net (updated in place).
-        X: inputs (n, d) or (n, channels, positions).
+        net: ensemble net of :mod:`zeroloss.nets` (updated in place). Any other ``torch.nn.Module`` is refused:
+            :func:`zeroloss.entk` and :func:`zeroloss.diagnose` take those.
+        X: inputs (n, d) or (n, channels, positions), finite, n ≥ 1.
         y: labels (n,) shared by the members, or (S, n).
-        lr: a step size, or one per member (S,).
-        steps: maximum number of steps.
+        lr: a step size, or one per member (S,). None (default): η_s = 1/λ_max(G_s(0)) per member, from the exact
+            float64 Gram matrix at the initial parameters (:mod:`zeroloss.train.step`). A given step above
+            2/λ_max(G_s(0)) raises one :class:`~zeroloss.train.step.UnstableStepWarning` per such member.
+        steps: maximum number of steps (the loss history grows as the run goes: nothing is allocated per step
+            of the budget up front).
         probe_every: probe schedule (default: about 100 probes over the run); step 0 and the last step are
             always probed.
         target_loss: stop once every non-diverged member has loss ≤ target_loss (checked every
             :data:`STOP_CHECK_EVERY` steps and at probe steps; ``reached_target_at`` is exact).
         probes: names from :data:`zeroloss.train.probes.PROBES`.
-        divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged.
+        divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged; must be > 1.
         progress: tqdm bar (None: only on a terminal).
         backprop: ``"auto"`` (the hand-derived backward of :mod:`zeroloss.train.backprop` where the net has one,
             else autograd), ``"analytic"`` (require it) or ``"autograd"``. They agree to round-off.
 
     Returns:
-        A :class:`GDRun` with the tidy history.
+        A :class:`GDRun` with the tidy history; ``run.summary()`` says how each member ended.
 
     Example:
         >>> from zeroloss.nets import FullyConnected
         >>> from zeroloss.data import sphere_data
-        >>> X, y = sphere_data(n=8, d=4, seed=0)
-        >>> net = FullyConnected(d=4, width=128, depth=2, members=2, dtype=torch.float64)
-        >>> run = train_gd(net, X, y, lr=[0.1, 0.2], steps=50, probes=["loss"], progress=False)
-        >>> bool((run.final_loss < run.losses[0]).all())
-        True
+        >>> X, y = sphere_data(n=8, d=8, seed=0)
+        >>> net = FullyConnected(d=8, width=128, depth=2, activation="erf", members=2, dtype=torch.float64)
+        >>> run = train_gd(net, X, y, steps=300, target_loss=1e-8, probes=["loss"], progress=False)
+        >>> run.summary()["status"].tolist(), bool((run.final_loss <= 1e-8).all())
+        (['reached target', 'reached target'], True)
     """
+    require_ensemble_net(net, "train_gd")
     steps = positive_int(steps, "steps")
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ZerolossInputError(f"probes: must be among {', '.join(PROBES)}, got {unknown}")
-    if backprop not in BACKPROP_MODES:
-        raise ZerolossInputError(f"backprop: must be one of {', '.join(BACKPROP_MODES)}, got {backprop!r}")
+    divergence_factor = positive_number(divergence_factor, "divergence_factor", above=1.0, allow_inf=True)
+    target = _target(target_loss)
+    every = positive_int(probe_every, "probe_every") if probe_every is not None else max(1, steps // 100)
     X = net.check_inputs(X)
-    engine = None if backprop == "autograd" else analytic_backprop(net, X)
-    if engine is None and backprop == "analytic":
-        available = ", ".join(cls.__name__ for cls in BACKPROPS)
-        raise ZerolossInputError(f"backprop: 'analytic' is available for {available}, not {type(net).__name__}; "
-                                 f"use 'auto' or 'autograd'")
-    S, n = net.members, X.shape[0]
-    Y = _labels(y, S, n, net.dtype, net.device)
-    eta = _lr_vector(lr, S).to(device=net.device)
-    every = probe_every if probe_every is not None else max(1, steps // 100)
-    positive_int(every, "probe_every")
+    engine = _engine(net, X, backprop)
+    S, n, device = net.members, X.shape[0], net.device
+    Y = _labels(y, S, n, net.dtype, device)
+
+    lambda_max0 = initial_lambda_max(net, X)  # from G(0): the default step and the stability check
+    if lr is None:
+        eta = torch.as_tensor(auto_lr(lambda_max0), dtype=torch.float64)
+    else:
+        eta = lr_vector(lr, S)
+        warn_unstable(eta.numpy(), stability_bound(lambda_max0))
+    lr_net = eta.to(device=device, dtype=net.dtype)  # (S,) η_s in the parameters' dtype
+
     params = dict(net.named_parameters())
+    names, tensors = list(params), list(params.values())
     initial = {k: p.detach().clone() for k, p in params.items()}
-    device = net.device
-    active = torch.ones(S, dtype=torch.bool, device=device)
-    # Bookkeeping stays on the device: the loop synchronises with the host only at probe steps and every
-    # STOP_CHECK_EVERY steps (to decide whether to stop), never every step.
-    losses = torch.full((steps + 1, S), float("nan"), dtype=torch.float64, device=device)
-    diverged_step = torch.full((S,), -1, dtype=torch.long, device=device)
-    reached_step = torch.full((S,), -1, dtype=torch.long, device=device)
+    members = MemberState(S, device, divergence_factor, target)
+    losses = LossHistory(S, device)
     records: list[tuple[int, int, str, float]] = []
     persistent: dict[str, object] = {}
-    run = GDRun(net=net, history=pd.DataFrame(), losses=np.empty(0), lr=eta.cpu().numpy())
-    start_loss: torch.Tensor | None = None
-    t0 = time.perf_counter()
+    on_cpu = device.type == "cpu"  # reading a flag on the host is free there; on an accelerator it synchronises
     bar = tqdm(total=steps, desc="train_gd", unit="step", leave=False,
                disable=None if progress is None else not progress)
+    t0 = time.perf_counter()
     k = 0
-    names, tensors = list(params), list(params.values())
-    # θ ← θ − η_s g in one fused in-place pass per parameter (addcmul_), with g zeroed for stopped members:
-    # their gradients may be NaN (their forward pass is), so they are masked rather than multiplied by 0. On the
-    # CPU, reading whether every member is still active costs nothing, so the mask (one more pass over every
-    # gradient) is skipped while none has stopped; on an accelerator that read would synchronise with the host
-    # every step, so the mask is always applied there.
-    #
-    # With the hand-derived backward on the CPU, while every member is active and no probe has asked for this
-    # step's gradient (only pl_ratio does), the step goes further: the sweep starts from η_s r_s and subtracts
-    # each gradient inside the matmul that computes it.
-    neg_eta = [(-eta).to(p.dtype).view(-1, *([1] * (p.ndim - 1))) for p in tensors]
-    eta_column = eta.to(net.dtype).unsqueeze(-1)  # (S, 1)
-    free_reads = device.type == "cpu"
     for k in range(steps + 1):
         u = net(X) if engine is None else engine.forward()
         residual = u - Y  # (S, n)
-        member_loss = 0.5 * residual.pow(2).sum(dim=1)  # (S,)
+        member_loss = 0.5 * residual.pow(2).sum(dim=1)  # (S,) L_s = ½ ‖u_s − y‖²
         loss_now = member_loss.detach().double()
-        if start_loss is None:
-            start_loss = loss_now.clone()
-        blown = active & (~torch.isfinite(loss_now) | (loss_now > divergence_factor * start_loss))
-        diverged_step = torch.where(blown, k, diverged_step)
-        active &= ~blown
-        losses[k] = torch.where(active, loss_now, torch.full_like(loss_now, float("nan")))
-        if target_loss is not None:
-            reached_step = torch.where(active & (loss_now <= target_loss) & (reached_step < 0), k, reached_step)
+        losses.append(members.observe(k, loss_now))
         probe_now = k % every == 0
-        done = k == steps
-        if not done and (probe_now or k % STOP_CHECK_EVERY == 0):
-            finished = ~active | (reached_step >= 0) if target_loss is not None else ~active
-            done = bool(finished.all())
-        step_gradients = _StepGradients(engine, names, tensors, active, residual, member_loss)
+        done = k == steps or ((probe_now or k % STOP_CHECK_EVERY == 0) and members.all_finished())
+        gradients = _StepGradients(engine, names, tensors, members.active, residual, member_loss)
         if probe_now or done:
-            ctx = ProbeContext(net, X, Y, loss_now, step_gradients.by_name, initial, persistent=persistent)
-            alive = active.tolist()
-            for name in probes:
-                for metric, values in PROBES[name](ctx).items():
-                    vals = values.detach().double().cpu().tolist()
-                    records.extend((k, s, metric, v) for s, v in enumerate(vals) if alive[s])
+            ctx = ProbeContext(net, X, Y, loss_now, gradients.by_name, initial, persistent=persistent)
+            _probe(ctx, probes, k, members.active.tolist(), records)
         if done:
             break
-        masked = not (free_reads and bool(active.all()))
-        if engine is not None and not masked and not step_gradients.computed:
-            engine.step(residual * eta_column)
-        else:
-            grads = step_gradients()  # outside no_grad: autograd builds its last node here
-            with torch.no_grad():
-                for p, g, coef in zip(tensors, grads, neg_eta, strict=True):
-                    p.addcmul_(torch.where(active.view(-1, *([1] * (p.ndim - 1))), g, 0.0) if masked else g, coef)
+        all_active = on_cpu and bool(members.active.all())
+        if not (all_active and fused_step(engine, residual, lr_net, gradients.computed)):
+            gd_step(tensors, gradients(), lr_net, None if all_active else members.active)
         bar.update(1)
     bar.close()
-    run.seconds = time.perf_counter() - t0
-    run.steps = k
-    run.losses = losses[: k + 1].cpu().numpy()
-    run.diverged_at = {s: int(v) for s, v in enumerate(diverged_step.tolist()) if v >= 0}
-    run.reached_target_at = {s: int(v) for s, v in enumerate(reached_step.tolist()) if v >= 0}
-    run.history = pd.DataFrame.from_records(records, columns=["step", "member", "metric", "value"])
-    return run
+    return GDRun(net=net, history=pd.DataFrame.from_records(records, columns=["step", "member", "metric", "value"]),
+                 losses=losses.numpy(), lr=eta.numpy(), diverged_at=members.diverged_at(),
+                 reached_target_at=members.reached_target_at(), steps=k, seconds=time.perf_counter() - t0,
+                 lambda_max0=lambda_max0)
+
+
+def _probe(ctx: ProbeContext, probes: Sequence[str], k: int, alive: list[bool],
+           records: list[tuple[int, int, str, float]]) -> None:
+    """Run the named probes at step k and append (step, member, metric, value) for the members still alive."""
+    for name in probes:
+        for metric, values in PROBES[name](ctx).items():
+            vals = values.detach().double().cpu().tolist()
+            records.extend((k, s, metric, v) for s, v in enumerate(vals) if alive[s])

@@ -12,6 +12,11 @@ Probes:
     ``lambda_min_last`` λ_min of G^(H)(k), the matrix of Du et al.'s analysis.
     ``gram_drift``      ‖G(k) − G(0)‖_F / ‖G(0)‖_F.
     ``pl_ratio``        ‖∇L‖² / (2L); for the squared loss ‖∇L‖² = rᵀ G r, so λ_min(G) ≤ ratio ≤ λ_max(G).
+
+Every probe is computed per member: a member whose parameters overflowed (non-finite weights, hence a NaN or
+inf Gram) gets NaN for its values and never stops the other members' measurements (:func:`train_gd` records
+only the members still active, and marks the overflowing one diverged at the step where its loss stopped being
+finite).
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from zeroloss.kernels.empirical import gram_by_layer
+from zeroloss.kernels.empirical import _gram_by_layer
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.spectrum import eigenvalues
+from zeroloss.spectrum import eigenvalues_or_nan
 
 
 @dataclass
@@ -61,7 +66,8 @@ class ProbeContext:
     def grams(self) -> dict[int, torch.Tensor]:
         """Per-layer Gram matrices at step k (float64), computed once per step."""
         if "grams" not in self.cache:
-            self.cache["grams"] = gram_by_layer(self.net, self.X, "all")
+            # no memory check here: a run is sized before it starts (a probe must not refuse half-way)
+            self.cache["grams"] = _gram_by_layer(self.net, self.X, "all", torch.float64, None, check_budget=False)
         return self.cache["grams"]  # type: ignore[return-value]
 
     def full_gram(self) -> torch.Tensor:
@@ -92,11 +98,11 @@ def probe_movement(ctx: ProbeContext) -> dict[str, torch.Tensor]:
 
 
 def probe_lambda_min(ctx: ProbeContext) -> dict[str, torch.Tensor]:
-    return {"lambda_min": eigenvalues(ctx.full_gram())[:, 0]}
+    return {"lambda_min": eigenvalues_or_nan(ctx.full_gram())[:, 0]}
 
 
 def probe_lambda_min_last(ctx: ProbeContext) -> dict[str, torch.Tensor]:
-    return {"lambda_min_last": eigenvalues(ctx.grams()[ctx.net.depth])[:, 0]}
+    return {"lambda_min_last": eigenvalues_or_nan(ctx.grams()[ctx.net.depth])[:, 0]}
 
 
 def probe_gram_drift(ctx: ProbeContext) -> dict[str, torch.Tensor]:

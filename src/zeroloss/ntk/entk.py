@@ -1,0 +1,323 @@
+"""The empirical neural tangent kernel of any ``nn.Module``: :func:`entk` and :func:`entk_memory_bytes`.
+
+For a model f(x; θ) with k outputs per sample and the Jacobian J(x) = ∂f(x; θ)/∂θ ∈ R^{k × P},
+
+    Θ(x1_i, x2_j) = J(x1_i) J(x2_j)ᵀ = Σ_p J_p(x1_i) J_p(x2_j)ᵀ    ∈ R^{k × k}
+
+summed over the parameter tensors p that ``params`` selects (docs/theory.md §1.3: for zeroloss's nets this is the
+full Gram matrix G = Σ_h G^(h) of Du et al., and the per-layer terms are the G^(h)). Gradient descent on the
+squared loss moves the outputs by −η Θ (u − y) to first order, which is why Θ's spectrum governs the rate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from zeroloss.errors import choice
+from zeroloss.nets.base import EnsembleNet
+from zeroloss.ntk import ensemble, reference, rules, structured
+from zeroloss.ntk.blocks import Plan, assemble
+from zeroloss.ntk.memory import TRANSIENT_FACTOR, Footprint, MemoryRefusal, measure, plan_chunks, result_bytes
+from zeroloss.ntk.model import (
+    FunctionalModel,
+    cast_inputs,
+    check_inputs,
+    eval_mode,
+    group_keys,
+    prepare,
+    probe_outputs,
+)
+from zeroloss.precision import no_tf32
+
+OUTPUTS = ("trace", "full")
+BY = ("total", "parameter", "module")
+METHODS = ("auto", "structured", "jacobian", "ntvp")
+
+
+def entk(
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    *,
+    params=None,
+    outputs: str = "trace",
+    by: str = "total",
+    method: str = "auto",
+    max_bytes: int | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor | dict[str, torch.Tensor] | dict[int, torch.Tensor]:
+    """The empirical NTK Θ(x1, x2) = J(x1) J(x2)ᵀ of a model at its current parameters.
+
+    Θ(x1_i, x2_j)_{ab} = Σ_p ⟨∂f_a(x1_i)/∂θ_p, ∂f_b(x2_j)/∂θ_p⟩ over the selected parameter tensors θ_p
+    (docs/theory.md §1.3). The model is evaluated through ``torch.func.functional_call`` on copies of its
+    parameters and buffers cast to ``dtype``, with every submodule in eval mode (BatchNorm uses its running
+    statistics, dropout is off); its ``training`` flags, parameters and buffers are left exactly as they were.
+
+    Args:
+        model: any ``nn.Module`` mapping a batch (n, *shape) to outputs (n, *out) in which sample i's outputs
+            depend on x_i only (batch first, eval mode); the k = prod(out) outputs per sample are flattened.
+            A zeroloss ensemble net (:mod:`zeroloss.nets`, predictions (S, n)) is S independent models: the
+            result carries a leading members axis S, member s's kernel taken over member s's parameters
+            (the cross-member terms are zero: members share no parameter).
+        x1: inputs (n1, *shape), floating, or integer token ids (kept integer).
+        x2: inputs (n2, *shape) for a cross kernel (train × test); None for the square kernel Θ(x1, x1).
+        params: which parameters count: None (every parameter with ``requires_grad``), a list of names from
+            ``model.named_parameters()``, or a predicate ``(name, parameter) -> bool``.
+        outputs: ``"trace"`` — Σ_a Θ_{aa}, shape (n1, n2); ``"full"`` — every output pair, (n1, n2, k, k).
+        by: ``"total"`` — one kernel; ``"parameter"`` — dict parameter name → its contribution J_p J_pᵀ;
+            ``"module"`` — dict module name → the sum over its own parameters ("" for the root's). On an
+            ensemble net ``"module"`` groups by 1-based layer h (int keys, H + 1 = output), as
+            :func:`zeroloss.gram` ``layer=h`` does. The contributions sum to the total.
+        method: ``"structured"``, ``"jacobian"`` (per-sample Jacobians contracted), ``"ntvp"``
+            (NTK-vector products), or ``"auto"``; see :mod:`zeroloss.ntk`.
+        max_bytes: memory cap in bytes for the whole call (result included); the work is chunked over samples
+            to fit, and a request that cannot fit raises :class:`ZerolossInputError`. None: chunks within
+            :data:`~zeroloss.ntk.memory.DEFAULT_WORK_BYTES` beyond the result. :func:`entk_memory_bytes`
+            states the bytes in advance.
+        dtype: computation and result dtype, torch.float64 (default) or torch.float32. TF32 is off throughout.
+
+    Returns:
+        (n1, n2) or (n1, n2, k, k) tensor — with a leading (S,) on an ensemble net — or a dict of them (``by``).
+
+    References:
+        A. Jacot, F. Gabriel, C. Hongler. Neural Tangent Kernel. NeurIPS 2018.
+        R. Novak, J. Sohl-Dickstein, S. S. Schoenholz. Fast Finite Width Neural Tangent Kernel. ICML 2022.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+        >>> x = torch.randn(5, 3)
+        >>> K = entk(model, x)                           # (5, 5), float64, summed over the 2 outputs
+        >>> K.shape, K.dtype
+        (torch.Size([5, 5]), torch.float64)
+        >>> entk(model, x, x[:2], outputs="full").shape  # cross kernel, every output pair
+        torch.Size([5, 2, 2, 2])
+        >>> parts = entk(model, x, by="module")          # per module: "0" and "2"
+        >>> bool(torch.allclose(parts["0"] + parts["2"], K))
+        True
+    """
+    job = _Job(model, x1, x2, params, outputs, by, method, max_bytes, dtype)
+    return job.run()
+
+
+def entk_memory_bytes(
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    *,
+    params=None,
+    outputs: str = "trace",
+    by: str = "total",
+    method: str = "auto",
+    max_bytes: int | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> int:
+    """The bytes :func:`entk` with the same arguments will need (an upper estimate), stated before computing.
+
+    It measures one sample's forward pass (a few milliseconds) and plans the chunks; nothing of the size of the
+    kernel is allocated. Raises :class:`ZerolossInputError`, like :func:`entk`, when ``max_bytes`` is too small.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))
+        >>> entk_memory_bytes(model, torch.randn(100, 3)) > 100 * 100 * 8  # the result and the work
+        True
+    """
+    job = _Job(model, x1, x2, params, outputs, by, method, max_bytes, dtype)
+    return job.plan().bytes
+
+
+class _Job:
+    """One eNTK request: validated arguments, the functional views, the plan, and the computation."""
+
+    def __init__(self, model, x1, x2, params, outputs, by, method, max_bytes, dtype) -> None:
+        choice(outputs, "outputs", OUTPUTS)
+        choice(by, "by", BY)
+        choice(method, "method", METHODS)
+        x1, x2 = check_inputs(x1, x2)
+        self.views = prepare(model, params, dtype)
+        self.model = model
+        self.ensemble = isinstance(model, EnsembleNet)
+        device = next(iter(self.views[0].params.values())).device
+        self.device = device
+        self.x1 = cast_inputs(x1, dtype, device)
+        self.x2 = None if x2 is None else cast_inputs(x2, dtype, device)
+        self.full = outputs == "full"
+        self.by = by
+        self.method = method
+        self.max_bytes = max_bytes
+        self.dtype = dtype
+        self.analysis: structured.Analysis | None = None
+        self.forms: dict[str, str] | None = None
+        with eval_mode(model), no_tf32():
+            for view in self.views:
+                view.k = probe_outputs(view, self.x1, "x1")
+                if self.x2 is not None:
+                    probe_outputs(view, self.x2, "x2")
+            self.footprint = measure(self.views[0], self.x1)
+
+    @property
+    def n1(self) -> int:
+        return self.x1.shape[0]
+
+    @property
+    def n2(self) -> int:
+        return self.n1 if self.x2 is None else self.x2.shape[0]
+
+    def keys(self) -> dict[str, str]:
+        return group_keys(self.views[0], self.by)
+
+    def _analyse(self) -> None:
+        """Structured analysis (which rule covers which parameter, in which form) for the first view."""
+        if self.analysis is not None or self.forms is not None:
+            return
+        view = self.views[0]
+        with eval_mode(self.model), no_tf32():
+            if self.ensemble:
+                self.forms = ensemble.member_forms(view, self.x1, self.full, self.n1, self.n2)
+            else:
+                self.analysis = structured.analyse(view, self.x1, self.full, self.n1, self.n2)
+
+    def plan(self) -> Plan:
+        """The plan of the method asked for; ``"auto"`` takes "structured" if it fits, else "ntvp"."""
+        if self.method != "auto":
+            return self._plan(self.method)
+        try:
+            return self._plan("structured")
+        except MemoryRefusal as err:
+            try:
+                return self._plan("ntvp")
+            except MemoryRefusal:
+                raise err from None
+
+    def _plan(self, method: str) -> Plan:
+        fp: Footprint = self.footprint
+        kk = fp.k * fp.k if self.full else 1
+        nkeys = len(set(self.keys().values()))
+        result = len(self.views) * result_bytes(self.n1, self.n2, fp.k, self.full, nkeys, fp.itemsize)
+        act = TRANSIENT_FACTOR * fp.activations
+        kP = fp.k * fp.params
+        per_pair = (nkeys + 3) * kk * fp.itemsize  # the blocks of every key, a sum and the mirrored copy
+        if method == "jacobian":
+            # vmap(jacrev): the forward graph and k cotangents batched through it; J and its reshaped copy
+            row = col = kP
+            transient = (1 + fp.k) * act + kP
+        elif method == "ntvp":
+            # rows: the vjps (k·P per sample); columns are the inputs themselves; per pair, k jvps in flight
+            row, col = kP, 0
+            transient = (1 + fp.k) * act + kP
+            per_pair += fp.k * act
+        else:
+            self._analyse()
+            row, products, transient = self._structured_bytes()
+            col = row
+            per_pair += products
+        return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed,
+                           result, self.max_bytes, self.device)
+
+    def _structured_bytes(self) -> tuple[int, int, int]:
+        """(factor bytes per sample, product-form bytes per pair, transient bytes per sample) of "structured".
+
+        Transient, while a chunk's factors are computed: the forward graph and one backward pass in flight
+        (:data:`~zeroloss.ntk.memory.TRANSIENT_FACTOR` × the saved activations), δ of every hooked output for
+        each of the k outputs, the patches of a gradient-form convolution, one term's gradients before they are
+        stored, and the fallback's Jacobian (a vmapped jacrev, as the "jacobian" method).
+        """
+        fp = self.footprint
+        act = TRANSIENT_FACTOR * fp.activations
+        if self.ensemble:
+            view = self.views[0]
+            with torch.no_grad():
+                _, maps = view.model.functional_forward(view._member_all, self.x1[:1], record=True)
+            factor = per_pair = delta = 0
+            for m in maps:
+                if m.param not in view.params:
+                    continue
+                delta += m.preact[0, 0].numel() * fp.itemsize
+                if m.kind == "bias":
+                    factor += m.preact[0, 0].numel() * fp.itemsize
+                    continue
+                s, p = rules.form_bytes(ensemble._shape(m), self.forms[m.param], 1, self.full, fp.itemsize)
+                factor += s
+                per_pair += p
+            return factor, per_pair, act + 2 * delta
+        a = self.analysis
+        kP_fallback = fp.k * sum(self.views[0].params[n].numel() for n in a.fallback) * fp.itemsize
+        factor, per_pair = structured.bytes_per_sample(a, fp.k, self.full, fp.itemsize, 0)
+        params = self.views[0].params
+        largest = max((fp.k * params[t.name].numel() for t in a.terms if t.form == "gradient"), default=0)
+        largest *= fp.itemsize
+        transient = act + (fp.k * a.cotangent_elems + a.patch_elems) * fp.itemsize + largest
+        if kP_fallback:
+            transient += (1 + fp.k) * act + 2 * kP_fallback
+        return factor + kP_fallback, per_pair, transient
+
+    def run(self):
+        plan = self.plan()
+        keys = self.keys()
+        results = []
+        with eval_mode(self.model), no_tf32(), torch.enable_grad():
+            for view in self.views:
+                results.append(self._one(view, plan, keys))
+        out = results[0] if not self.ensemble else {key: torch.stack([r[key] for r in results]) for key in results[0]}
+        if self.by == "total":
+            return out[""]
+        if self.ensemble and self.by == "module":
+            return {int(key): K for key, K in sorted(out.items(), key=lambda kv: int(kv[0]))}
+        return out
+
+    def _one(self, view: FunctionalModel, plan: Plan, keys: dict[str, str]) -> dict[str, torch.Tensor]:
+        if plan.method != "structured" or self.ensemble:
+            return self._assemble(view, plan, keys)
+        for _ in range(len(view.params) + 1):
+            try:
+                return self._assemble(view, plan, keys)
+            except structured.Restart as err:  # a chunk broke an assumption the probe batch accepted
+                self.analysis = structured.restart(self.analysis, err)
+        raise RuntimeError("entk: the structured analysis did not settle")  # each restart removes terms: unreachable
+
+    def _assemble(self, view: FunctionalModel, plan: Plan, keys: dict[str, str]) -> dict[str, torch.Tensor]:
+        x1 = self.x1
+        x2 = self.x1 if self.x2 is None else self.x2
+        tail = (view.k, view.k) if self.full else ()
+        out = {key: torch.zeros(self.n1, self.n2, *tail, dtype=self.dtype, device=self.device)
+               for key in dict.fromkeys(keys.values())}
+        full = self.full
+        if plan.method == "jacobian":
+            def factor(x: torch.Tensor):
+                return reference.jacobian_factor(view, x)
+
+            def pair(f1, f2):
+                return reference.jacobian_pair(f1, f2, keys, full)
+        elif plan.method == "ntvp":
+            def factor(x: torch.Tensor):
+                return reference.ntvp_factor(view, x)
+
+            def pair(f1, f2):
+                return reference.ntvp_pair(view, f1, f2, keys, full)
+        elif self.ensemble:
+            def factor(x: torch.Tensor):
+                return ensemble.member_factors(view, x, keys, self.forms)
+
+            def pair(f1, f2):
+                return structured.pair(f1, f2, full)
+        else:
+            analysis = self.analysis
+
+            def factor(x: torch.Tensor):
+                return structured.factors(view, analysis, x, keys)
+
+            def pair(f1, f2):
+                return structured.pair(f1, f2, full)
+
+        def row(a: int, b: int):
+            return factor(x1[a:b])
+
+        def col(a: int, b: int):
+            return x2[a:b] if plan.method == "ntvp" else factor(x2[a:b])
+
+        return assemble(self.n1, self.n2, self.x2 is None, plan, row, col, pair, out,
+                        shared=plan.method != "ntvp")

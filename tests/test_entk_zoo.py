@@ -1,0 +1,230 @@
+"""entk on a zoo of ordinary PyTorch models equals an independent per-sample autograd reference.
+
+The reference (:func:`loop_reference`) uses neither torch.func nor anything from zeroloss: for each sample i and
+output a it calls ``torch.autograd.grad`` on the model applied to x_i alone (in eval mode) and contracts the
+flattened gradients. Every method of :func:`zeroloss.entk` must equal it to 1e-10 relative in float64 (the two
+sum the same products in another order: round-off is ~1e-15 relative; 1e-10 leaves room for cancellation in
+near-zero entries, measured relative to the largest entry).
+
+The zoo (also imported by the other test_entk* files): an MLP with biases; 1-d, 2-d and 3-d CNNs with stride,
+padding (zeros, circular, 'same'), dilation and groups; a small ResNet with BatchNorm (running statistics set away
+from 0/1) and GroupNorm; a Transformer encoder layer (attention uses raw parameters, not nn.Linear); an embedding +
+GRU model on integer token ids; a model with a (2, 3) output per sample; a model whose decoder is tied to its
+embedding and which calls one Linear twice; LayerNorm on sequences.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import zeroloss
+
+RTOL = 1e-10  # relative to the largest entry; see the module docstring
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.bn1(self.conv1(x)))
+        return torch.tanh(x + self.bn2(self.conv2(h)))
+
+
+class SmallResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.block = ResBlock(4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.block(torch.tanh(self.gn(self.stem(x))))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+class Transformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=12, dropout=0.1,
+                                                batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(x).mean(1))
+
+
+class EmbedGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 6, padding_idx=0)
+        self.gru = nn.GRU(6, 5, batch_first=True)
+        self.head = nn.Linear(5, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.gru(self.embed(ids))
+        return self.head(out[:, -1])
+
+
+class TiedTwice(nn.Module):
+    """Decoder weight tied to the embedding, and one Linear called twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(9, 6)
+        self.shared = nn.Linear(6, 6)
+        self.norm = nn.LayerNorm(6)
+        self.decoder = nn.Linear(6, 9, bias=False)
+        self.decoder.weight = self.embed.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)  # (n, T, 6): the Linear below is shared over the T positions
+        h = torch.tanh(self.shared(h))
+        h = torch.tanh(self.shared(self.norm(h)))
+        return self.decoder(h.mean(1))
+
+
+class MultiHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 10), nn.Softplus())
+        self.head = nn.Linear(10, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x)).view(-1, 2, 3)
+
+
+class Conv3d(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(2, 4, (2, 3, 2), stride=(1, 2, 1), padding=1, dilation=(1, 1, 2))
+        self.norm = nn.BatchNorm3d(4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.norm(self.conv(x))).mean(dim=(2, 3, 4)))
+
+
+def _set_running_stats(model: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+            if m.affine:
+                m.weight.data.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+                m.bias.data.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+        if isinstance(m, (nn.LayerNorm, nn.GroupNorm)) and m.weight is not None:
+            m.weight.data.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+            m.bias.data.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+
+
+def make_model(name: str, n: int = 5, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """A zoo model (float64, in training mode as a user would hold it) and n inputs for it."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    if name == "mlp":
+        model = nn.Sequential(nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 12), nn.GELU(), nn.Linear(12, 3))
+        x = torch.randn(n, 5, generator=g)
+    elif name == "cnn1d":
+        model = nn.Sequential(
+            nn.Conv1d(2, 6, 3, stride=2, padding=1, groups=2), nn.Tanh(),
+            nn.Conv1d(6, 4, 3, dilation=2, padding=2, padding_mode="circular"), nn.Tanh(),
+            nn.Flatten(), nn.Linear(4 * 6, 2),
+        )
+        x = torch.randn(n, 2, 11, generator=g)
+    elif name == "cnn2d":
+        model = nn.Sequential(
+            nn.Conv2d(3, 6, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=3), nn.Softplus(),
+            nn.Conv2d(6, 4, 3, padding="same", bias=False), nn.Tanh(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2),
+        )
+        x = torch.randn(n, 3, 7, 8, generator=g)
+    elif name == "cnn3d":
+        model = Conv3d()
+        x = torch.randn(n, 2, 3, 5, 4, generator=g)
+    elif name == "resnet-bn":
+        model = SmallResNet()
+        x = torch.randn(n, 3, 6, 6, generator=g)
+    elif name == "transformer":
+        model = Transformer()
+        x = torch.randn(n, 4, 8, generator=g)
+    elif name == "embed-gru":
+        model = EmbedGRU()
+        x = torch.randint(0, 11, (n, 7), generator=g)
+        x[0, :2] = 0  # padding tokens
+    elif name == "multi-head":
+        model = MultiHead()
+        x = torch.randn(n, 4, generator=g)
+    elif name == "tied-twice":
+        model = TiedTwice()
+        x = torch.randint(0, 9, (n, 4), generator=g)
+    else:
+        raise KeyError(name)
+    model = model.double()
+    _set_running_stats(model, seed)
+    model.train()
+    return model, x.double() if x.is_floating_point() else x
+
+
+ZOO = ["mlp", "cnn1d", "cnn2d", "cnn3d", "resnet-bn", "transformer", "embed-gru", "multi-head", "tied-twice"]
+
+
+def loop_reference(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
+    """Θ (n1, n2, k, k) by plain autograd, one sample and one output at a time (eval mode, float64)."""
+    x2 = x1 if x2 is None else x2
+    params = [p for p in model.parameters() if p.requires_grad]
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        def jac(x: torch.Tensor) -> torch.Tensor:
+            rows = []
+            for i in range(x.shape[0]):
+                out = model(x[i : i + 1]).reshape(-1)
+                for a in range(out.numel()):
+                    grads = torch.autograd.grad(out[a], params, retain_graph=True, allow_unused=True)
+                    rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                           for g, p in zip(grads, params, strict=True)]))
+            k = rows[0].numel() and len(rows) // x.shape[0]
+            return torch.stack(rows).reshape(x.shape[0], k, -1)
+
+        J1, J2 = jac(x1), jac(x2)
+    finally:
+        for m, flag in flags:
+            m.training = flag
+    return torch.einsum("iap,jbp->ijab", J1, J2)
+
+
+def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float = RTOL) -> None:
+    scale = expected.abs().max()
+    err = (actual - expected).abs().max()
+    assert err <= rtol * scale, f"max error {err:.3g} vs scale {scale:.3g}"
+
+
+@pytest.fixture(scope="module")
+def references() -> dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    cache = {}
+    for name in ZOO:
+        model, x1 = make_model(name, n=4)
+        _, x2 = make_model(name, n=3, seed=7)
+        cache[name] = (x1, x2, loop_reference(model, x1), loop_reference(model, x1, x2))
+    return cache
+
+
+@pytest.mark.parametrize("method", ["jacobian", "ntvp", "structured", "auto"])
+@pytest.mark.parametrize("name", ZOO)
+def test_entk_equals_the_autograd_reference(name, method, references):
+    model, _ = make_model(name, n=4)
+    x1, x2, square, cross = references[name]
+    full = zeroloss.entk(model, x1, outputs="full", method=method)
+    assert full.dtype == torch.float64
+    assert_close_rel(full, square)
+    trace = zeroloss.entk(model, x1, x2, method=method)
+    assert_close_rel(trace, cross.diagonal(dim1=2, dim2=3).sum(-1))
