@@ -11,8 +11,8 @@ Neural Tangents (JAX, archived) is not a zeroloss dependency: measure it in a th
 
 The peer is ``nt.empirical_ntk_fn(..., implementation=STRUCTURED_DERIVATIVES, vmap_axes=0)``, jit-compiled, in
 float64 (jax_enable_x64), on Du's fully-connected net written in stax with the weights copied from zeroloss's net:
-``Dense(m, W_std=√d)`` then ``Dense(m, W_std=√c_σ)`` layers with erf activations, no biases (MATH §1.4). The two
-Gram matrices are checked to agree before timing.
+``Dense(m, W_std=√d)`` then ``Dense(m, W_std=√c_σ)`` layers with erf activations, no biases (docs/theory.md §1.4).
+The two Gram matrices are checked to agree before timing.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Online SGD steps per second: zeroloss's compiled loop against a numpy per-step loop like the official code's.
 
-Same configuration for both (MATH §3.4: m = 20, η = 4·10⁻³, paper target, ε = 2·10⁻⁵, h = 10⁻³, label noise
+Same configuration for both (docs/theory.md §3.4: m = 20, η = 4·10⁻³, paper target, ε = 2·10⁻⁵, h = 10⁻³, label noise
 U[−1, 1]); the peer is a straightforward numpy loop that draws one sample per step and updates a and u with vector
 operations over the neurons, as the official ``experiment.py`` does. Also prints the extrapolated wall time of the
 paper configuration (1.75·10⁸ steps per repeat) against the issue's 15-minute target.

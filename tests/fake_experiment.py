@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import matplotlib
 
@@ -113,3 +114,18 @@ def fake_registered(monkeypatch):
     register_fake()
     yield EXPERIMENT
     REGISTRY.pop(NAME, None)
+
+
+def sweep_yaml(sleep: float) -> str:
+    """A sweep file of 16 fake runs (8 widths × 2 seeds), each sleeping ``sleep`` s: long enough to be killed."""
+    return (f"experiment: {NAME}\nbase: {{lr: 0.1, sleep: {sleep}}}\n"
+            "grid: {width: [1, 2, 3, 4, 5, 6, 7, 8]}\nseeds: 2\n")
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for a ``python -m zeroloss`` subprocess that finds this plugin (and the source tree)."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "tests"), str(root / "src"), env.get("PYTHONPATH", "")])
+    env["ZEROLOSS_EXTRA_EXPERIMENTS"] = "fake_experiment_plugin"
+    return env

@@ -26,7 +26,7 @@ def test_derivatives_match_autograd(name):
 
 
 def test_c_sigma_reference_values():
-    # MATH §1.1 states c_σ(softplus) ≈ 1.0854865 (7 significant digits given there).
+    # docs/theory.md §1.1 states c_σ(softplus) ≈ 1.0854865 (7 significant digits given there).
     assert ACTIVATIONS["softplus"].c_sigma == pytest.approx(1.0854865, abs=5e-8)
     assert ACTIVATIONS["relu"].c_sigma == 2.0
     # erf: E[erf(z)²] = (2/π) arcsin(2/3) exactly; Gauss–Hermite of a smooth function agrees to round-off.
@@ -39,7 +39,7 @@ def test_cubic_step_shape():
     act = ACTIVATIONS["cubic_step"]
     z = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)
     assert act.fn(z).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
-    # ∫σ′ = 1 (MATH §3.1): trapezoid on a fine grid, error O(h²) ≈ 1e-8.
+    # ∫σ′ = 1 (docs/theory.md §3.1): trapezoid on a fine grid, error O(h²) ≈ 1e-8.
     t = torch.linspace(-0.5, 0.5, 20001, dtype=torch.float64)
     assert torch.trapezoid(act.d1(t), t).item() == pytest.approx(1.0, abs=1e-7)
 

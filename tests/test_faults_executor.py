@@ -26,7 +26,6 @@ from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import MAX_ATTEMPTS, ProcessExecutor
 
 pytestmark = pytest.mark.usefixtures("fake_registered")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _values(out) -> pd.DataFrame:
@@ -105,19 +104,7 @@ def test_a_task_that_kills_its_worker_every_time_fails_alone_and_the_sweep_goes_
     pd.testing.assert_frame_equal(_values(tmp_path / "ref"), _values(tmp_path / "o"))
 
 
-SWEEP_YAML = """\
-experiment: fake.decay
-base: {lr: 0.1, sleep: 0.4}
-grid: {width: [1, 2, 3, 4, 5, 6, 7, 8]}
-seeds: 2
-"""
-
-
-def _cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    env["ZEROLOSS_EXTRA_EXPERIMENTS"] = "fake_experiment_plugin"
-    return env
+SWEEP_YAML = fake_experiment.sweep_yaml(0.4)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the pool's workers through /proc (Linux)")
@@ -127,7 +114,7 @@ def test_kill_minus_9_of_a_process_pool_driver_ends_its_workers_and_a_rerun_comp
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "zeroloss", "sweep", str(sweep_file), "--out", str(out), "--device", "cpu",
                "--executor", "process", "--workers", "2"]
-    proc = subprocess.Popen(command, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, env=fake_experiment.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while _done(out) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

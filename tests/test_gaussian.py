@@ -58,7 +58,7 @@ def test_quadrature_converges_as_nodes_grow():
         q = bivariate_expectations(a, b, c, "softplus", pairs=("ss", "dd"), method="quadrature", nodes=nodes)
         errors.append(max(float((q[p] - ref[p]).abs().max()) for p in ("ss", "dd")))
     assert all(later < earlier for earlier, later in zip(errors, errors[1:], strict=False)), errors
-    # 64 nodes: MATH §1.4's "about 1e-10 for softplus in float64" (measured ~1e-14 on these variances).
+    # 64 nodes: docs/theory.md §1.4's "about 1e-10 for softplus in float64" (measured ~1e-14 on these variances).
     assert errors[-1] <= 1e-10, errors
 
 
@@ -149,7 +149,7 @@ def test_symmetric_pairs_are_symmetric_in_the_block(a, c, rho):
     two = bivariate_expectations(t[2], t[1], t[0], "softplus", ("ss", "dd"), method="quadrature")
     for p in ("ss", "dd"):
         # swapping u and v changes which axis carries the Cholesky factor, so the two are equal up to the
-        # 64-node rule's error for softplus at variances ≤ 3 (≤ 1e-13 measured; MATH §1.4 quotes ~1e-10)
+        # 64-node rule's error for softplus at variances ≤ 3 (≤ 1e-13 measured; docs/theory.md §1.4 quotes ~1e-10)
         assert abs(float(one[p] - two[p])) <= 1e-10
 
 

@@ -35,7 +35,7 @@ def test_full_gram_is_sum_of_layers(net_kind):
 
 @pytest.mark.parametrize("cls", [FullyConnected, ResNet])
 def test_last_layer_closed_form(cls):
-    """MATH §1.3: G^(H)_ij = s²⟨x_i^(H−1), x_j^(H−1)⟩ Σ_r a_r² σ′(w_r·x_i^(H−1)) σ′(w_r·x_j^(H−1))."""
+    """docs/theory.md §1.3: G^(H)_ij = s²⟨x_i^(H−1), x_j^(H−1)⟩ Σ_r a_r² σ′(w_r·x_i^(H−1)) σ′(w_r·x_j^(H−1))."""
     X, _ = sphere_data(n=6, d=5, seed=3)
     net = cls(5, 32, 3, "tanh", 1, 0, torch.float64)
     params = dict(net.named_parameters())

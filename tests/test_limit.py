@@ -42,7 +42,7 @@ def test_kernels_are_symmetric_psd_float64(net, kind, activation):
 
 @pytest.mark.parametrize("activation", ["softplus", "erf", "tanh", "relu"])
 def test_fc_hidden_layers_have_unit_diagonal(activation):
-    """With unit inputs every hidden K^(h)_ii = c_σ E[σ(z)²] = 1 (MATH §1.4); K^(h) is the depth-h NNGP."""
+    """With unit inputs every hidden K^(h)_ii = c_σ E[σ(z)²] = 1 (docs/theory.md §1.4); K^(h) is the depth-h NNGP."""
     X = _inputs("fc")
     for h in range(1, 5):
         K = limit_kernel(X, net="fc", depth=h, activation=activation, kind="nngp")
@@ -52,7 +52,7 @@ def test_fc_hidden_layers_have_unit_diagonal(activation):
 
 
 def test_two_layer_du_kernel_is_c_sigma_times_classical_h_infinity():
-    """H = 1: K^(1) = c_σ ⟨x_i, x_j⟩ E[σ′(u)σ′(v)], the classical two-layer H^∞ times c_σ (MATH §1.4)."""
+    """H = 1: K^(1) = c_σ ⟨x_i, x_j⟩ E[σ′(u)σ′(v)], the classical two-layer H^∞ times c_σ (docs/theory.md §1.4)."""
     X = _inputs("fc")
     G0 = X @ X.T
     one = torch.ones(7, dtype=torch.float64)

@@ -1,5 +1,5 @@
 """The public face: ``zeroloss.__all__`` and ``zeroloss.nets.__all__`` are pinned, and every name in them is
-documented (DESIGN: "a test that pins ``zeroloss.__all__`` and a docstring for each name").
+documented (a test pins ``zeroloss.__all__`` and a docstring for each name).
 
 Adding or removing a public name is a decision: update the pinned list here in the same change.
 """

@@ -23,7 +23,6 @@ from zeroloss.store import load, run_id
 from zeroloss.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("fake_registered")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _values(out) -> pd.DataFrame:
@@ -88,19 +87,7 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "ray"))
 
 
-SWEEP_YAML = """\
-experiment: fake.decay
-base: {lr: 0.1, sleep: 0.25}
-grid: {width: [1, 2, 3, 4, 5, 6, 7, 8]}
-seeds: 2
-"""
-
-
-def _cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    env["ZEROLOSS_EXTRA_EXPERIMENTS"] = "fake_experiment_plugin"
-    return env
+SWEEP_YAML = fake_experiment.sweep_yaml(0.25)
 
 
 def _success_marks(out: Path) -> dict[str, int]:
@@ -113,7 +100,8 @@ def test_kill_minus_9_mid_sweep_then_resume_equals_an_uninterrupted_sweep(tmp_pa
     sweep_file.write_text(SWEEP_YAML)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "zeroloss", "sweep", str(sweep_file), "--out", str(killed),
-                             "--device", "cpu"], env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--device", "cpu"], env=fake_experiment.cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while len(_success_marks(killed)) < 4 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -50,7 +50,7 @@ def test_gradient_descent_reaches_zero_loss_on_a_wide_net():
 
 
 def test_pl_ratio_lies_between_gram_extremes(net_kind):
-    """‖∇L‖² = rᵀ G r for the squared loss, so λ_min(G) ≤ ‖∇L‖²/(2L) ≤ λ_max(G) (MATH §1.3)."""
+    """‖∇L‖² = rᵀ G r for the squared loss, so λ_min(G) ≤ ‖∇L‖²/(2L) ≤ λ_max(G) (docs/theory.md §1.3)."""
     net, X, y = make_net(net_kind, members=2, width=24)
     run = train_gd(net, X, y, lr=1e-3, steps=5, probe_every=1, probes=["pl_ratio"], progress=False)
     from zeroloss.kernels.empirical import gram

@@ -1,4 +1,4 @@
-"""SGD update, ε → 0 limits, validity, regimes, CLI (MATH §3.3–3.4)."""
+"""SGD update, ε → 0 limits, validity, regimes, CLI (docs/theory.md §3.3–3.4)."""
 
 import json
 
@@ -70,7 +70,7 @@ def test_validity_condition_names_the_piece():
 
 
 def test_two_timescale_sgd_tracks_the_limit_and_eps_one_ends_higher():
-    """MATH §3.4 quick config vs the ε → 0 limit from the same u₀, and ε = 1 with the paper's h = 10⁻⁵."""
+    """docs/theory.md §3.4 quick config vs the ε → 0 limit from the same u₀, and ε = 1 with the paper's h = 10⁻⁵."""
     target = target_preset("paper")
     u0 = np.concatenate([init_positions(20, 1, s, valid_for=target) for s in range(3)])
     two = online_sgd(target, eps=2e-5, h=1e-3, steps=1_750_000, u0=u0, seed=0, logs=20)
@@ -99,7 +99,7 @@ def test_cli_json_and_atomic_errors(tmp_path):
 
 
 def test_sharp_flow_is_the_small_eta_limit_of_the_general_flow():
-    """MATH §3.3: as η → 0, −∇_u L(a*(u), u) tends to the sharp-step velocities (flanking neurons only)."""
+    """docs/theory.md §3.3: as η → 0, −∇_u L(a*(u), u) tends to the sharp-step velocities (flanking neurons only)."""
     target = target_preset("paper")
     u = np.array([[0.05, 0.12, 0.17, 0.26, 0.3, 0.4, 0.46, 0.53, 0.6, 0.7, 0.75, 0.85, 0.93]])  # ≥ 2 per piece
     sharp, _ = sharp_velocity(u[0], target)

@@ -1,4 +1,4 @@
-"""Appendix full-batch GD with two optimisers (MATH §3.4): σ, hand-written gradients, the regimes."""
+"""Appendix full-batch GD with two optimisers (docs/theory.md §3.4): σ, hand-written gradients, the regimes."""
 
 import numpy as np
 import pytest

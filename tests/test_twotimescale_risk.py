@@ -1,4 +1,4 @@
-"""Exact population risk, its gradient, the fast problem, and the Δf²η/28 floor (MATH §3.2–3.3)."""
+"""Exact population risk, its gradient, the fast problem, and the Δf²η/28 floor (docs/theory.md §3.2–3.3)."""
 
 import numpy as np
 import pytest

@@ -2,7 +2,7 @@
 
 Each activation is an :class:`Activation` record in the registry :data:`ACTIVATIONS` (a plain dict, name →
 record). ``fn``, ``d1`` and ``d2`` are σ, σ′ and σ″ as elementwise torch functions; ``c_sigma`` is Du et al.'s
-normalisation ``c_σ = 1 / E_{z∼N(0,1)}[σ(z)²]`` (MATH §1.1) computed by Gauss–Hermite quadrature.
+normalisation ``c_σ = 1 / E_{z∼N(0,1)}[σ(z)²]`` (docs/theory.md §1.1) computed by Gauss–Hermite quadrature.
 
 Facts (used to refuse a theorem's guarantee when its assumptions fail):
 - ``smooth``: σ and σ′ are Lipschitz (Du et al.'s assumption; the cubic step qualifies, ReLU does not);
@@ -145,7 +145,7 @@ def _zero(z: torch.Tensor) -> torch.Tensor:
 
 
 def cubic_step(z: torch.Tensor) -> torch.Tensor:
-    """Marion & Berthier's smoothed step (MATH §3.1): 0 below −½, 1 above ½, and in between
+    """Marion & Berthier's smoothed step (docs/theory.md §3.1): 0 below −½, 1 above ½, and in between
     ``4(z+½)³`` on [−½, 0], ``1 − 4(½−z)³`` on [0, ½]. C¹ with ∫σ′ = 1."""
     left = 4.0 * (z + 0.5) ** 3
     right = 1.0 - 4.0 * (0.5 - z) ** 3

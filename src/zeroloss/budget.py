@@ -164,7 +164,8 @@ def npy_shape(path: Path | str) -> tuple[tuple[int, ...], int] | None:
 
 def du_net_parameters(net: str, *, width: int, depth: int, d: int = 1, channels: int = 1, positions: int = 1,
                       kernel_size: int = 3) -> int:
-    """Parameters of one member of Du et al.'s ``fc``, ``resnet`` or ``conv-resnet`` (MATH §1.2), from the shapes.
+    """Parameters of one member of Du et al.'s ``fc``, ``resnet`` or ``conv-resnet`` (docs/theory.md §1.2), from
+    the shapes.
 
     fc / resnet: W¹ (m × d), W² … W^H (m × m), a (m); conv-resnet: W¹ (m × q·c), W² … W^H (m × q·m), a (m × p).
 

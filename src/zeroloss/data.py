@@ -1,7 +1,7 @@
 """Data sets for the theory: points on the unit sphere, labels, scikit-learn's digits, patch inputs; validation.
 
 Du et al. assume unit-norm inputs (Frobenius norm 1 for the convolutional net), no two inputs parallel (else
-λ₀ = 0) and |y_i| = O(1) (MATH §1.1). :func:`validate_inputs` checks exactly these and names the problem.
+λ₀ = 0) and |y_i| = O(1) (docs/theory.md §1.1). :func:`validate_inputs` checks exactly these and names the problem.
 Nothing is downloaded: the digits come with scikit-learn.
 
 Example:

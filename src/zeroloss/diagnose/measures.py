@@ -19,7 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from zeroloss.precision import no_tf32
-from zeroloss.theory.chatterjee_estimates import AlphaEstimate, estimate_alpha
+from zeroloss.theory.chatterjee_estimates import AlphaEstimate, FlatObjective, estimate_alpha
 
 #: Movement row of the total over every trainable parameter.
 ALL_MODULES = "(all)"
@@ -122,13 +122,13 @@ def rate_statistics(real: np.ndarray, predicted: np.ndarray | None, lr: float, l
     return RateStatistics(bound, tail(real), pred, float(ratios.max()), K)
 
 
-class ModuleObjective:
+class ModuleObjective(FlatObjective):
     """F(w) = Σ_i ‖f(x_i; w) − y_i‖² (= 2L) of an ``nn.Module`` as a function of a flat float64 vector.
 
-    The duck-typed twin of :class:`zeroloss.theory.chatterjee_estimates.MemberObjective` (``w0``, ``value``,
-    ``value_and_grad``), so :func:`~zeroloss.theory.chatterjee_estimates.estimate_alpha` runs on any model. Points
-    are evaluated one at a time through ``torch.func.functional_call`` (robust for every layer type; the point
-    counts are small).
+    A :class:`zeroloss.theory.chatterjee_estimates.FlatObjective` like ``MemberObjective`` (``w0``, ``value``; the
+    gradient from the base class), so :func:`~zeroloss.theory.chatterjee_estimates.estimate_alpha` runs on any
+    model. Points are evaluated one at a time through ``torch.func.functional_call`` (robust for every layer type;
+    the point counts are small).
 
     Args:
         model: the model (its parameters ``names`` are the variables; everything else is held fixed).
@@ -147,10 +147,6 @@ class ModuleObjective:
         self.sizes = [source[k].numel() for k in names]
         self.w0 = torch.cat([source[k].detach().reshape(-1).to(torch.float64) for k in names])
 
-    @property
-    def dim(self) -> int:
-        return self.w0.numel()
-
     def _one(self, w: torch.Tensor) -> torch.Tensor:
         parts = torch.split(w.to(self.dtype), self.sizes)
         params = {k: p.reshape(s) for k, p, s in zip(self.names, parts, self.shapes, strict=True)}
@@ -161,13 +157,6 @@ class ModuleObjective:
         """F at each row of W (N, p): (N,)."""
         return torch.stack([self._one(w) for w in W])
 
-    def value_and_grad(self, W: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """F (N,) and ∇F (N, p) at each row of W."""
-        with torch.enable_grad():
-            W = W if W.requires_grad else W.detach().requires_grad_(True)
-            F = self.value(W)
-            (G,) = torch.autograd.grad(F.sum(), W, create_graph=create_graph)
-        return F, G
 
 
 @dataclass

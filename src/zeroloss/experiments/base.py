@@ -1,4 +1,4 @@
-"""The experiment protocol: an experiment is data plus three functions (DESIGN "Key ideas").
+"""The experiment protocol: an experiment is data plus three functions (docs/architecture.md).
 
 An :class:`Experiment` has run specs per scale (``tiny`` for CI, ``paper`` for the real thing), a ``run_batch``
 that turns a list of run specs into results, ``plot(df)`` and ``claims(df)``. The sweep machinery
@@ -8,7 +8,7 @@ Batching: runs whose :attr:`Experiment.batch_key` agree (by default: equal specs
 ``lr``) may be handed to ``run_batch`` together, so that seeds and step sizes of one shape train as one ensemble.
 
 A claim (:class:`Claim`) is a measured quantity, a threshold with its provenance (:class:`Provenance`) and a
-verdict that can go either way: PASS, FAIL, or INCONCLUSIVE when the runs cannot decide (DESIGN "A claim can fail").
+verdict that can go either way: PASS, FAIL, or INCONCLUSIVE when the runs cannot decide (docs/architecture.md).
 
 Example:
     >>> from zeroloss.experiments.base import Claim

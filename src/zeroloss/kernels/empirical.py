@@ -1,4 +1,4 @@
-"""Exact finite-width Gram matrices, structured: no Jacobian is formed (MATH §1.3, DESIGN).
+"""Exact finite-width Gram matrices, structured: no Jacobian is formed (docs/theory.md §1.3, docs/architecture.md).
 
 For a trainable linear map z_i = W a_i the per-sample gradient is ∂u_i/∂W = δ_i a_iᵀ with δ_i = ∂u_i/∂z_i, so
 

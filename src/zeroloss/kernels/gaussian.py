@@ -1,9 +1,9 @@
 """Bivariate Gaussian expectations E[g(u) h(v)], (u, v) ∼ N(0, A), for every 2×2 block of a kernel at once.
 
-The infinite-width recursions of Du et al. (MATH §1.4) need, for every pair of inputs (i, j), the expectation of
-g(u)h(v) under the block ``A = [[a, b], [b, c]]`` with a = K_ii, b = K_ij, c = K_jj, for g, h ∈ {σ, σ′}, and the
-ResNet's b terms need E[σ(u)], u ∼ N(0, a). Pairs are named by two letters: ``"ss"`` = E[σ(u)σ(v)],
-``"dd"`` = E[σ′(u)σ′(v)], ``"sd"`` = E[σ(u)σ′(v)]. Three evaluation methods, all float64:
+The infinite-width recursions of Du et al. (docs/theory.md §1.4) need, for every pair of inputs (i, j), the
+expectation of g(u)h(v) under the block ``A = [[a, b], [b, c]]`` with a = K_ii, b = K_ij, c = K_jj, for
+g, h ∈ {σ, σ′}, and the ResNet's b terms need E[σ(u)], u ∼ N(0, a). Pairs are named by two letters:
+``"ss"`` = E[σ(u)σ(v)], ``"dd"`` = E[σ′(u)σ′(v)], ``"sd"`` = E[σ(u)σ′(v)]. Three evaluation methods, all float64:
 
 * ``"closed"`` — closed forms from :data:`CLOSED_FORMS` (a plain dict keyed by activation name):
 
@@ -23,7 +23,7 @@ ResNet's b terms need E[σ(u)], u ∼ N(0, a). Pairs are named by two letters: `
   The blocks are processed in chunks whose memory is bounded (:func:`quadrature_memory_bytes`).
 
 * ``"table"`` — when every block has the same variances a = c = v (Du's unit-norm inputs make every hidden
-  K_ii equal, MATH §1.4), F(ρ) = E[g(√v z₁) h(√v z₂)] with corr(z₁, z₂) = ρ is a function of one variable.
+  K_ii equal, docs/theory.md §1.4), F(ρ) = E[g(√v z₁) h(√v z₂)] with corr(z₁, z₂) = ρ is a function of one variable.
   It is tabulated by the same quadrature on a uniform ρ grid together with its derivative, which Price's
   theorem gives exactly, dF/dρ = v E[g′(u) h′(v)], and interpolated by cubic Hermite splines. The
   interpolation error is at most Δρ⁴ max|F⁗| / 384 (F⁗ = v⁴ E[g⁽⁴⁾h⁽⁴⁾] by Price again): below 1e-13 with the
@@ -61,7 +61,7 @@ from zeroloss.activations import ACTIVATIONS, Activation, get_activation
 from zeroloss.errors import ZerolossInputError, choice, positive_int
 
 #: Gauss–Hermite nodes per axis by default. Measured errors per expectation at unit variance: softplus ~1e-14
-#: already at 64 nodes (MATH §1.4: "60–80 reach about 1e-10"); tanh (poles at ±iπ/2, closer than softplus's
+#: already at 64 nodes (docs/theory.md §1.4: "60–80 reach about 1e-10"); tanh (poles at ±iπ/2, closer than softplus's
 #: ±iπ) 1e-7 at 64, 7e-10 at 96, 1e-11 at 128. erf′ = e^{−u²} narrows as the variance grows (1e-5 at variance
 #: 3 with 64 nodes), but erf uses its closed form. 96 keeps every registry activation near 1e-9 or better.
 DEFAULT_NODES = 96
@@ -352,7 +352,7 @@ def bivariate_expectations(
 
 def gaussian_mean(variance: Tensor, activation: str | Activation, nodes: int = DEFAULT_NODES,
                   method: str = "auto") -> Tensor:
-    """E[σ(u)], u ∼ N(0, variance), elementwise (float64): the ResNet's b-term expectation (MATH §1.4).
+    """E[σ(u)], u ∼ N(0, variance), elementwise (float64): the ResNet's b-term expectation (docs/theory.md §1.4).
 
     Closed form when registered (``method="auto"`` or ``"closed"``), else a 1-D Gauss–Hermite rule.
 

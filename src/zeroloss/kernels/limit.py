@@ -1,4 +1,4 @@
-"""Infinite-width kernels of Du et al.'s three nets: K^(H) ("du"), the NNGP and the NTK; λ₀ (MATH §1.4).
+"""Infinite-width kernels of Du et al.'s three nets: K^(H) ("du"), the NNGP and the NTK; λ₀ (docs/theory.md §1.4).
 
 The three kinds are defined by their finite-width meaning, for the nets exactly as :mod:`zeroloss.nets.du`
 writes them (width m → ∞, weights N(0, 1), the scale in the architecture):
@@ -12,7 +12,7 @@ Every per-layer limit is available from :func:`limit_gram_by_layer` (the limit o
 :func:`zeroloss.kernels.empirical.gram_by_layer`). Notation: Σ^(h) the limit of ⟨x_i^(h), x_j^(h)⟩ (pixel-wise
 for the convolutional net), Ė^(h) = E[σ′(u)σ′(v)] with (u, v) from the block of the pre-activations of layer h.
 
-Fully connected [MATH §1.4 for K^(H); the NNGP/NTK are the standard recursions, derived for this net]:
+Fully connected [docs/theory.md §1.4 for K^(H); the NNGP/NTK are the standard recursions, derived for this net]:
 
     Σ^(0) = XXᵀ,   Σ^(h) = c_σ E_{Σ^(h−1)}[σσ],   Ė^(h) = E_{Σ^(h−1)}[σ′σ′]
     G^(h) → Σ^(h−1) ⊙ Π_{l=h}^{H} c_σ Ė^(l)  (h ≤ H),   G^(H+1) → Σ^(H)
@@ -33,7 +33,7 @@ of (1/√m) Σ_r x^(h)_{i,r,l}, and every expectation over the block of Q^(h−1
     G^(H+1) → Σ_l Σ^(H)[l]
 
 Only pixel-diagonal covariances enter, because f sums a (m × p) output-weight matrix with independent entries
-against x^(H) (no pooling), so cross-position terms average out. The top-layer "du" kernel reproduces MATH's
+against x^(H) (no pooling), so cross-position terms average out. The top-layer "du" kernel reproduces docs/theory.md's
 K^(H) = r² Σ_l Q^(H−1)[l] Ė^(H)[l]; for H = 1 the ResNets have no residual layer and K^(1) uses c_σ (the FC
 two-layer kernel). The backward recursion uses the gradient-independence property of these nets (the output
 weights a are not reused in the forward pass, and E[σ″(z) ∂f/∂x] = 0 since ∂f/∂x is linear in a).

@@ -1,4 +1,4 @@
-"""The layer-by-layer infinite-width recursions of Du et al.'s nets, on one block of input pairs (MATH §1.4).
+"""The layer-by-layer infinite-width recursions of Du et al.'s nets, on one block of input pairs (docs/theory.md §1.4).
 
 Every recursion here is *entrywise* in the pair (i, j): the only other things an entry needs are the variances
 of its two inputs at each layer (the diagonal entries K_ii and K_jj) and, for the ResNets, per-input means. So a

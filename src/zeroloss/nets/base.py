@@ -4,7 +4,7 @@ Every parameter tensor has a leading members dimension S. The forward pass is fu
 ``functional_forward(params, X, record=True)``, and returns the predictions (S, n) together with one
 :class:`LinearMap` record per trainable linear map: the map's input and its output z (the "pre-activation").
 Because u_i depends on parameter W only through z_i = W·a_i, ∂u_i/∂W = δ_i a_iᵀ with δ_i = ∂u_i/∂z_i, and the
-per-layer Gram matrix is ``(a_i·a_j)(δ_i·δ_j)`` (MATH §1.3). The records are what :func:`zeroloss.gram` uses;
+per-layer Gram matrix is ``(a_i·a_j)(δ_i·δ_j)`` (docs/theory.md §1.3). The records are what :func:`zeroloss.gram` uses;
 no Jacobian is formed.
 
 Member k of a net built with seed s is drawn by its own generator seeded with s + k, so it equals the

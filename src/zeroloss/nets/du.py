@@ -1,4 +1,4 @@
-"""Du et al.'s theory-exact networks (MATH §1.2): fully connected, ResNet and convolutional ResNet.
+"""Du et al.'s theory-exact networks (docs/theory.md §1.2): fully connected, ResNet and convolutional ResNet.
 
 Width m everywhere, no biases, every entry of every W^(h) and of a drawn i.i.d. N(0, 1); the scale lives in the
 architecture (the sqrt(c_σ/m) and c_res/(H√m) factors), never in the initialisation, and PyTorch's default
@@ -85,7 +85,7 @@ def _check_c_res(c_res: float) -> float:
 
 
 class FullyConnected(_DuNet):
-    """Du et al.'s deep fully-connected net (MATH §1.2), S members side by side.
+    """Du et al.'s deep fully-connected net (docs/theory.md §1.2), S members side by side.
 
         x^(0) = x,   x^(h) = sqrt(c_σ/m) · σ(W^(h) x^(h−1)),  h = 1..H,   f(x) = aᵀ x^(H)
 
@@ -146,7 +146,7 @@ class FullyConnected(_DuNet):
 
 
 class ResNet(_DuNet):
-    """Du et al.'s ResNet (MATH §1.2), 0 < c_res < 1, S members side by side.
+    """Du et al.'s ResNet (docs/theory.md §1.2), 0 < c_res < 1, S members side by side.
 
         x^(1) = sqrt(c_σ/m) · σ(W^(1) x)
         x^(h) = x^(h−1) + c_res/(H·sqrt(m)) · σ(W^(h) x^(h−1)),   h = 2..H,     f(x) = aᵀ x^(H)
@@ -228,7 +228,7 @@ def patches_last(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
 
 
 class ConvResNet(_DuNet):
-    """Du et al.'s convolutional ResNet (MATH §1.2), S members side by side.
+    """Du et al.'s convolutional ResNet (docs/theory.md §1.2), S members side by side.
 
     Input x ∈ R^{c×p} (c channels, p positions), patch operator φ with kernel size q, stride 1, zero padding:
 

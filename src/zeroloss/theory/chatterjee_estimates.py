@@ -43,7 +43,41 @@ GROW = 1.5
 SHRINK = 0.5
 
 
-class MemberObjective:
+class FlatObjective:
+    """A loss F(w) of a flat float64 parameter vector w (p,), evaluated at a batch of points W (N, p).
+
+    Subclasses set ``w0`` (p,) and define ``value(W) -> (N,)``; the gradient and the Hessian-vector products that
+    the α/β estimates need come from autograd here, once for every model.
+    """
+
+    w0: torch.Tensor
+
+    @property
+    def dim(self) -> int:
+        """p, the number of parameters."""
+        return self.w0.numel()
+
+    def value(self, W: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def value_and_grad(self, W: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """F (N,) and ∇F (N, p) at each row of W."""
+        with torch.enable_grad():
+            W = W if W.requires_grad else W.detach().requires_grad_(True)
+            F = self.value(W)
+            (G,) = torch.autograd.grad(F.sum(), W, create_graph=create_graph)
+        return F, G
+
+    def hvp(self, W: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        """∇²F(w_j) v_j for each row (N, p), by double backward."""
+        with torch.enable_grad():
+            W = W.detach().requires_grad_(True)
+            _, G = self.value_and_grad(W, create_graph=True)
+            (HV,) = torch.autograd.grad((G * V).sum(), W)
+        return HV
+
+
+class MemberObjective(FlatObjective):
     """F(w) = Σ_i (f(x_i; w) − y_i)² of one member as a function of a flat float64 vector, batched over points.
 
     Args:
@@ -74,11 +108,6 @@ class MemberObjective:
         self.sizes = [p.numel() for _, p in named]
         self.w0 = torch.cat([p.flatten() for _, p in named])
 
-    @property
-    def dim(self) -> int:
-        """p, the number of parameters of one member."""
-        return self.w0.numel()
-
     def unflatten(self, W: torch.Tensor) -> dict[str, torch.Tensor]:
         """(N, p) → name → (N, *shape)."""
         parts = torch.split(W, self.sizes, dim=1)
@@ -89,21 +118,6 @@ class MemberObjective:
         u = self.net.functional_forward(self.unflatten(W), self.X)[0]
         return (u - self.y).pow(2).sum(dim=1)
 
-    def value_and_grad(self, W: torch.Tensor, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """F (N,) and ∇F (N, p) at each row of W."""
-        with torch.enable_grad():
-            W = W if W.requires_grad else W.detach().requires_grad_(True)
-            F = self.value(W)
-            (G,) = torch.autograd.grad(F.sum(), W, create_graph=create_graph)
-        return F, G
-
-    def hvp(self, W: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        """∇²F(w_j) v_j for each row (N, p), by double backward."""
-        with torch.enable_grad():
-            W = W.detach().requires_grad_(True)
-            _, G = self.value_and_grad(W, create_graph=True)
-            (HV,) = torch.autograd.grad((G * V).sum(), W)
-        return HV
 
 
 def ball_points(center: torch.Tensor, radius: float, count: int, generator: torch.Generator) -> torch.Tensor:

@@ -9,19 +9,20 @@ instead of an elementwise pass.
 
 Notation (one member; all tensors carry the leading member dimension S, and n samples):
 
-Fully connected (MATH §1.2), c = sqrt(c_σ/m), s_h = σ(z_h) so that x^(h) = c s_h:
+Fully connected (docs/theory.md §1.2), c = sqrt(c_σ/m), s_h = σ(z_h) so that x^(h) = c s_h:
 
     z_1 = X W_1ᵀ,   z_h = c s_{h−1} W_hᵀ (h ≥ 2),   u = c s_H a
     e_H = ∂L/∂s_H = c r aᵀ,   q_h = e_h ⊙ σ′(z_h) = ∂L/∂z_h,   e_{h−1} = c q_h W_h
     ∇a = c s_Hᵀ r,   ∇W_h = c q_hᵀ s_{h−1} (h ≥ 2),   ∇W_1 = q_1ᵀ X
 
-ResNet (MATH §1.2), c₁ = sqrt(c_σ/m), c_r = c_res/(H√m):
+ResNet (docs/theory.md §1.2), c₁ = sqrt(c_σ/m), c_r = c_res/(H√m):
 
     x_1 = c₁ σ(z_1),   z_h = x_{h−1} W_hᵀ,   x_h = x_{h−1} + c_r σ(z_h) (h ≥ 2),   u = x_H a
     e_H = ∂L/∂x_H = r aᵀ,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + c_r q_h W_h (h ≥ 2)
     ∇a = x_Hᵀ r,   ∇W_h = c_r q_hᵀ x_{h−1} (h ≥ 2),   ∇W_1 = c₁ q_1ᵀ X
 
-Convolutional ResNet (MATH §1.2), patch operator φ (kernel q) and its adjoint φᵀ, z_h, x_h, e_h, q_h (S, n, m, p):
+Convolutional ResNet (docs/theory.md §1.2), patch operator φ (kernel q) and its adjoint φᵀ, z_h, x_h, e_h, q_h
+(S, n, m, p):
 
     z_1 = W_1 φ(X),   x_1 = c₁ σ(z_1),   z_h = W_h φ(x_{h−1}),   x_h = x_{h−1} + c_r σ(z_h),   u = ⟨a, x_H⟩
     e_H = r a,   q_h = e_h ⊙ σ′(z_h),   e_{h−1} = e_h + φᵀ(c_r W_hᵀ q_h) = e_h + c_r W̃_h φ(q_h)
@@ -31,7 +32,7 @@ The input gradient is itself a convolution: with W_h = [W_h,0 … W_h,q−1] spl
 φᵀ(Wᵀ q) at position l is Σ_k W_h,kᵀ q_{l−k+(q−1)/2}, which is W̃_h φ(q) for the flipped, transposed kernel
 W̃_h = [W_h,q−1ᵀ … W_h,0ᵀ]: one matmul of the forward's shape instead of a wide product and a scatter.
 
-Chatterjee's feedforward net (MATH §2.2), biases b_ℓ and c optional, no architectural scale:
+Chatterjee's feedforward net (docs/theory.md §2.2), biases b_ℓ and c optional, no architectural scale:
 
     x_0 = X,   z_ℓ = x_{ℓ−1} W_ℓᵀ + b_ℓ,   x_ℓ = σ(z_ℓ),   u = x_L v + c
     e_L = r vᵀ,   q_ℓ = e_ℓ ⊙ σ′(z_ℓ),   e_{ℓ−1} = q_ℓ W_ℓ

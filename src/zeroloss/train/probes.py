@@ -1,4 +1,4 @@
-"""What is measured along training (MATH §1.3, §1.5): a registry of probes, name → function.
+"""What is measured along training (docs/theory.md §1.3, §1.5): a registry of probes, name → function.
 
 A probe takes a :class:`ProbeContext` (the net at step k, the data, the parameters at step 0, the Gram at step 0,
 the current gradients) and returns ``{metric name: tensor of shape (S,)}``. :func:`zeroloss.train_gd` calls the

@@ -78,8 +78,8 @@ def check_params(a: np.ndarray, u: np.ndarray, eta: float) -> tuple[np.ndarray, 
 
 
 def member_rng(seed: int, member: int) -> np.random.Generator:
-    """The generator of member k of a run seeded ``seed``: ``default_rng(seed + k)`` (DESIGN: member k of an
-    ensemble built with seed s equals the single-member run with seed s + k)."""
+    """The generator of member k of a run seeded ``seed``: ``default_rng(seed + k)`` (docs/architecture.md: member
+    k of an ensemble built with seed s equals the single-member run with seed s + k)."""
     return np.random.default_rng(seed + member)
 
 
