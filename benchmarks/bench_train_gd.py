@@ -30,7 +30,9 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 from benchmarks._common import machine
 from benchmarks.bench_gram import UserFC
 from zeroloss.data import patch_data, sphere_data
+from zeroloss.kernels.empirical import gram
 from zeroloss.nets import ConvResNet, FullyConnected
+from zeroloss.spectrum import lambda_max
 from zeroloss.train.gd import train_gd
 
 
@@ -161,7 +163,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="step for every member (default: 1/max_s λ_max(G_s(0)), inside every member's stable "
+                             "range, so that no implementation times diverging arithmetic)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs of each")
     parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one ensemble run")
@@ -189,6 +193,9 @@ def main() -> None:
                           torch.float32, device)
 
     template, net = build(), build()
+    if args.lr is None:  # outside the timed region: every implementation below takes this one step
+        args.lr = float(1.0 / lambda_max(gram(template, X)).max())
+        print(f"lr = 1/max_s λ_max(G_s(0)) = {args.lr:.3g}")
     for mode in ("auto", "autograd"):  # warm-up
         train_gd(net, X, y, args.lr, 2, probes=["loss"], progress=False, backprop=mode)
     ours_runs: list[float] = []

@@ -42,7 +42,7 @@ step accelerator_tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test
 step gram_h100_row 90 "$PYTHON" -m benchmarks.bench_gram --device cuda --width 2048 --depth 4 --dtype float32
 step gram_n8192 90 "$PYTHON" -m benchmarks.bench_gram --device cuda --n 8192 --width 4096 --depth 4 \
   --dtype float32 --no-peer
-step train_gd_64 120 "$PYTHON" -m benchmarks.bench_train_gd --device cuda --members 64 --repeats 3
+step train_gd_64 120 "$PYTHON" -m benchmarks.bench_train_gd --lr 0.01 --device cuda --members 64 --repeats 3
 step limit_n20000 150 "$PYTHON" -m benchmarks.bench_limit_kernel --device cuda --n 20000 --no-peer --repeats 1
 step entk_resnet18_n1000 300 "$PYTHON" -m benchmarks.bench_entk --case resnet18 --device cuda --n 1000 --no-peer \
   --repeats 1 --max-bytes 120
