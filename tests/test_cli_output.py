@@ -121,7 +121,8 @@ def test_a_killed_train_leaves_a_temporary_that_the_next_train_removes(tmp_path)
                              "1000000", "--device", "cpu", "--out", str(out)], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
-    while not list(tmp_path.glob(".run.*.tmp")) and proc.poll() is None and time.monotonic() < deadline:
+    # the temporary is created, then marked: wait for the marker (killing in between is test_ownership's case)
+    while not list(tmp_path.glob(f".run.*.tmp/{MARKER}")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, f"train ended before it could be killed: {proc.stderr.read()!r}"
     os.kill(proc.pid, signal.SIGKILL)

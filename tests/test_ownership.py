@@ -195,6 +195,9 @@ def test_dead_writers_temporary_folders_are_removed_live_and_foreign_ones_kept(t
     write_marker(dead, "train")
     empty = tmp_path / temporary_name("run")
     empty.mkdir()
+    marking = tmp_path / temporary_name("run")  # killed while writing its marker: only the marker's temporary
+    marking.mkdir()
+    (marking / temporary_name(MARKER)).write_bytes(b'{"zeroloss_fol')
     live = tmp_path / temporary_name("run")
     live.mkdir()
     write_marker(live, "train")
@@ -206,7 +209,7 @@ def test_dead_writers_temporary_folders_are_removed_live_and_foreign_ones_kept(t
     (user / "data.csv").write_text("keep")
     other = tmp_path / temporary_name("other")  # a temporary of another output: not this command's
     other.mkdir()
-    for p in (dead, empty, live, user, other):
+    for p in (dead, empty, marking, live, user, other):
         _age(p)
     holder = os.open(live, os.O_RDONLY)
     fcntl.flock(holder, fcntl.LOCK_EX)  # its writer is alive
@@ -214,7 +217,7 @@ def test_dead_writers_temporary_folders_are_removed_live_and_foreign_ones_kept(t
         removed = clean_temporary_folders(out)
     finally:
         os.close(holder)
-    assert sorted(removed) == sorted([dead, empty])
+    assert sorted(removed) == sorted([dead, empty, marking])
     assert live.is_dir() and young.is_dir() and (user / "data.csv").is_file() and other.is_dir()
 
 

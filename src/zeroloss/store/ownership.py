@@ -321,8 +321,10 @@ def clean_folder(folder: Path | str, kind: str) -> list[Path]:
 # ------------------------------------------------------------------------------------------- replacing
 
 def _is_our_temporary_folder(path: Path) -> bool:
-    """A dead writer's ``.<name>.<token>.tmp/``: empty, marked, or (earlier versions) only their output files."""
-    names = set(os.listdir(path))
+    """A dead writer's ``.<name>.<token>.tmp/``: empty, marked, or (earlier versions) only their output files.
+
+    A writer killed while writing the marker leaves at most the marker's own temporary: that counts as empty."""
+    names = {name for name in os.listdir(path) if not is_temporary_of(name, MARKER)}
     return (not names or read_marker(path) is not None
             or names <= LEGACY_FILES["train"] | LEGACY_FILES["two-timescale"])
 
