@@ -353,12 +353,12 @@ def claims_table(claims: list[dict[str, Any]], width: int | None = None) -> str:
     expected columns wrap within ``width`` (default: the terminal's width), nothing is cut. Last line: the counts.
 
     Example:
-        >>> c = {"experiment": "du2019.width", "claim": "relative movement of the weights shrinks like m^(-1/2) as "
+        >>> c = {"experiment": "du2019.kernel", "claim": "relative movement of the weights shrinks like m^(-1/2) as "
         ...      "the width m grows", "measured": -0.48, "expected": "-0.5 ± 0.15", "verdict": "PASS", "passed": True}
         >>> print(claims_table([c], width=60))
         verdict  claim                         measured  expected
         -------  ----------------------------  --------  -----------
-        du2019.width
+        du2019.kernel
         PASS     relative movement of the         -0.48  -0.5 ± 0.15
                  weights shrinks like
                  m^(-1/2) as the width m

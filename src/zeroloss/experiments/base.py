@@ -85,7 +85,7 @@ class Claim:
         reason: why the verdict is INCONCLUSIVE (required then), e.g. "3 of 4 widths censored at 3000 steps".
 
     Example:
-        >>> c = Claim("du2019.convergence", "per-step contraction ≤ 1 − ηλ₀/2", 0.91, "≤ 0.95", True,
+        >>> c = Claim("du2019.kernel", "per-step contraction ≤ 1 − ηλ₀/2", 0.91, "≤ 0.95", True,
         ...           provenance=Provenance("theorem", "Du et al. 2019, Thm 4.1"))
         >>> c.verdict, c.passed
         ('PASS', True)
