@@ -194,3 +194,23 @@ def test_batched_cotangents_equal_the_loop(name, monkeypatch):
     monkeypatch.setitem(structured.BATCHED_COTANGENTS, "cpu", True)
     model, x = make_model(name, n=3)
     assert_close_rel(entk(model, x, outputs="full", method="structured"), loop_reference(model, x))
+
+
+
+def test_auto_takes_the_jacobian_method_when_no_weight_gains_from_the_product_form():
+    """A convolution over 64 pixels takes the gradient form, which is the Jacobian method's own arithmetic: with no
+    weight in the product form auto runs "jacobian" (no hooks, no probe batch); a dense net, whose weights take the
+    product form, keeps "structured". Either way the kernel is the explicit methods'."""
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).double()
+    dense = nn.Sequential(nn.Linear(5, 32), nn.Tanh(), nn.Linear(32, 1)).double()
+    for model, x, expected in ((conv, torch.randn(6, 2, 8, 8, dtype=torch.float64), "jacobian"),
+                               (dense, torch.randn(6, 5, dtype=torch.float64), "structured")):
+        job = _Job(model, x, None, None, "trace", "total", "auto", None, torch.float64)
+        job._analyse()
+        has_product = any(t.form == "product" for t in job.analysis.terms)
+        assert has_product == (expected == "structured")
+        assert job.plan().method == expected
+        reference = entk(model, x, method="structured")
+        assert_close_rel(entk(model, x), reference, rtol=1e-12)
+        assert_close_rel(entk(model, x, method="jacobian"), reference, rtol=1e-12)

@@ -8,7 +8,8 @@
 eNTK methods: ``"structured"`` (:mod:`zeroloss.ntk.structured`, the per-layer rules of :mod:`zeroloss.ntk.rules`:
 layer inputs from forward hooks, output cotangents from one backward pass per output, no per-sample parameter
 gradient where the product form is cheaper); ``"jacobian"`` and ``"ntvp"``, the two ``torch.func`` tutorial methods
-(:mod:`zeroloss.ntk.reference`); ``"auto"`` = structured when its plan fits ``max_bytes``, else ntvp.
+(:mod:`zeroloss.ntk.reference`); ``"auto"`` = structured when its plan fits ``max_bytes``, else ntvp — but jacobian
+first when no weight of the model takes the product form (then the rules save nothing).
 """
 
 from zeroloss.ntk.entk import entk, entk_memory_bytes
