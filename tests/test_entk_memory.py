@@ -12,20 +12,15 @@ import textwrap
 import pytest
 import torch
 
+from peak_memory import STATUS_FUNCTION
 from test_entk_zoo import make_model
 from zeroloss import ZerolossInputError, entk, entk_memory_bytes
 
-_PEAK_SCRIPT = textwrap.dedent(
+_PEAK_SCRIPT = STATUS_FUNCTION + textwrap.dedent(
     """
     import json, sys, torch
     from torch import nn
     from zeroloss import entk, entk_memory_bytes
-
-    def status(field):
-        for line in open("/proc/self/status"):
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-        raise KeyError(field)
 
     case, method, outputs, budget = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     torch.set_num_threads(1)

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 import torch
 
+from peak_memory import STATUS_FUNCTION
 from zeroloss import limit_gram_by_layer, limit_kernel
 from zeroloss.data import patch_data, sphere_data
 from zeroloss.kernels.limit import BLOCK_ARRAYS_EXTRA, BLOCK_ARRAYS_PER_LAYER, block_rows, limit_kernel_memory_bytes
@@ -74,18 +75,12 @@ def test_memory_estimate_is_the_result_plus_bounded_work():
     assert per_layer - big == 5 * result
 
 
-_PEAK_SCRIPT = textwrap.dedent(
+_PEAK_SCRIPT = STATUS_FUNCTION + textwrap.dedent(
     """
     import json, sys, torch
     from zeroloss import limit_kernel
     from zeroloss.data import sphere_data
     from zeroloss.kernels.limit import limit_kernel_memory_bytes
-
-    def status(field):
-        for line in open("/proc/self/status"):
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-        raise KeyError(field)
 
     n, activation, spread, nodes, budget = sys.argv[1], sys.argv[2], float(sys.argv[3]), *map(int, sys.argv[4:])
     n = int(n)

@@ -58,19 +58,28 @@ def _widest(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["width"] == runs.groupby("net")["width"].transform("max")]
 
 
+def _widest_per_net(df: pd.DataFrame, runs: pd.DataFrame):
+    """A figure with one panel per net, and per panel (axes, the widest width's runs sorted by seed, each run's
+    rows of ``df`` in that order)."""
+    wide = _widest(runs)
+    nets = list(dict.fromkeys(wide["net"]))
+    fig, axes = _figure(len(nets))
+    panels = []
+    for ax, net in zip(axes, nets, strict=True):
+        group = wide[wide["net"] == net].sort_values("seed")
+        panels.append((ax, group, [df[df["run_id"] == run_id] for run_id in group["run_id"]]))
+    return fig, panels
+
+
 def _title(run: pd.Series) -> str:
     return f"{NET_LABELS.get(run['net'], run['net'])}, H = {int(run['depth'])}, m = {int(run['width'])}"
 
 
 def kernel_curves(df: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
     """L(k)/L(0) of every seed at the widest width (solid) and its kernel prediction L̂_k/L̂_0 (dashed), per net."""
-    wide = _widest(runs)
-    nets = list(dict.fromkeys(wide["net"]))
-    fig, axes = _figure(len(nets))
-    for ax, net in zip(axes, nets, strict=True):
-        group = wide[wide["net"] == net].sort_values("seed")
-        for i, run in enumerate(group.itertuples()):
-            mine = df[df["run_id"] == run.run_id]
+    fig, panels = _widest_per_net(df, runs)
+    for ax, group, seeds in panels:
+        for i, mine in enumerate(seeds):
             for metric, style in (("loss", "-"), ("kernel_loss", "--")):
                 curve = mine[mine["metric"] == metric].sort_values("step")
                 ax.semilogy(curve["step"], curve["value"] / curve["value"].iloc[0], style, color=f"C{i}",
@@ -93,13 +102,9 @@ def contraction(df: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
 
     The claim L(k+1)/L(k) ≤ 1 − ηλ_min(G(k))/2 holds where the solid line lies on or above the dashed one.
     """
-    wide = _widest(runs)
-    nets = list(dict.fromkeys(wide["net"]))
-    fig, axes = _figure(len(nets))
-    for ax, net in zip(axes, nets, strict=True):
-        group = wide[wide["net"] == net].sort_values("seed")
-        for i, run in enumerate(group.itertuples()):
-            mine = df[df["run_id"] == run.run_id]
+    fig, panels = _widest_per_net(df, runs)
+    for ax, group, seeds in panels:
+        for i, mine in enumerate(seeds):
             ratio = mine[mine["metric"] == "contraction_ratio"].sort_values("step")
             bound = mine[mine["metric"] == "contraction_bound"].sort_values("step")
             ax.semilogy(ratio["step"], 1.0 - ratio["value"], "-", color=f"C{i}", lw=1.2)
