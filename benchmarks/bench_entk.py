@@ -38,6 +38,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 from benchmarks._common import best_time, machine
 from zeroloss.ntk import entk, entk_memory_bytes
+from zeroloss.ntk.entk import _Job
 from zeroloss.precision import no_tf32
 
 # ------------------------------------------------------------------------------------------------------------
@@ -249,7 +250,8 @@ def main() -> None:
             peak = torch.cuda.max_memory_allocated()
             print(f"CUDA peak allocated {peak / 2**30:.2f} GiB (stated {stated / 2**30:.2f} GiB)")
         t_ours = best_time(ours, args.repeats, sync)
-        print(f"zeroloss.entk (auto = structured): {t_ours:.4f} s (first call {first:.3f} s)")
+        chosen = _Job(model, X, None, None, "trace", "total", "auto", max_bytes, dtype).plan().method
+        print(f"zeroloss.entk (auto = {chosen}): {t_ours:.4f} s (first call {first:.3f} s)")
         if args.neural_tangents:
             if args.case != "mlp":
                 raise SystemExit("--neural-tangents: the MLP case only")
