@@ -23,15 +23,21 @@ from zeroloss.nets import FullyConnected
 from zeroloss.spectrum import eigenvalues_or_nan
 from zeroloss.store import load, load_runs
 from zeroloss.train.gd import train_gd
+from zeroloss.train.step import UnstableStepWarning
 
 # float64 overflows past ~1.8e308: lr 1e300 makes the first update inf; float32 (~3.4e38) needs only 1e100.
 OVERFLOW_LR = {torch.float64: 1e300, torch.float32: 1e100}
 
 
 def _run(lrs, dtype, members=2):
+    """train_gd on the given steps; a step above 2/λ_max(G(0)) (the overflowing ones) must be warned about."""
     X, y = sphere_data(n=8, d=4, seed=0)
     net = FullyConnected(d=4, width=32, depth=2, members=members, dtype=dtype)
-    return train_gd(net, X, y, lrs if members > 1 else lrs[0], steps=40, probe_every=4, progress=False)
+    lr = lrs if members > 1 else lrs[0]
+    if max(lrs) < 1.0:  # the healthy steps used here are all below the bound (≈ 0.16)
+        return train_gd(net, X, y, lr, steps=40, probe_every=4, progress=False)
+    with pytest.warns(UnstableStepWarning, match=r"above its stability bound"):
+        return train_gd(net, X, y, lr, steps=40, probe_every=4, progress=False)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -67,8 +73,9 @@ def test_eigenvalues_or_nan_keeps_finite_members():
 @pytest.mark.parametrize("dtype, lr", [("float64", "0.1,1e300"), ("float32", "0.1,1e100")])
 def test_cli_train_writes_the_run_with_the_member_diverged(tmp_path, dtype, lr):
     out = tmp_path / "r"
-    res = CliRunner().invoke(app, ["train", "--width", "64", "--n", "8", "--d", "4", "--steps", "200", "--dtype",
-                                   dtype, "--lr", lr, "--members", "2", "--out", str(out), "--device", "cpu"])
+    with pytest.warns(UnstableStepWarning, match=r"member 1's step"):
+        res = CliRunner().invoke(app, ["train", "--width", "64", "--n", "8", "--d", "4", "--steps", "200", "--dtype",
+                                       dtype, "--lr", lr, "--members", "2", "--out", str(out), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     runs = load_runs(out).set_index("member")
     assert bool(runs.loc[1, "diverged"]) and runs.loc[1, "diverged_at"] == 1
