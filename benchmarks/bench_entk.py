@@ -218,6 +218,9 @@ def main() -> None:
     parser.add_argument("--peer-block", type=int, default=None, help="samples per peer block (default: all)")
     parser.add_argument("--ntvp-rows", type=int, default=None, help="time the NTVP peer on this many rows")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--method", choices=["auto", "structured", "jacobian", "ntvp"], default="auto",
+                        help="entk's method (default auto; the doc's CNN paragraph compares structured)")
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one entk call")
     parser.add_argument("--neural-tangents", action="store_true",
                         help="also Neural Tangents' structured derivatives (MLP only; a venv with jax, see above)")
     args = parser.parse_args()
@@ -238,7 +241,7 @@ def main() -> None:
     print(f"model: {P / 1e6:.2f} M parameters; entk states {stated / 2**30:.2f} GiB before computing")
 
     def ours() -> torch.Tensor:
-        return entk(model, X, max_bytes=max_bytes, dtype=dtype)
+        return entk(model, X, max_bytes=max_bytes, dtype=dtype, method=args.method)
 
     with no_tf32():
         if sync:
@@ -250,8 +253,13 @@ def main() -> None:
             peak = torch.cuda.max_memory_allocated()
             print(f"CUDA peak allocated {peak / 2**30:.2f} GiB (stated {stated / 2**30:.2f} GiB)")
         t_ours = best_time(ours, args.repeats, sync)
-        chosen = _Job(model, X, None, None, "trace", "total", "auto", max_bytes, dtype).plan().method
-        print(f"zeroloss.entk (auto = {chosen}): {t_ours:.4f} s (first call {first:.3f} s)")
+        chosen = _Job(model, X, None, None, "trace", "total", args.method, max_bytes, dtype).plan().method
+        label = f"auto = {chosen}" if args.method == "auto" else chosen
+        print(f"zeroloss.entk ({label}): {t_ours:.4f} s (first call {first:.3f} s)")
+        if args.profile:
+            with torch.profiler.profile() as prof:
+                ours()
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
         if args.neural_tangents:
             if args.case != "mlp":
                 raise SystemExit("--neural-tangents: the MLP case only")

@@ -282,3 +282,27 @@ def test_default_step_with_a_non_finite_member_leaves_it_frozen_and_the_others_e
     reference = train_gd(alone, X, y, steps=20, probes=["loss"], progress=False)
     assert run.lr[2] == reference.lr[0]
     np.testing.assert_allclose(run.losses[:, 2], reference.losses[:, 0], rtol=1e-10)  # batched round-off only
+
+
+def test_check_step_false_takes_the_step_as_given_without_computing_g0(monkeypatch):
+    """check_step=False: no Gram at the start (initial_lambda_max would raise), no warning for a step past the
+    bound, the same trajectory as the checked run, and the summary's bound NaN."""
+    X, y = sphere_data(n=6, d=5, seed=0)
+
+    def net():
+        return FullyConnected(d=5, width=32, depth=2, members=2, dtype=torch.float64)
+
+    lrs = [0.05, 10.0]  # the second above 2/λ_max(G(0)) for this net
+    with pytest.warns(UnstableStepWarning):
+        checked = train_gd(net(), X, y, lrs, steps=20, probes=["loss"], progress=False)
+
+    def no_gram(*args, **kwargs):
+        raise AssertionError("G(0) computed although check_step=False")
+
+    monkeypatch.setattr(gd_module, "initial_lambda_max", no_gram)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnstableStepWarning)
+        unchecked = train_gd(net(), X, y, lrs, steps=20, probes=["loss"], progress=False, check_step=False)
+    np.testing.assert_array_equal(unchecked.losses, checked.losses)
+    assert np.isnan(unchecked.summary()["stable_below"]).all()
+    assert np.isfinite(checked.summary()["stable_below"]).all()

@@ -101,7 +101,8 @@ def example_sweep(experiment: Experiment) -> tuple[dict[str, Any], str]:
     expands = (f"It expands into {runs} runs: " + (f"exactly the registered {EXAMPLE_SCALE} runs" if same else
                                                    f"the first setting of the registered {EXAMPLE_SCALE} runs")
                + f" (registered scales — {scales}).")
-    lines += ["#", *("# " + line for line in textwrap.wrap(expands, 100)), *[
+    lines += ["#"] + ["# " + line for line in textwrap.wrap(expands, 100)]
+    lines += [
         "# The comment after a value gives the value at the other scales. Save, preview, run (re-running resumes):",
         f"#   zeroloss sweep --example {experiment.name} > {experiment.name}.yaml",
         f"#   zeroloss sweep {experiment.name}.yaml --dry-run",
@@ -111,7 +112,7 @@ def example_sweep(experiment: Experiment) -> tuple[dict[str, Any], str]:
         f"experiment: {experiment.name}",
         "# base: the settings every run shares.",
         "base:",
-    ]]
+    ]
     for k, v in base.items():
         lines += _entry(k, v, _other_scales(experiment, k, [v]))
     if "grid" in doc:

@@ -195,6 +195,7 @@ def train_gd(
     divergence_factor: float = DIVERGENCE_FACTOR,
     progress: bool | None = None,
     backprop: str = "auto",
+    check_step: bool = True,
 ) -> GDRun:
     """Full-batch gradient descent on L = ½ Σ (u − y)² for every member, all layers trained.
 
@@ -217,6 +218,10 @@ def train_gd(
         progress: tqdm bar (None: only on a terminal).
         backprop: ``"auto"`` (the hand-derived backward of :mod:`zeroloss.train.backprop` where the net has one,
             else autograd), ``"analytic"`` (require it) or ``"autograd"``. They agree to round-off.
+        check_step: True (default): a given ``lr`` is checked against 2/λ_max(G_s(0)), from one exact Gram matrix
+            at the start. False: a given ``lr`` is taken as is, and G(0) is not computed (no warning; the summary's
+            ``stable_below`` is NaN) — for callers that try steps past the bound on purpose and call train_gd in
+            many short pieces, where that Gram would be recomputed at every call. Ignored when ``lr`` is None.
 
     Returns:
         A :class:`GDRun` with the tidy history; ``run.summary()`` says how each member ended.
@@ -243,12 +248,16 @@ def train_gd(
     S, n, device = net.members, X.shape[0], net.device
     Y = _labels(y, S, n, net.dtype, device)
 
-    lambda_max0 = initial_lambda_max(net, X)  # from G(0): the default step and the stability check
+    if lr is None or check_step:
+        lambda_max0 = initial_lambda_max(net, X)  # from G(0): the default step and the stability check
+    else:
+        lambda_max0 = np.empty(0)  # not computed: GDRun.summary() shows stable_below as NaN
     if lr is None:
         eta = torch.as_tensor(auto_lr(lambda_max0), dtype=torch.float64)
     else:
         eta = lr_vector(lr, S)
-        warn_unstable(eta.numpy(), stability_bound(lambda_max0))
+        if check_step:
+            warn_unstable(eta.numpy(), stability_bound(lambda_max0))
     lr_net = eta.to(device=device, dtype=net.dtype)  # (S,) η_s in the parameters' dtype
 
     params = dict(net.named_parameters())

@@ -98,7 +98,7 @@ def probe_movement(ctx: ProbeContext) -> dict[str, torch.Tensor]:
     width = getattr(ctx.net, "width", None)
     for name, p in ctx.net.named_parameters():
         buffer = ctx.persistent.get(f"movement_buffer_{name}")
-        if buffer is None or buffer.shape != p.shape or buffer.dtype != p.dtype:
+        if buffer is None:  # one run's parameters keep their shape and dtype: allocated once
             buffer = ctx.persistent[f"movement_buffer_{name}"] = torch.empty_like(p, requires_grad=False)
         torch.sub(p.detach(), ctx.initial[name], out=buffer)
         diff = buffer.flatten(1).norm(dim=1, dtype=torch.float64)
