@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: What the command bodies import when they run; the eager peer imports all of it before parsing.
 EAGER_IMPORTS = (
     "import zeroloss; [getattr(zeroloss, n) for n in zeroloss.__all__]; "
-    "import zeroloss.experiments.registry as r; r.load_experiments(); "
+    "import zeroloss.papers.registry as r; r.load_experiments(); "
     "import zeroloss.report, zeroloss.sweep.runner, zeroloss.sweep.executors, zeroloss.sweep.spec; "
 )
 

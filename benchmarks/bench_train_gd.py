@@ -32,7 +32,7 @@ from benchmarks.bench_gram import UserFC
 from zeroloss.data import patch_data, sphere_data
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets import ConvResNet, FullyConnected
-from zeroloss.spectrum import lambda_max
+from zeroloss.spectra import lambda_max
 from zeroloss.train.gd import train_gd
 
 

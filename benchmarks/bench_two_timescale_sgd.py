@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from benchmarks._common import machine
-from zeroloss.twotimescale import init_positions, online_sgd, target_preset
-from zeroloss.twotimescale.model import sigma, sigma_d1
+from zeroloss.papers.marion2023.twotimescale import init_positions, online_sgd, target_preset
+from zeroloss.papers.marion2023.twotimescale.model import sigma, sigma_d1
 
 PAPER_STEPS = 175_000_000
 

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from zeroloss.experiments.base import REGISTRY, Claim, Experiment, RunOutput, register  # noqa: E402
+from zeroloss.papers.base import REGISTRY, Claim, Experiment, RunOutput, register  # noqa: E402
 
 NAME = "fake.decay"
 PAPER = "fakepaper"

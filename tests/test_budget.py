@@ -25,7 +25,7 @@ from zeroloss.errors import ZerolossInputError
 from zeroloss.kernels.empirical import gram, gram_memory_bytes
 from zeroloss.kernels.limit import lambda0, limit_kernel, limit_kernel_memory_bytes
 from zeroloss.nets import FullyConnected
-from zeroloss.spectrum import eigenvalues, eigenvalues_memory_bytes, spectrum
+from zeroloss.spectra import eigenvalues, eigenvalues_memory_bytes, spectrum
 
 
 @pytest.mark.parametrize("text, expected", [("123", 123), (4096, 4096), ("2e9", 2 * 10**9), ("500M", 500 * 2**20),

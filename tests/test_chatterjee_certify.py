@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.chatterjee2022 import run_certified_gd
-from zeroloss.init import initialise
 from zeroloss.nets import FeedForward
-from zeroloss.theory.chatterjee2022 import (
+from zeroloss.papers.chatterjee2022.experiments import run_certified_gd
+from zeroloss.papers.chatterjee2022.init import initialise
+from zeroloss.papers.chatterjee2022.theory import (
     Certificate,
     binomial_interval,
     certify,

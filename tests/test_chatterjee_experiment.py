@@ -10,17 +10,9 @@ import pytest
 import torch
 
 from zeroloss.data import sphere_data
-from zeroloss.experiments.base import FAIL, INCONCLUSIVE, PASS
-from zeroloss.experiments.chatterjee2022 import (
-    EXPERIMENT,
-    FRACTIONS,
-    INITS,
-    build_net,
-    experiment_data,
-    radius_of,
-    run_batch,
-)
-from zeroloss.experiments.chatterjee2022_claims import (
+from zeroloss.nets import FeedForward
+from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
+from zeroloss.papers.chatterjee2022.claims import (
     BASELINES,
     NO,
     UNDECIDED,
@@ -31,9 +23,17 @@ from zeroloss.experiments.chatterjee2022_claims import (
     median_interval,
     steps_interval,
 )
-from zeroloss.experiments.chatterjee2022_plots import plot
-from zeroloss.experiments.chatterjee2022_search import best_steps
-from zeroloss.nets import FeedForward
+from zeroloss.papers.chatterjee2022.experiments import (
+    EXPERIMENT,
+    FRACTIONS,
+    INITS,
+    build_net,
+    experiment_data,
+    radius_of,
+    run_batch,
+)
+from zeroloss.papers.chatterjee2022.plots import plot
+from zeroloss.papers.chatterjee2022.search import best_steps
 
 # ------------------------------------------------------------------------------------------- the search
 
@@ -253,7 +253,7 @@ def test_data_variants_and_their_conditioning():
 
 
 def test_cost_model_covers_every_spec_and_keeps_tiny_small():
-    from zeroloss.experiments.chatterjee2022 import estimate_seconds
+    from zeroloss.papers.chatterjee2022.experiments import estimate_seconds
 
     assert EXPERIMENT.estimate_seconds is estimate_seconds
     tiny = [estimate_seconds(s) for s in EXPERIMENT.specs["tiny"]]

@@ -13,7 +13,7 @@ import fake_experiment
 from fake_experiment import fake_registered  # noqa: F401 - pytest fixture
 from zeroloss.cli import app
 from zeroloss.cli.experiments import example_sweep
-from zeroloss.experiments.registry import load_experiments
+from zeroloss.papers.registry import load_experiments
 from zeroloss.report import claims_table
 from zeroloss.store import run_id
 from zeroloss.sweep.spec import load_sweep_file, yaml_load

@@ -17,7 +17,7 @@ from zeroloss.data import sphere_data
 from zeroloss.diagnose import DRIFT_MAX, GAP_MAX, diagnose
 from zeroloss.diagnose.verdict import RATE_TOLERANCE, decide
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.base import RunOutput
+from zeroloss.papers.base import RunOutput
 from zeroloss.store import RunStore, load
 
 F64 = torch.float64

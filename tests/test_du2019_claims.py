@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zeroloss.experiments import du2019
-from zeroloss.experiments.base import FAIL, INCONCLUSIVE, PASS
-from zeroloss.experiments.du2019_claims import (
+from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
+from zeroloss.papers.du2019 import experiments as du2019
+from zeroloss.papers.du2019.claims import (
     DEPTH_MARGIN_STEPS,
     TRACK_TOL,
     loglog_fit,

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments import du2019
-from zeroloss.experiments.du2019_runs import make_data, make_net, run_batch
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets.base import stack_members
-from zeroloss.spectrum import lambda_max
+from zeroloss.papers.du2019 import experiments as du2019
+from zeroloss.papers.du2019.runs import make_data, make_net, run_batch
+from zeroloss.papers.du2019.theory import kernel_steps_to
+from zeroloss.spectra import lambda_max
 from zeroloss.sweep.threads import intra_op_threads
-from zeroloss.theory.du2019 import kernel_steps_to
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -109,7 +109,7 @@ def test_conv_resnet_run_and_estimate():
 
 
 def test_every_scale_is_defined_for_every_du_experiment():
-    from zeroloss.experiments.registry import experiments_for_paper
+    from zeroloss.papers.registry import experiments_for_paper
 
     for experiment in experiments_for_paper("du2019"):
         assert set(experiment.specs) == {"tiny", "medium", "paper"}

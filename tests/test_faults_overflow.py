@@ -20,7 +20,7 @@ import zeroloss
 from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.nets import FullyConnected
-from zeroloss.spectrum import eigenvalues_or_nan
+from zeroloss.spectra import eigenvalues_or_nan
 from zeroloss.store import load, load_runs
 from zeroloss.train.gd import train_gd
 from zeroloss.train.step import UnstableStepWarning

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.init import INITIALISERS, initialise
 from zeroloss.kernels.empirical import gram
 from zeroloss.kernels.jacobian import gram_jacobian
 from zeroloss.nets import FeedForward
+from zeroloss.papers.chatterjee2022.init import INITIALISERS, initialise
 
 
 def test_forward_matches_the_formula():
@@ -66,7 +66,7 @@ def test_unknown_initialiser_names_the_field():
 
 
 def test_the_net_refuses_a_law_that_needs_data_and_names_the_entry_point():
-    with pytest.raises(ZerolossInputError, match=r"init: .*zeroloss.init.initialise\(net, 'positive'"):
+    with pytest.raises(ZerolossInputError, match=r"init: .*zeroloss.initialise\(net, 'positive'"):
         FeedForward(4, [5, 5], "tanh", init="positive")
     with pytest.raises(ZerolossInputError, match="init: must be one of"):
         FeedForward(4, [5], "tanh", init=["lecun"])
@@ -122,8 +122,8 @@ def test_layering_init_above_the_net_and_theory_never_trains():
 
     root = Path(zeroloss.__file__).parent
     for name in ("nets/feedforward.py", "nets/laws.py"):
-        assert "zeroloss.init" not in _imports(root / name), name
+        assert "zeroloss.papers.chatterjee2022.init" not in _imports(root / name), name
     assert "zeroloss.nets.feedforward" in _imports(root / "init.py")
     for path in sorted((root / "theory").glob("chatterjee*.py")):
-        bad = {m for m in _imports(path) if m.startswith(("zeroloss.train", "zeroloss.init", "zeroloss.experiments"))}
+        bad = {m for m in _imports(path) if m.startswith(("zeroloss.train", "zeroloss.papers"))}
         assert not bad, (path.name, bad)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from fake_experiment import NAME, fake_registered, register_fake  # noqa: F401 - pytest fixture
 from zeroloss.cli import app
-from zeroloss.experiments.base import REGISTRY
+from zeroloss.papers.base import REGISTRY
 
 pytestmark = pytest.mark.usefixtures("fake_registered")
 

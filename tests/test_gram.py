@@ -9,7 +9,7 @@ from zeroloss.errors import ZerolossInputError
 from zeroloss.kernels.empirical import gram, gram_by_layer, gram_memory_bytes
 from zeroloss.kernels.jacobian import gram_jacobian
 from zeroloss.nets import FullyConnected, ResNet
-from zeroloss.spectrum import eigenvalues, spectrum
+from zeroloss.spectra import eigenvalues, spectrum
 
 
 def rel_err(A, B):

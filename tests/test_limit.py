@@ -15,7 +15,7 @@ from zeroloss.cli import app
 from zeroloss.data import patch_data, sphere_data
 from zeroloss.errors import ZerolossInputError
 from zeroloss.kernels.gaussian import bivariate_expectations
-from zeroloss.spectrum import eigenvalues
+from zeroloss.spectra import eigenvalues
 
 NETS = ["fc", "resnet", "conv-resnet"]
 KINDS = ["du", "nngp", "ntk"]

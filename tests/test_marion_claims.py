@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zeroloss.experiments.base import FAIL, INCONCLUSIVE, PASS
-from zeroloss.experiments.marion2023_claims import (
+from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
+from zeroloss.papers.marion2023.claims import (
     DESCENT_RATIO,
     FLOOR_FACTOR,
     REGIME_RATIO,
@@ -18,7 +18,7 @@ from zeroloss.experiments.marion2023_claims import (
     regimes_claims,
     sweep_claims,
 )
-from zeroloss.twotimescale import floor_risk, target_preset
+from zeroloss.papers.marion2023.twotimescale import floor_risk, target_preset
 
 ETA = 4e-3
 FLOOR = floor_risk(target_preset("paper"), ETA)  # 29 η/28

@@ -203,7 +203,7 @@ def test_a_net_objects_architecture_wins_and_a_disagreeing_argument_is_an_error(
 
 
 def test_theory_scalings_take_a_net_object():
-    from zeroloss.theory.du2019 import step_scaling, width_scaling
+    from zeroloss.papers.du2019.theory import step_scaling, width_scaling
 
     net = ResNet(4, 16, 3)
     assert width_scaling(net, n=10, lambda0=0.2, delta=0.1, constant=1.0) == width_scaling(

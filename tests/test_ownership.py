@@ -20,7 +20,7 @@ import pytest
 import fake_experiment
 from fake_experiment import fake_registered  # noqa: F401 - pytest fixture
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.base import RunOutput
+from zeroloss.papers.base import RunOutput
 from zeroloss.report import write_report
 from zeroloss.store import MARKER, RunStore, building_folder, check_folder, claim_folder, folder_kind, load
 from zeroloss.store.atomic import (

@@ -59,7 +59,7 @@ def test_failed_claim_is_a_finding_exit_0_and_rebuilt_report_is_identical(tmp_pa
 
 
 def test_unregistered_paper_names_what_is_registered(tmp_path):
-    import zeroloss.experiments as experiments
+    import zeroloss.papers as experiments
 
     saved = dict(experiments.REGISTRY)
     experiments.REGISTRY.clear()
@@ -79,7 +79,7 @@ def test_claims_or_plot_raising_is_an_error_exit_1_with_the_report_still_written
     def broken(df):
         raise ValueError("no such column")
 
-    import zeroloss.experiments as experiments
+    import zeroloss.papers as experiments
 
     monkeypatch.setitem(experiments.REGISTRY, fake_experiment.NAME,
                         dataclasses.replace(fake_experiment.EXPERIMENT, claims=broken))
@@ -128,8 +128,8 @@ def rich_report(tmp_path, monkeypatch):
     """A fake reproduction whose report has every verdict but ERROR, a long claim with its provenance and reason, a
     measured value that is a long unbroken string, and a per-run table with 16 varying keys."""
     import fake_experiment_plugin  # noqa: F401 - registers the plain fake now, so that a lookup does not re-register it
-    import zeroloss.experiments as experiments
-    from zeroloss.experiments.base import Claim, Provenance
+    import zeroloss.papers as experiments
+    from zeroloss.papers.base import Claim, Provenance
 
     def claims(df):
         out = fake_experiment.claims(df)

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from fake_experiment import fake_registered, specs  # noqa: F401 - pytest fixture
 from zeroloss.cli import app
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments import PAPERS, experiments_for_paper
-from zeroloss.experiments.base import Experiment
+from zeroloss.papers import PAPERS, experiments_for_paper
+from zeroloss.papers.base import Experiment
 from zeroloss.sweep.dry_run import dry_run, experiment_plan, measured_seconds
 from zeroloss.sweep.reproduce import plan, scales_of
 from zeroloss.sweep.runner import run_sweep, unique_runs
@@ -95,7 +95,7 @@ def test_finished_runs_are_counted_and_calibrate_the_cost_model(fake_registered,
 
 def test_a_scale_only_some_experiments_have_runs_those_and_skips_the_rest(fake_registered, tmp_path):  # noqa: F811
     import zeroloss
-    from zeroloss.experiments.base import REGISTRY, register
+    from zeroloss.papers.base import REGISTRY, register
 
     medium = register(dataclasses.replace(fake_registered, name="fake.medium",
                                           specs={"medium": specs(widths=(1,), seeds=(0,))}))

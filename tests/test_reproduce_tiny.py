@@ -11,7 +11,7 @@ import json
 import pytest
 
 import zeroloss
-from zeroloss.experiments import load_experiments
+from zeroloss.papers import load_experiments
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zeroloss.experiments.base import RunOutput
+from zeroloss.papers.base import RunOutput
 from zeroloss.store import SUCCESS, RunStore, flatten, load, load_runs, run_id
 
 

@@ -240,7 +240,7 @@ def test_an_experiment_without_declared_checks_still_gets_the_universal_rule():
 
 
 def test_every_registered_run_passes_its_experiments_checks():
-    from zeroloss.experiments.registry import load_experiments
+    from zeroloss.papers.registry import load_experiments
     from zeroloss.sweep.checks import CHECKS, validate_runs
 
     experiments = load_experiments()

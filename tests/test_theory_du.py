@@ -21,8 +21,13 @@ from zeroloss import (
 )
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FullyConnected
+from zeroloss.papers.du2019.theory import (
+    kernel_deviation,
+    kernel_loss_prediction,
+    kernel_steps_to,
+    per_step_contraction,
+)
 from zeroloss.sweep.threads import intra_op_threads
-from zeroloss.theory.du2019 import kernel_deviation, kernel_loss_prediction, kernel_steps_to, per_step_contraction
 from zeroloss.train.gd import GDRun
 from zeroloss.train.step import UnstableStepWarning
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments import du2019
-from zeroloss.experiments.registry import get_experiment
+from zeroloss.papers import du2019
+from zeroloss.papers.registry import get_experiment
 from zeroloss.store import load
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.threads import DEFAULT_THREADS, check_threads, intra_op_threads

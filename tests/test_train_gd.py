@@ -10,7 +10,7 @@ from zeroloss.data import sphere_data
 from zeroloss.errors import ZerolossInputError
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets import FeedForward, FullyConnected
-from zeroloss.spectrum import lambda_max
+from zeroloss.spectra import lambda_max
 from zeroloss.train.gd import train_gd
 from zeroloss.train.history import LOSS_CHUNK_ROWS, LossHistory, member_status
 from zeroloss.train.step import UnstableStepWarning
@@ -54,7 +54,7 @@ def test_pl_ratio_lies_between_gram_extremes(net_kind):
     net, X, y = make_net(net_kind, members=2, width=24)
     run = train_gd(net, X, y, lr=1e-3, steps=5, probe_every=1, probes=["pl_ratio"], progress=False)
     from zeroloss.kernels.empirical import gram
-    from zeroloss.spectrum import eigenvalues
+    from zeroloss.spectra import eigenvalues
 
     eig = eigenvalues(gram(net, X))
     last = run.metric("pl_ratio").iloc[-1].to_numpy()

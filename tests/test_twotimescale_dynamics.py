@@ -8,8 +8,7 @@ from typer.testing import CliRunner
 
 from zeroloss.cli import app
 from zeroloss.errors import ZerolossInputError
-from zeroloss.store import load_runs
-from zeroloss.twotimescale import (
+from zeroloss.papers.marion2023.twotimescale import (
     PiecewiseConstant,
     check_validity,
     general_limit,
@@ -21,9 +20,10 @@ from zeroloss.twotimescale import (
     sharp_limit,
     target_preset,
 )
-from zeroloss.twotimescale.limit import sharp_velocity
-from zeroloss.twotimescale.model import features, sigma_d1
-from zeroloss.twotimescale.sgd import sgd_on_samples
+from zeroloss.papers.marion2023.twotimescale.limit import sharp_velocity
+from zeroloss.papers.marion2023.twotimescale.model import features, sigma_d1
+from zeroloss.papers.marion2023.twotimescale.sgd import sgd_on_samples
+from zeroloss.store import load_runs
 
 
 @pytest.mark.parametrize("derivative", ["exact", "box"])

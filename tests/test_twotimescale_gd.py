@@ -6,8 +6,8 @@ import torch
 
 from zeroloss.activations import get_activation
 from zeroloss.errors import ZerolossInputError
-from zeroloss.twotimescale import two_optimizer_gd
-from zeroloss.twotimescale.gd import (
+from zeroloss.papers.marion2023.twotimescale import two_optimizer_gd
+from zeroloss.papers.marion2023.twotimescale.gd import (
     additive_forward,
     criterion_and_grad,
     cubic_step_poly,
@@ -60,7 +60,7 @@ def test_relu_model_is_univariate():
 
 def test_a_reused_workspace_gives_the_fresh_allocation_result():
     """The buffers of a Workspace carry nothing from one call to the next: every entry is overwritten."""
-    from zeroloss.twotimescale.gd import Workspace
+    from zeroloss.papers.marion2023.twotimescale.gd import Workspace
 
     x_np, y_np = make_data("additive", 3, 300, seed=1)
     x, y = torch.tensor(x_np), torch.tensor(y_np)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.marion2023 import two_timescale_horizon
-from zeroloss.twotimescale import (
+from zeroloss.papers.marion2023.experiments import two_timescale_horizon
+from zeroloss.papers.marion2023.twotimescale import (
     euler_steps,
     exact_risk,
     floor_risk,
@@ -22,7 +22,7 @@ from zeroloss.twotimescale import (
     sharp_limit,
     target_preset,
 )
-from zeroloss.twotimescale.limit import HORIZON_MARGIN
+from zeroloss.papers.marion2023.twotimescale.limit import HORIZON_MARGIN
 
 
 @pytest.mark.parametrize("name", ["paper", "code"])

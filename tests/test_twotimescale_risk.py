@@ -5,7 +5,7 @@ import pytest
 from scipy import integrate
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.twotimescale import (
+from zeroloss.papers.marion2023.twotimescale import (
     PiecewiseConstant,
     exact_risk,
     forward,

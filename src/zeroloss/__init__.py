@@ -13,9 +13,8 @@ Example:
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
+from zeroloss._aliases import install_module_aliases
 from zeroloss.version import __version__ as __version__
 
 #: Where each public name is defined. The package root imports nothing heavy: a name's module is imported on its first
@@ -32,31 +31,31 @@ _SOURCES = {
     "diagnose": "zeroloss.diagnose", "diagnose_widths": "zeroloss.diagnose",
     "KernelPrediction": "zeroloss.ntk", "Linearized": "zeroloss.ntk", "entk": "zeroloss.ntk",
     "entk_memory_bytes": "zeroloss.ntk", "linearize": "zeroloss.ntk", "predict_gd_mse": "zeroloss.ntk",
-    "INITIALISERS": "zeroloss.init", "initialise": "zeroloss.init",
+    "INITIALISERS": "zeroloss.papers.chatterjee2022.init", "initialise": "zeroloss.papers.chatterjee2022.init",
     "gram": "zeroloss.kernels.empirical", "gram_memory_bytes": "zeroloss.kernels.empirical",
     "lambda0": "zeroloss.kernels.limit", "limit_gram_by_layer": "zeroloss.kernels.limit",
     "limit_kernel": "zeroloss.kernels.limit",
-    "Spectrum": "zeroloss.spectrum", "eigenvalues": "zeroloss.spectrum", "lambda_max": "zeroloss.spectrum",
-    "lambda_min": "zeroloss.spectrum", "spectrum": "zeroloss.spectrum",
+    "Spectrum": "zeroloss.spectra", "eigenvalues": "zeroloss.spectra", "lambda_max": "zeroloss.spectra",
+    "lambda_min": "zeroloss.spectra", "spectrum": "zeroloss.spectra",
     "load": "zeroloss.store",
     "reproduce": "zeroloss.sweep.reproduce",
-    "Certificate": "zeroloss.theory.chatterjee2022", "certify": "zeroloss.theory.chatterjee2022",
-    "criterion_probability": "zeroloss.theory.chatterjee2022", "trajectory_check": "zeroloss.theory.chatterjee2022",
-    "compare_contraction": "zeroloss.theory.du2019", "contraction_bound": "zeroloss.theory.du2019",
-    "largest_stable_step": "zeroloss.theory.du2019", "step_scaling": "zeroloss.theory.du2019",
-    "width_scaling": "zeroloss.theory.du2019",
+    **dict.fromkeys(("Certificate", "certify", "criterion_probability", "trajectory_check"),
+                    "zeroloss.papers.chatterjee2022.theory"),
+    **dict.fromkeys(("compare_contraction", "contraction_bound", "largest_stable_step", "step_scaling",
+                     "width_scaling"), "zeroloss.papers.du2019.theory"),
     "GDRun": "zeroloss.train.gd", "train_gd": "zeroloss.train.gd",
-    "nets": None, "twotimescale": None,  # subpackages: the module itself
+    "nets": "zeroloss.nets", "twotimescale": "zeroloss.papers.marion2023.twotimescale",
 }
+#: Public names that are modules (the package itself), not a name defined in the module.
+_MODULES = ("nets", "twotimescale")
 
 
 def __getattr__(name: str) -> object:
     """Import the module that defines the public ``name`` on first use and cache the name here."""
     if name not in _SOURCES:
         raise AttributeError(f"module 'zeroloss' has no attribute {name!r}")
-    module = _SOURCES[name]
-    value = importlib.import_module(f"zeroloss.{name}") if module is None else getattr(
-        importlib.import_module(module), name)
+    module = importlib.import_module(_SOURCES[name])
+    value = module if name in _MODULES else getattr(module, name)
     globals()[name] = value
     return value
 
@@ -65,21 +64,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_SOURCES))
 
 
-class _Package(types.ModuleType):
-    """The package module, with one rule: a submodule import never rebinds a public function of the same name.
-
-    Importing ``zeroloss.spectrum`` (the module) makes Python set the package attribute ``spectrum`` to that module;
-    the public name ``zeroloss.spectrum`` is the function :func:`zeroloss.spectrum.spectrum`, as it was when the
-    package imported everything eagerly. The module stays reachable as ``sys.modules["zeroloss.spectrum"]``.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, types.ModuleType) and _SOURCES.get(name) == value.__name__:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+install_module_aliases()
 
 __all__ = [
     "ACTIVATIONS",

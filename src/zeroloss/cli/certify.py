@@ -79,7 +79,7 @@ def _positive_options(X, y, radius: float, hidden: float, output_scale: float) -
 
 def _bound_ceiling(net, init: str, hidden: float, output_scale: float) -> tuple[float, str]:
     """c, the weight the radius must stay under, and its name; raises when no radius can be certified."""
-    from zeroloss.init import initialise
+    from zeroloss.papers.chatterjee2022.init import initialise
 
     if net.depth < 2:
         raise ZerolossInputError("--radius: must be given for a net with fewer than 2 hidden layers (no hidden weight "
@@ -105,8 +105,8 @@ def choose_radius(net, init: str, X, y, hidden: float, output_scale: float) -> t
     """The radius used when none is given (see the module docstring) and a record of the choice."""
     import torch
 
-    from zeroloss.init import initialise
-    from zeroloss.theory.chatterjee_bounds import RADIUS_RANGE, check_certificate_assumptions, first_layer_bound
+    from zeroloss.papers.chatterjee2022.bounds import RADIUS_RANGE, check_certificate_assumptions, first_layer_bound
+    from zeroloss.papers.chatterjee2022.init import initialise
 
     c, what = _bound_ceiling(net, init, hidden, output_scale)
     candidates = [c * 2.0 ** (-j / 2) for j in range(1, RADIUS_CANDIDATES + 1)]
@@ -163,9 +163,9 @@ def certify_command(
     """Certify (or estimate) Chatterjee's local PL criterion 4F(w0) < r^2 alpha(w0, r) at an initialisation."""
     import torch
 
-    from zeroloss.init import INITIALISERS, initialise
     from zeroloss.nets.feedforward import FeedForward
-    from zeroloss.theory.chatterjee2022 import certify, check_radius
+    from zeroloss.papers.chatterjee2022.init import INITIALISERS, initialise
+    from zeroloss.papers.chatterjee2022.theory import certify, check_radius
 
     choice(init, "--init", tuple(INITIALISERS))
     sizes = parse_int_list(widths, "--widths")

@@ -222,7 +222,7 @@ def _run_and_write(o: dict[str, Any], factory: Any, shown: str, sweep_widths: li
     from zeroloss.diagnose.page import render_page
     from zeroloss.diagnose.run import diagnose as run_diagnose
     from zeroloss.diagnose.widths import diagnose_widths
-    from zeroloss.experiments.base import RunOutput
+    from zeroloss.papers.base import RunOutput
     from zeroloss.store import RunStore, building_folder, environment, python_command
 
     common = {"lr": o["lr"] or None, "lr_fraction": o["lr_fraction"], "optimizer": o["optimizer"],

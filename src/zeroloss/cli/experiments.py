@@ -19,7 +19,7 @@ import typer
 from zeroloss.cli.common import cli_errors
 
 if TYPE_CHECKING:
-    from zeroloss.experiments.base import Experiment, Spec
+    from zeroloss.papers.base import Experiment, Spec
 
 #: The scale an example sweep file reproduces (the one every experiment must register: CI runs it).
 EXAMPLE_SCALE = "tiny"
@@ -189,8 +189,8 @@ def experiments(
     full: bool = typer.Option(False, "--full", help="also print what each experiment does (its description)"),
 ) -> None:
     """List the registered experiments: name, paper and number of runs per scale (--full: and what each does)."""
-    from zeroloss.experiments.registry import load_experiments
-    from zeroloss.texttable import terminal_width, wrap_table
+    from zeroloss.papers.registry import load_experiments
+    from zeroloss.report.texttable import terminal_width, wrap_table
 
     registry = load_experiments()
     ordered = sorted(registry.values(), key=lambda e: (e.paper, e.name))

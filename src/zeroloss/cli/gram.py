@@ -48,7 +48,7 @@ def gram_command_bytes(gram_bytes: int, net_bytes: int, n: int, members: int) ->
     """Peak memory of the command once the net exists: the net, plus the largest of its three phases — computing
     the Gram (``gram_bytes``, :func:`zeroloss.kernels.empirical.gram_memory_bytes`), writing it (the (S, n, n)
     result and its ``.npy`` buffer) and one member's spectrum beside the result."""
-    from zeroloss.spectrum import eigenvalues_memory_bytes
+    from zeroloss.spectra import eigenvalues_memory_bytes
 
     result = 8 * members * n * n
     return net_bytes + max(gram_bytes, 2 * result, result + eigenvalues_memory_bytes(n))
@@ -85,7 +85,7 @@ def gram(
     )
     from zeroloss.kernels.empirical import gram as gram_fn
     from zeroloss.kernels.empirical import gram_memory_bytes
-    from zeroloss.spectrum import spectrum
+    from zeroloss.spectra import spectrum
     from zeroloss.store import atomic_write_bytes, output_errors
 
     check_net_options(net, width, depth, members, c_res, activation)

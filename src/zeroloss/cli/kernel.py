@@ -30,7 +30,7 @@ def kernel_command_bytes(kernel_bytes: int, n: int) -> int:
     """Peak memory of the command: the largest of computing the kernel (``kernel_bytes``,
     :func:`zeroloss.kernels.limit.limit_kernel_memory_bytes`), writing it (K and its ``.npy`` buffer) and its
     spectrum beside K."""
-    from zeroloss.spectrum import eigenvalues_memory_bytes
+    from zeroloss.spectra import eigenvalues_memory_bytes
 
     result = 8 * n * n
     return max(kernel_bytes, 2 * result, result + eigenvalues_memory_bytes(n))
@@ -60,7 +60,7 @@ def kernel(
     from zeroloss.budget import FLAG, check_memory, npy_shape, resolve_budget
     from zeroloss.errors import choice, require
     from zeroloss.kernels.limit import KINDS, NETS, limit_kernel, limit_kernel_memory_bytes
-    from zeroloss.spectrum import spectrum
+    from zeroloss.spectra import spectrum
     from zeroloss.store import atomic_write_bytes, output_errors
 
     choice(net, "--net", NETS)

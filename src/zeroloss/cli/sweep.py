@@ -21,7 +21,7 @@ from zeroloss.cli.common import cli_errors, echo_err
 from zeroloss.errors import ZerolossInputError
 
 if TYPE_CHECKING:
-    from zeroloss.experiments.base import Experiment, Spec
+    from zeroloss.papers.base import Experiment, Spec
     from zeroloss.sweep.spec import SweepSpec
 
 
@@ -76,7 +76,7 @@ def sweep(
     Start from `zeroloss sweep --example EXPERIMENT > my.yaml`; `zeroloss experiments` lists the experiments.
     """
     from zeroloss.budget import FLAG, resolve_budget
-    from zeroloss.experiments.registry import get_experiment
+    from zeroloss.papers.registry import get_experiment
     from zeroloss.store import check_folder
     from zeroloss.sweep.checks import validate_runs
     from zeroloss.sweep.executors import check_executor_options, make_executor
@@ -85,7 +85,7 @@ def sweep(
 
     if example is not None:
         from zeroloss.cli.experiments import example_sweep
-        from zeroloss.experiments.registry import load_experiments
+        from zeroloss.papers.registry import load_experiments
 
         registry = load_experiments()
         if example not in registry:

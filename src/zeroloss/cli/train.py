@@ -162,7 +162,7 @@ def write_members(folder: Path, run, options: dict, device: str) -> list[str]:
     import numpy as np
     import pandas as pd
 
-    from zeroloss.experiments.base import RunOutput
+    from zeroloss.papers.base import RunOutput
     from zeroloss.store import RunStore, environment, python_command
 
     store = RunStore(folder, "train", field="--out")

@@ -44,9 +44,9 @@ def two_timescale(
                                          "available memory, or ZEROLOSS_MAX_BYTES)"),
 ) -> None:
     """Online SGD in (or out of) the two-timescale regime; the exact population risk is logged along the way."""
+    from zeroloss.papers.marion2023.twotimescale import online_sgd, target_preset
+    from zeroloss.papers.marion2023.twotimescale.sgd import DERIVATIVES
     from zeroloss.store import building_folder, check_folder
-    from zeroloss.twotimescale import online_sgd, target_preset
-    from zeroloss.twotimescale.sgd import DERIVATIVES
 
     choice(target, "--target", ("paper", "code"))
     choice(derivative, "--derivative", DERIVATIVES)
@@ -92,7 +92,8 @@ def check_two_timescale_size(repeats: int, neurons: int, logs: int, steps: int, 
 
 
 def write_repeats(folder: Path, run, options: dict) -> list[str]:
-    """Store each repeat of a :class:`~zeroloss.twotimescale.sgd.SGDRun` as one run (experiment ``two-timescale``).
+    """Store each repeat of a :class:`~zeroloss.papers.marion2023.twotimescale.sgd.SGDRun` as one run
+    (experiment ``two-timescale``).
 
     Returns:
         The run ids, repeat order.
@@ -100,7 +101,7 @@ def write_repeats(folder: Path, run, options: dict) -> list[str]:
     import numpy as np
     import pandas as pd
 
-    from zeroloss.experiments.base import RunOutput
+    from zeroloss.papers.base import RunOutput
     from zeroloss.store import RunStore, environment, python_command
 
     store = RunStore(folder, "two-timescale", field="--out")

@@ -5,7 +5,7 @@
 - :func:`movement` — relative parameter movement ‖θ_t − θ₀‖/‖θ₀‖ per module and in total.
 - :func:`rate_statistics` — the measured per-step contraction of the residual norm against the kernel's.
 - :class:`ModuleObjective` + :func:`estimate_alpha_module` — Chatterjee's α(w₀, r) estimated on a ball for any
-  model, reusing the sampler and projected descent of :mod:`zeroloss.theory.chatterjee_estimates`.
+  model, reusing the sampler and projected descent of :mod:`zeroloss.pl_estimates`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from zeroloss.pl_estimates import AlphaEstimate, FlatObjective, estimate_alpha
 from zeroloss.precision import no_tf32
-from zeroloss.theory.chatterjee_estimates import AlphaEstimate, FlatObjective, estimate_alpha
 
 #: Movement row of the total over every trainable parameter.
 ALL_MODULES = "(all)"
@@ -125,8 +125,8 @@ def rate_statistics(real: np.ndarray, predicted: np.ndarray | None, lr: float, l
 class ModuleObjective(FlatObjective):
     """F(w) = Σ_i ‖f(x_i; w) − y_i‖² (= 2L) of an ``nn.Module`` as a function of a flat float64 vector.
 
-    A :class:`zeroloss.theory.chatterjee_estimates.FlatObjective` like ``MemberObjective`` (``w0``, ``value``; the
-    gradient from the base class), so :func:`~zeroloss.theory.chatterjee_estimates.estimate_alpha` runs on any
+    A :class:`zeroloss.pl_estimates.FlatObjective` like ``MemberObjective`` (``w0``, ``value``; the
+    gradient from the base class), so :func:`~zeroloss.pl_estimates.estimate_alpha` runs on any
     model. Points are evaluated one at a time through ``torch.func.functional_call`` (robust for every layer type;
     the point counts are small).
 
@@ -167,7 +167,7 @@ class AlphaSummary:
     Attributes:
         radius: r = the largest distance ‖θ_t − θ₀‖ the real run reached at a probe.
         estimate: min of ``sampled``, ``descent`` and ``trajectory``.
-        sampled, descent: from :func:`~zeroloss.theory.chatterjee_estimates.estimate_alpha` (sampling the ball and
+        sampled, descent: from :func:`~zeroloss.pl_estimates.estimate_alpha` (sampling the ball and
             projected descent on ‖∇F‖²/F); ``descent`` is inf when double backward is not available.
         trajectory: 4·min_t ‖∇L‖²/(2L) over the run's probes (‖∇F‖²/F = 4‖∇L‖²/(2L) with F = 2L): the run's own
             points lie in the ball too.

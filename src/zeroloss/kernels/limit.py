@@ -82,7 +82,7 @@ from zeroloss.kernels.recursions import Expect, Forward, Sides, fc_forward, fc_l
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.nets.registry import DU_NETS, INPUT_FIELDS, resolve_architecture
 from zeroloss.precision import no_tf32
-from zeroloss.spectrum import lambda_min
+from zeroloss.spectra import lambda_min
 
 #: The nets with an infinite-width kernel here (Du et al.'s three), by registry name.
 NETS = DU_NETS

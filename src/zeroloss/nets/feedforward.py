@@ -5,7 +5,8 @@
 There is no architectural scale factor (unlike Du et al.'s nets): the scale lives in the initialisation. The net
 is built with one of the standard laws of :mod:`zeroloss.nets.laws` (``kaiming``, ``xavier``, ``lecun``,
 ``torch_default``, ``gaussian``) or with every parameter at zero; Chatterjee's data-dependent ``positive``
-initialisation is applied afterwards by :func:`zeroloss.init.initialise` (``zeroloss.init`` imports this module,
+initialisation is applied afterwards by :func:`zeroloss.initialise` (:mod:`zeroloss.papers.chatterjee2022.init`
+imports this module,
 never the reverse). PyTorch's default initialisers are never used. ``widths=[]`` (L = 0) is the linear model
 f(x) = vᵀx + c, whose local PL constant is known exactly (the reference problem of the tests).
 
@@ -44,7 +45,7 @@ class FeedForward(EnsembleNet):
         output_bias: output bias c (default True).
         init: name of the standard law drawn at construction (a key of :data:`zeroloss.nets.laws.STANDARD_LAWS`;
             default ``"lecun"``), or None to leave every parameter at zero (e.g. before copying weights in, or
-            before ``zeroloss.init.initialise(net, "positive", X=..., y=..., radius=...)``, which needs data).
+            before ``zeroloss.initialise(net, "positive", X=..., y=..., radius=...)``, which needs data).
 
     Shapes: ``W1`` (S, d₁, d), ``Wℓ`` (S, d_ℓ, d_{ℓ−1}), ``bℓ`` (S, d_ℓ), ``v`` (S, d_L), ``c`` (S, 1);
     ``net(X)`` with X (n, d) gives (S, n).
@@ -97,7 +98,7 @@ class FeedForward(EnsembleNet):
         if init is not None:
             if not isinstance(init, str) or init not in STANDARD_LAWS:
                 hint = (" (the positive initialisation needs data: build with init=None, then call "
-                        "zeroloss.init.initialise(net, 'positive', X=..., y=..., radius=...))" if init == "positive"
+                        "zeroloss.initialise(net, 'positive', X=..., y=..., radius=...))" if init == "positive"
                         else "")
                 raise ZerolossInputError(f"init: must be one of {', '.join(STANDARD_LAWS)} or None, got {init!r}{hint}")
             self.init_info = {"init": init, "seed": seed, **STANDARD_LAWS[init](self, member_generators(seed, S))}

@@ -1,6 +1,7 @@
 """The standard random laws of :class:`~zeroloss.nets.FeedForward`'s dense maps, drawn with the member generators.
 
-These are the laws a FeedForward can be built with (``FeedForward(..., init="lecun")``); :mod:`zeroloss.init` adds
+These are the laws a FeedForward can be built with (``FeedForward(..., init="lecun")``);
+:mod:`zeroloss.papers.chatterjee2022.init` adds
 Chatterjee's data-dependent ``positive`` initialisation on top and keeps the registry of all of them. This module
 imports nothing from the net (it reads ``fan_ins``, ``depth``, ``bias``, ``output_bias`` and the parameters), so the
 net can use it without an import cycle.
@@ -104,7 +105,8 @@ def torch_default(net: nn.Module, generators: list[torch.Generator]) -> dict:
     return {}
 
 
-#: name → law ``fn(net, generators) -> dict``: the laws that need no data (``zeroloss.init`` adds ``positive``).
+#: name → law ``fn(net, generators) -> dict``: the laws that need no data
+#: (:mod:`zeroloss.papers.chatterjee2022.init` adds ``positive``).
 STANDARD_LAWS: dict[str, Law] = {
     "kaiming": kaiming,
     "xavier": xavier,

@@ -8,7 +8,7 @@
 
 Example:
     >>> import tempfile, pandas as pd
-    >>> from zeroloss.experiments.base import RunOutput
+    >>> from zeroloss.papers.base import RunOutput
     >>> out = tempfile.mkdtemp()
     >>> _ = RunStore(out).write("demo", {"seed": 1}, RunOutput(pd.DataFrame(
     ...     {"step": [0], "metric": "loss", "value": [2.0]}), {"final_loss": 2.0}))

@@ -214,7 +214,7 @@ def load(path: Path | str, all_runs: bool = False) -> pd.DataFrame:
 
     Example:
         >>> import tempfile, pandas as pd
-        >>> from zeroloss.experiments.base import RunOutput
+        >>> from zeroloss.papers.base import RunOutput
         >>> out = tempfile.mkdtemp()
         >>> _ = RunStore(out).write("demo", {"seed": 0}, RunOutput(pd.DataFrame(
         ...     {"step": [0, 1], "metric": "loss", "value": [1.0, 0.5]}), {}))

@@ -19,7 +19,7 @@ removes (:meth:`RunStore.clean_stale`).
 
 Example:
     >>> import tempfile, pandas as pd
-    >>> from zeroloss.experiments.base import RunOutput
+    >>> from zeroloss.papers.base import RunOutput
     >>> from zeroloss.store import load
     >>> store = RunStore(tempfile.mkdtemp())
     >>> rid = store.write("demo.exp", {"width": 8, "seed": 0},
@@ -205,7 +205,7 @@ class RunStore:
 
     def write(self, experiment: str, spec: Mapping[str, Any], output: Any, env: Mapping[str, Any] | None = None,
               ) -> str:
-        """Store one run (a :class:`~zeroloss.experiments.base.RunOutput`) and return its id.
+        """Store one run (a :class:`~zeroloss.papers.base.RunOutput`) and return its id.
 
         ``summary["diverged"]`` is always present: when the experiment did not say, a run is marked diverged
         if a summary value or a metric value is non-finite. Writing a run that is already done is a no-op.

@@ -5,12 +5,12 @@
   execute, write each run as it finishes (resumable after a kill at any moment).
 * :mod:`~zeroloss.sweep.executors` — ``local``, ``process`` (spawn pool), ``ray``.
 * :mod:`~zeroloss.sweep.reproduce` — :func:`reproduce`: every experiment of a paper, claims, HTML report.
-* :mod:`~zeroloss.experiments.registry` — experiments by name (plus ``ZEROLOSS_EXTRA_EXPERIMENTS`` modules).
+* :mod:`~zeroloss.papers.registry` — experiments by name (plus ``ZEROLOSS_EXTRA_EXPERIMENTS`` modules).
 """
 
 from __future__ import annotations
 
-from zeroloss.experiments.registry import EXTRA_ENV, experiments_for_paper, get_experiment, load_experiments
+from zeroloss.papers.registry import EXTRA_ENV, experiments_for_paper, get_experiment, load_experiments
 from zeroloss.sweep.executors import EXECUTORS, Executor, make_executor
 from zeroloss.sweep.reproduce import SCALES, ReproduceResult, reproduce
 from zeroloss.sweep.runner import SweepResult, run_sweep

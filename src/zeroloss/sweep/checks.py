@@ -138,7 +138,7 @@ def _plain_json_problem(value: Any) -> str | None:
 
 
 def validate_runs(experiment: Any, specs: Sequence[Mapping[str, Any]]) -> None:
-    """Check every run spec of ``experiment`` (an :class:`~zeroloss.experiments.base.Experiment` or its name).
+    """Check every run spec of ``experiment`` (an :class:`~zeroloss.papers.base.Experiment` or its name).
 
     Raises:
         ZerolossInputError: the first bad value, named by its key, with the run's position (``run 3 of 8``).
@@ -177,13 +177,13 @@ def _probes() -> Sequence[str]:
 
 
 def _chatterjee_inits() -> Sequence[str]:
-    from zeroloss.experiments.chatterjee2022_claims import BASELINES, POSITIVE
+    from zeroloss.papers.chatterjee2022.claims import BASELINES, POSITIVE
 
     return [*POSITIVE, *BASELINES]
 
 
 def _targets() -> Sequence[str]:
-    from zeroloss.twotimescale.targets import PRESET_VALUES
+    from zeroloss.papers.marion2023.twotimescale.targets import PRESET_VALUES
 
     return list(PRESET_VALUES)
 

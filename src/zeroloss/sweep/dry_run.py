@@ -3,7 +3,7 @@ take, without writing anything.
 
 Per experiment: the number of runs (how many are already finished in ``DIR``, how many are left), the settings
 (each spec key with its values) and the estimated seconds of the runs left. The estimate comes from the
-experiment's cost model (:attr:`~zeroloss.experiments.base.Experiment.estimate_seconds`: measured per-unit costs,
+experiment's cost model (:attr:`~zeroloss.papers.base.Experiment.estimate_seconds`: measured per-unit costs,
 stored beside the experiment). When ``DIR`` already holds finished runs of the experiment, their measured times
 (``env.json``: ``batch_seconds / batch_size``) calibrate it to this machine: the model is scaled by Σ measured /
 Σ modelled over those runs; without a cost model the mean measured run time is used. The estimate is for the local
@@ -27,7 +27,7 @@ from zeroloss.sweep.reproduce import plan, skip_note
 from zeroloss.sweep.runner import unique_runs
 
 if TYPE_CHECKING:
-    from zeroloss.experiments.base import Experiment, Spec
+    from zeroloss.papers.base import Experiment, Spec
 
 
 @dataclass

@@ -97,8 +97,8 @@ def _find_experiment(name: str, module: str) -> Any:
     paper module: numba, scipy and matplotlib stay unloaded unless the experiment needs them), else the registry."""
     import importlib
 
-    from zeroloss.experiments.base import REGISTRY
-    from zeroloss.experiments.registry import get_experiment
+    from zeroloss.papers.base import REGISTRY
+    from zeroloss.papers.registry import get_experiment
 
     if module:
         importlib.import_module(module)

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.experiments.registry import experiments_for_paper
+from zeroloss.papers.registry import experiments_for_paper
 from zeroloss.store import REPRODUCE_MANIFEST, atomic_write_bytes, json_bytes, python_command, sweep_lock
 from zeroloss.store.ownership import check_folder, claim_folder, clean_folder
 from zeroloss.sweep.executors import make_executor
 from zeroloss.sweep.runner import SweepResult, resolve_device, run_sweep
 
-if TYPE_CHECKING:  # zeroloss.experiments (every paper module) and the report import matplotlib: lazily
-    from zeroloss.experiments.base import Experiment
+if TYPE_CHECKING:  # zeroloss.papers (every paper module) and the report import matplotlib: lazily
+    from zeroloss.papers.base import Experiment
     from zeroloss.report import Report
 
 #: The conventional scale names, smallest first (for listings); an experiment may define any subset, or others.

@@ -32,8 +32,8 @@ from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
 from zeroloss.sweep.threads import check_threads
 
-if TYPE_CHECKING:  # zeroloss.experiments imports every paper module (and matplotlib)
-    from zeroloss.experiments.base import Experiment, Spec
+if TYPE_CHECKING:  # zeroloss.papers imports every paper module (and matplotlib)
+    from zeroloss.papers.base import Experiment, Spec
 
 
 @dataclass
@@ -92,7 +92,7 @@ def run_sweep(
     """Run (or resume) ``specs`` of ``experiment`` into the sweep directory ``out``.
 
     Args:
-        experiment: a registered :class:`~zeroloss.experiments.base.Experiment`.
+        experiment: a registered :class:`~zeroloss.papers.base.Experiment`.
         specs: run specs (JSON-ready dicts); duplicates are run once.
         out: sweep folder; finished runs go to ``out/runs/<id>/``, the run list to ``out/sweep.json``. It must be
             missing, empty, or a zeroloss sweep folder (``ZerolossInputError`` otherwise: nothing is written).

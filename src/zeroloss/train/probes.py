@@ -29,7 +29,7 @@ import torch
 
 from zeroloss.kernels.empirical import _gram_by_layer
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.spectrum import eigenvalues_or_nan
+from zeroloss.spectra import eigenvalues_or_nan
 
 
 @dataclass

@@ -37,7 +37,7 @@ import torch
 from zeroloss.errors import ZerolossInputError
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets.base import EnsembleNet
-from zeroloss.spectrum import eigenvalues
+from zeroloss.spectra import eigenvalues
 from zeroloss.train.backprop import Backprop
 
 #: The default step is AUTO_LR_FRACTION / λ_max(G(0)) per member: 1, the descent lemma's η = 1/β (see above).

@@ -1,0 +1,186 @@
+"""Du et al. (ICML 2019) experiments: the paper has none, so these are ours, designed to test its statements.
+
+Du et al.'s theorems say that at large width GD is governed by the Gram matrix: the residual obeys
+r(k+1) ≈ (I − ηG(0)) r(k), so the loss follows the kernel prediction L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, y − u(0)⟩²
+of the full Gram G(0), with an error that falls as m grows, and the width needed for this grows like 2^{O(H)} for
+FC nets but not for ResNets (docs/theory.md §1.3, §1.5). Every run is measured against its *own* kernel
+prediction, for as many steps as its kernel needs (:mod:`zeroloss.papers.du2019.runs`); the claims are in
+:mod:`zeroloss.papers.du2019.claims`.
+
+Registered experiments (scales ``tiny`` for CI, ``medium`` for about 30 CPU minutes, ``paper`` for one GPU):
+
+- ``du2019.kernel`` — FC (H = 2) and ResNet (H = 3) over widths, several seeds, λ_min(G(k)) probed at every step:
+  (a) every step contracts the loss by ≤ 1 − ηλ_min(G(k))/2 with η = 1/λ_max(G(0)), the loss curve stays within
+  τ of its kernel prediction at the widest width, random labels are fitted; (b) the deviation from the kernel
+  prediction, the weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and the Gram drift fall at least like m^(−1/2).
+- ``du2019.depth`` — (c) FC vs ResNet at depths 2…H over a grid of widths: the width each needs to track its
+  kernel to τ, with censored cells where no width tried does.
+- ``du2019.conv`` — (d) the convolutional ResNet fits random labels on patch data within twice its kernel horizon.
+
+Data: n points on S^{d−1} (patch fields of unit Frobenius norm for the conv net), random ±1 labels, softplus.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from zeroloss.papers.base import Claim, Experiment, Spec, register
+from zeroloss.papers.du2019 import plots
+from zeroloss.papers.du2019.claims import (
+    FIT_WITHIN,
+    contraction_claim,
+    depth_claim,
+    fit_claim,
+    slope_claim,
+    tracking_claim,
+)
+from zeroloss.papers.du2019.runs import DEFAULTS, run_batch, runs_table, spec_value
+
+PAPER = "du2019"
+NET_LABELS = {"fc": "FC", "resnet": "ResNet", "conv-resnet": "conv-ResNet"}
+
+
+def _spec(**kw: Any) -> Spec:
+    spec = {k: DEFAULTS[k] for k in ("activation", "labels", "data_seed", "dtype")}
+    spec.update(kw)
+    return spec
+
+
+#: Effective single-thread float64 flop rate of a du2019 GD step on the calibration machine: the tiny scale's
+#: measured CPU seconds (2-core AMD EPYC, one intra-op thread, under load; `zeroloss reproduce du2019 --scale tiny`)
+#: divided by the flop counts below; the estimates were within a factor 2 of every experiment's measured time.
+CPU_FLOPS = 12e9
+#: Typical kernel horizons in steps (the step at which L̂ ≤ 10⁻⁴ L̂_0 with η = 1/λ_max) on the scales' data,
+#: measured on the tiny runs: FC grows about 3× per layer (its kernel's condition number does), the ResNets do not.
+HORIZON_FC_H2, HORIZON_FC_PER_LAYER, HORIZON_RESNET, HORIZON_CONV = 400.0, 3.0, 250.0, 1500.0
+
+
+def estimate_seconds(spec: Spec) -> float:
+    """Rough single-thread CPU seconds of one run (``reproduce --dry-run``): its flops at :data:`CPU_FLOPS`.
+
+    The horizon is known only once G(0) is computed; it is taken as :data:`HORIZON_FC_H2` × 3^(H−2) for FC,
+    :data:`HORIZON_RESNET` for the ResNet, :data:`HORIZON_CONV` for the conv-ResNet, × ``run_factor``. A step
+    costs about 6·n·Σ(fan-in × fan-out) flops (three matmuls per map), twice that when the Gram is probed every
+    step. On a GPU large widths run much faster and small ones are launch-bound: there this is no guide.
+    """
+    m, H, n = spec["width"], spec["depth"], spec["n"]
+    if spec["net"] == "conv-resnet":
+        fan = spec["positions"] * (3 * spec["channels"] * m + (H - 1) * 3 * m * m + m)
+        horizon = HORIZON_CONV
+    else:
+        fan = spec["d"] * m + (H - 1) * m * m + m
+        horizon = HORIZON_FC_H2 * HORIZON_FC_PER_LAYER ** (H - 2) if spec["net"] == "fc" else HORIZON_RESNET
+    per_step = 6.0 * n * fan * (2.0 if "lambda_min" in spec_value(spec, "probes") else 1.0)
+    return horizon * float(spec_value(spec, "run_factor")) * per_step / CPU_FLOPS
+
+
+# ---------------------------------------------------------------------------------------------- kernel
+
+KERNEL_PROBES = ["loss", "lambda_min", "movement", "gram_drift"]
+KERNEL_NETS = (("fc", 2), ("resnet", 3))
+#: (summary column, words) of the quantities whose decay with width claim (b) checks.
+SLOPES = (("kernel_deviation", "the deviation from the kernel prediction"),
+          ("movement_max", "the weight movement max_h ‖W^(h)(k) − W^(h)(0)‖_F/√m"),
+          ("gram_drift_max", "the Gram drift max_k ‖G(k) − G(0)‖_F/‖G(0)‖_F"))
+
+
+def kernel_specs(widths: list[int], seeds: int, n: int, d: int, max_steps: int = 100_000) -> list[Spec]:
+    """FC (H = 2) and ResNet (H = 3) at every width and seed; 2× the kernel horizon (the fit claim)."""
+    return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, run_factor=FIT_WITHIN, max_steps=max_steps,
+                  probes=KERNEL_PROBES)
+            for net, depth in KERNEL_NETS for m in widths for s in range(seeds)]
+
+
+def kernel_claims(df: pd.DataFrame) -> list[Claim]:
+    runs = runs_table(df)
+    name = "du2019.kernel"
+    claims = []
+    for net, group in runs.groupby("net", sort=False):
+        label = NET_LABELS.get(net, net)
+        claims += [contraction_claim(name, label, group), tracking_claim(name, label, group),
+                   fit_claim(name, label, group)]
+        claims += [slope_claim(name, label, group, column, text) for column, text in SLOPES]
+    return claims
+
+
+def kernel_plot(df: pd.DataFrame) -> dict[str, Any]:
+    runs = runs_table(df)
+    return {
+        "loss against its kernel prediction at the widest width": plots.kernel_curves(df, runs),
+        "per-step loss decrease against ηλ_min(G(k))/2 at the widest width": plots.contraction(df, runs),
+        "deviation, movement and Gram drift against width": plots.width_scaling(runs),
+    }
+
+
+register(Experiment(
+    name="du2019.kernel", paper=PAPER,
+    description="Fully-connected (H = 2) and residual (H = 3) nets, softplus, n points on S^{d−1} with random ±1 "
+                "labels, full-batch GD with η = 1/λ_max(G(0)) for twice the kernel's horizon, over widths and seeds: "
+                "each run against the kernel prediction of its own G(0); λ_min(G(k)) at every step.",
+    specs={"tiny": kernel_specs([64, 128, 256, 512], 8, n=8, d=16),
+           "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=8, d=16),
+           "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192], 8, n=32, d=64)},
+    run_batch=run_batch, plot=kernel_plot, claims=kernel_claims, estimate_seconds=estimate_seconds,
+))
+
+
+# ----------------------------------------------------------------------------------------------- depth
+
+def depth_specs(depths: list[int], widths: list[int], seeds: int, n: int, d: int,
+                max_steps: int = 200_000) -> list[Spec]:
+    """FC and ResNet at every depth × width × seed, each for its own kernel horizon (loss probe only)."""
+    return [_spec(net=net, depth=h, width=m, n=n, d=d, seed=s, run_factor=1.0, max_steps=max_steps)
+            for net in ("fc", "resnet") for h in depths for m in widths for s in range(seeds)]
+
+
+def depth_claims(df: pd.DataFrame) -> list[Claim]:
+    return [depth_claim("du2019.depth", runs_table(df))]
+
+
+def depth_plot(df: pd.DataFrame) -> dict[str, Any]:
+    runs = runs_table(df)
+    return {"deviation from the kernel prediction against width, per depth": plots.deviation_by_depth(runs),
+            "width needed to track the kernel against depth": plots.needed_width_by_depth(runs)}
+
+
+register(Experiment(
+    name="du2019.depth", paper=PAPER,
+    description="Fully-connected vs residual nets at several depths over a grid of widths (softplus, random ±1 "
+                "labels, η = 1/λ_max(G(0))), each run until its kernel predicts L ≤ 10⁻⁴·L(0): the width from "
+                "which the loss curve stays within τ of its kernel prediction.",
+    specs={"tiny": depth_specs([2, 3, 4], [8, 16, 32, 64, 128, 256], 3, n=8, d=16),
+           "medium": depth_specs([2, 3, 4, 5], [8, 16, 32, 64, 128, 256, 512], 4, n=8, d=16),
+           "paper": depth_specs([2, 3, 4, 5, 6], [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 8,
+                                n=8, d=16, max_steps=1_000_000)},
+    run_batch=run_batch, plot=depth_plot, claims=depth_claims, estimate_seconds=estimate_seconds,
+))
+
+
+# ------------------------------------------------------------------------------------------------ conv
+
+def conv_specs(width: int, seeds: int, n: int, channels: int, positions: int) -> list[Spec]:
+    """The convolutional ResNet (H = 3, kernel 3) on patch data, 2× its kernel horizon."""
+    return [_spec(net="conv-resnet", depth=3, width=width, n=n, channels=channels, positions=positions, seed=s,
+                  run_factor=FIT_WITHIN) for s in range(seeds)]
+
+
+def conv_claims(df: pd.DataFrame) -> list[Claim]:
+    return [fit_claim("du2019.conv", "the convolutional ResNet", runs_table(df))]
+
+
+def conv_plot(df: pd.DataFrame) -> dict[str, Any]:
+    return {"convolutional ResNet: loss against its kernel prediction": plots.kernel_curves(df, runs_table(df))}
+
+
+register(Experiment(
+    name="du2019.conv", paper=PAPER,
+    description="Convolutional ResNet (H = 3, kernel 3, zero padding) on smoothed Gaussian patch fields of unit "
+                "Frobenius norm with random ±1 labels, full-batch GD with η = 1/λ_max(G(0)) for twice its "
+                "kernel's horizon.",
+    specs={"tiny": conv_specs(32, 3, n=12, channels=2, positions=8),
+           "medium": conv_specs(64, 5, n=12, channels=2, positions=8),
+           "paper": conv_specs(256, 8, n=32, channels=3, positions=16)},
+    run_batch=run_batch, plot=conv_plot, claims=conv_claims, estimate_seconds=estimate_seconds,
+))

@@ -1,0 +1,174 @@
+"""Running Du et al.'s experiments: one ensemble per shape, every run measured against its own kernel prediction.
+
+A run (docs/theory.md §1.2–§1.3): data on the unit sphere (or unit-Frobenius patch fields for the convolutional
+ResNet) with random ±1 labels; one of Du et al.'s nets at width m, depth H, drawn from its seed; full-batch GD on
+every layer with the step η = lr_scale / λ_max(G(0)) of its own full Gram G(0) (float64). Before training, the
+kernel prediction L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, y − u(0)⟩² gives the run its horizon K: the first step with
+L̂_K ≤ ``horizon`` · L̂_0 (:func:`zeroloss.papers.du2019.theory.kernel_steps_to`). The run trains for ``run_factor`` · K
+steps (the largest K of its batch), so how long it runs is set by the kernel's spectrum, not by a budget; only
+``max_steps`` caps it, and a member whose window did not fit under the cap is marked *censored*.
+
+Recorded per run (summary): η, λ_max and λ_min of G(0), the kernel horizon, the kernel deviation
+max_{k ≤ K} |√L_k − √L̂_k| / √L_0 (:func:`zeroloss.papers.du2019.theory.kernel_deviation`), the first step with
+L_k ≤ :data:`FIT_RATIO` · L_0, the largest hidden-layer movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and Gram drift over
+the run,
+and, when λ_min(G(k)) was probed at every step, the per-step contraction check L(k+1)/L(k) ≤ 1 − ηλ_min(G(k))/2
+(:func:`zeroloss.papers.du2019.theory.per_step_contraction`).
+Metrics: the loss and its kernel prediction (and the probed
+quantities) on at most :data:`STORED_STEPS` + 1 steps.
+
+Spec keys: ``net`` (fc, resnet, conv-resnet), ``width``, ``depth``, ``activation``, ``c_res``, ``dtype``, ``n``,
+``d`` or ``channels`` + ``positions``, ``labels``, ``data_seed``, ``seed``, ``lr_scale``, ``horizon``,
+``run_factor``, ``max_steps``, ``probes``. Runs differing only in ``seed`` train as one ensemble.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from zeroloss.data import patch_data, sphere_data
+from zeroloss.devices import resolve_device
+from zeroloss.errors import require
+from zeroloss.kernels.empirical import gram
+from zeroloss.nets.base import stack_members
+from zeroloss.nets.registry import build_net, net_options
+from zeroloss.papers.base import RunOutput, Spec, one_row_per_run
+from zeroloss.papers.du2019.theory import (
+    kernel_deviation,
+    kernel_loss_prediction,
+    kernel_steps_to,
+    per_step_contraction,
+)
+from zeroloss.spectra import eigenvalues
+from zeroloss.train.gd import train_gd
+
+#: Steps kept in the stored metrics of one run (evenly spaced, plus the last): the curves for the figures.
+STORED_STEPS = 200
+
+#: The fraction of L(0) at which random labels count as fitted: ``fit_step`` is the first step below it.
+FIT_RATIO = 1e-4
+
+#: Spec defaults (a spec may override each).
+DEFAULTS: dict[str, Any] = {"activation": "softplus", "labels": "random", "data_seed": 0, "dtype": "float64",
+                            "c_res": 0.5, "lr_scale": 1.0, "horizon": 1e-4, "run_factor": 1.0,
+                            "max_steps": 100_000, "probes": ["loss"]}
+
+
+def spec_value(spec: Spec, key: str) -> Any:
+    """``spec[key]``, or its default from :data:`DEFAULTS`."""
+    return spec.get(key, DEFAULTS.get(key))
+
+
+def make_data(spec: Spec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's inputs (float64, unit norm) and labels."""
+    labels, seed = spec_value(spec, "labels"), spec_value(spec, "data_seed")
+    if spec["net"] == "conv-resnet":
+        return patch_data(spec["n"], spec["channels"], spec["positions"], seed, labels)
+    return sphere_data(spec["n"], spec["d"], seed, labels)
+
+
+def make_net(spec: Spec, seed: int, device: torch.device, input_shape: tuple[int, ...]):
+    """One single-member net of the spec's architecture (the nets registry builds it)."""
+    dtype = torch.float64 if spec_value(spec, "dtype") == "float64" else torch.float32
+    fields = {**{k: spec_value(spec, k) for k in ("activation", "c_res")}, **spec}
+    return build_net(spec["net"], input_shape, **net_options(spec["net"], fields), members=1, seed=seed, dtype=dtype,
+                     device=device)
+
+
+def _stored_steps(steps_done: int) -> np.ndarray:
+    return np.unique(np.round(np.linspace(0, steps_done, STORED_STEPS + 1)).astype(np.int64))
+
+
+def _history_max(history: pd.DataFrame, member: int, prefix: str) -> float:
+    """Largest value over the run of the metrics starting with ``prefix`` (NaN when not probed)."""
+    rows = history[(history["member"] == member) & history["metric"].str.startswith(prefix)]
+    return float(rows["value"].max()) if len(rows) else float("nan")
+
+
+def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[RunOutput]:
+    """Train the runs of one batch (same shape, different seeds) as one ensemble; see the module docstring."""
+    device = resolve_device(device)
+    first = specs[0]
+    lr_scale = spec_value(first, "lr_scale")
+    require(isinstance(lr_scale, (int, float)) and 0.0 < lr_scale < 2.0, "lr_scale",
+            "must be in (0, 2): η = lr_scale/λ_max(G(0)) beyond 2/λ_max has no convergent kernel prediction", lr_scale)
+    X, y = make_data(first)
+    X, y = X.to(device), y.to(device)
+    net = stack_members([make_net(s, s["seed"], device, tuple(X.shape[1:])) for s in specs])
+    S = len(specs)
+    G0 = gram(net, X)  # (S, n, n) float64, TF32 off
+    eig0 = eigenvalues(G0).cpu()
+    eta = lr_scale / eig0[:, -1]
+    with torch.no_grad():
+        residual0 = (net(X).double() - y.double()).cpu()
+    max_steps = int(spec_value(first, "max_steps"))
+    horizon = kernel_steps_to(G0, residual0, eta, float(spec_value(first, "horizon")), max_steps)
+    run_factor = float(spec_value(first, "run_factor"))
+    want = max_steps if (horizon < 0).any() else int(math.ceil(run_factor * horizon.max()))
+    steps = max(1, min(want, max_steps))
+    probes = list(spec_value(first, "probes"))
+    every_step = "lambda_min" in probes  # the per-step contraction check needs λ_min(G(k)) at every step
+    run = train_gd(net, X, y, eta, steps, probe_every=1 if every_step else max(1, steps // STORED_STEPS),
+                   probes=probes, progress=False)
+    losses = run.losses  # (steps_done + 1, S), every step
+    done = run.steps
+    predicted = kernel_loss_prediction(G0, residual0, eta, done)
+    hist = run.history
+    lam_path = (run.metric("lambda_min").reindex(range(done + 1)).to_numpy() if every_step else None)
+    eps = float(torch.finfo(net.dtype).eps)  # the round-off floor of the loss ratios, in the net's dtype
+    contraction = (per_step_contraction(losses, eta.numpy(), lam_path, relative_floor=(1e4 * eps) ** 2)
+                   if every_step else None)
+    kept = _stored_steps(done)
+    outputs = []
+    for s in range(S):
+        K = int(horizon[s])
+        window = done if K < 0 else min(K, done)
+        loss_s = losses[:, s]
+        ratio = loss_s / loss_s[0]
+        reached = np.flatnonzero(ratio <= FIT_RATIO)
+        finite = loss_s[np.isfinite(loss_s)]
+        rows = [pd.DataFrame({"step": kept, "metric": "loss", "value": loss_s[kept]}),
+                pd.DataFrame({"step": kept, "metric": "kernel_loss", "value": predicted[kept, s]})]
+        mine = hist[(hist["member"] == s) & (hist["metric"] != "loss") & hist["step"].isin(kept)]
+        rows.append(mine.drop(columns="member"))
+        if lam_path is not None:
+            k = kept[kept < done]
+            rows.append(pd.DataFrame({"step": k, "metric": "contraction_ratio", "value": loss_s[k + 1] / loss_s[k]}))
+            rows.append(pd.DataFrame({"step": k, "metric": "contraction_bound",
+                                      "value": 1.0 - float(eta[s]) * lam_path[k, s] / 2.0}))
+        summary = {
+            "eta": float(eta[s]),
+            "lambda_max_G0": float(eig0[s, -1]),
+            "lambda_min_G0": float(eig0[s, 0]),
+            "kernel_horizon": K,
+            "steps_done": int(done),
+            # cut by max_steps before the end of its own window (a diverged member's fate is decided: not censored)
+            "censored": bool((K < 0 or run_factor * K > steps) and s not in run.diverged_at),
+            "kernel_deviation": float(kernel_deviation(loss_s[: window + 1], predicted[: window + 1, s])),
+            "initial_loss": float(loss_s[0]),
+            "final_loss": float(finite[-1]) if len(finite) else float("nan"),
+            "min_loss_ratio": float(np.nanmin(ratio)) if len(finite) else float("nan"),
+            "fit_step": int(reached[0]) if len(reached) else None,
+            "movement_max": _history_max(hist, s, "movement_W"),
+            "gram_drift_max": _history_max(hist, s, "gram_drift"),
+            "diverged": s in run.diverged_at,
+            "diverged_at": run.diverged_at.get(s),
+            "seconds": run.seconds,
+        }
+        if contraction is not None:
+            row = contraction.iloc[s]
+            summary.update({"contraction_steps": int(row["steps_checked"]),
+                            "contraction_violations": int(row["violations"]),
+                            "contraction_worst_excess": float(row["worst_excess"])})
+        outputs.append(RunOutput(pd.concat(rows, ignore_index=True), summary))
+    return outputs
+
+
+def runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (spec and summary columns) from a sweep's tidy frame."""
+    return one_row_per_run(df)

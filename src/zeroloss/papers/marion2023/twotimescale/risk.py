@@ -1,0 +1,157 @@
+"""Exact population risk L(a, u) = ∫₀¹ (f(x; a, u) − f*(x))² dx, its gradient, and the fast problem's a*(u).
+
+docs/theory.md §3.2: σ is piecewise polynomial (cubic, with breaks at z = −½, 0, ½) and f* piecewise constant, so on
+every cell of [0, 1] cut by all breakpoints — 0, 1, the jumps v_i, and u_j − η/2, u_j, u_j + η/2 for every neuron — the
+integrand (f − f*)² is a polynomial of degree ≤ 6. A 4-point Gauss–Legendre rule (exact to degree 7) per cell
+therefore gives the integral exactly, up to round-off, with no adaptive quadrature; the same nodes integrate the
+gradient integrands (degree ≤ 5) and the normal equations of the least-squares problem (degree ≤ 6) exactly.
+Everything is vectorised over members and cells.
+
+    L(a, u)      = Σ_cells Σ_q w_q (f(x_q) − f*(x_q))²
+    ∂L/∂a_j      = 2 ∫ (f − f*) φ_j,             φ_0 = 1, φ_j = σ((x − u_j)/η)
+    ∂L/∂u_j      = −(2 a_j/η) ∫ (f − f*) σ′((x − u_j)/η)
+    a*(u)        = argmin_a L(a, u) = G⁺ b,      G = ∫ Φ Φᵀ,  b = ∫ Φ f*
+
+:func:`label_noise_excess` is the O(h) risk online SGD keeps above L(a*(u), u) at frozen u (from the same G).
+
+(The boundary terms of Leibniz's rule vanish: the integrand is continuous across the moving breakpoints.)
+
+References:
+    Marion & Berthier, NeurIPS 2023, §3 (population risk, fast problem); docs/theory.md §3.2–3.3.
+
+Example:
+    >>> from zeroloss.papers.marion2023.twotimescale.targets import target_preset
+    >>> f = target_preset("paper"); u = np.array([[0.2]]); a = np.array([[1.0, 3.0]])
+    >>> # one neuron on a jump of 3 with a = 3, f* = 1 then 4 beyond .35: the rest is the missed jumps
+    >>> float(exact_risk(a, u, 0.01, f)[0]) > 0
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from zeroloss.papers.marion2023.twotimescale.model import check_params, features, sigma_d1
+
+#: Gauss–Legendre order per cell: 4 nodes integrate polynomials of degree ≤ 7 exactly; (f − f*)² has degree 6.
+GL_ORDER = 4
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(GL_ORDER)
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """Nodes and weights, per member, of the exact cell-wise rule on [0, 1]: x (R, Q), w (R, Q)."""
+
+    x: np.ndarray
+    w: np.ndarray
+
+
+def quadrature(u: np.ndarray, eta: float, target, order: int = GL_ORDER) -> Quadrature:
+    """The exact rule for f, f* with positions u (R, m): cells cut at 0, 1, the jumps and u_j + η·{−½, 0, ½};
+    ``order`` Gauss–Legendre nodes per cell integrate piecewise polynomials of degree ≤ 2·order − 1 exactly."""
+    u = np.asarray(u, dtype=np.float64)
+    R = u.shape[0]
+    cuts = np.concatenate([u - eta / 2, u, u + eta / 2], axis=1)
+    fixed = np.broadcast_to(np.concatenate([[0.0, 1.0], target.jumps]), (R, len(target.jumps) + 2))
+    points = np.sort(np.clip(np.concatenate([cuts, fixed], axis=1), 0.0, 1.0), axis=1)
+    left, right = points[:, :-1], points[:, 1:]
+    half = (right - left)[:, :, None] / 2.0
+    mid = (right + left)[:, :, None] / 2.0
+    nodes, weights = (_GL_NODES, _GL_WEIGHTS) if order == GL_ORDER else np.polynomial.legendre.leggauss(order)
+    x = (mid + half * nodes).reshape(R, -1)
+    w = (half * weights).reshape(R, -1)
+    return Quadrature(x, w)
+
+
+def exact_risk(a: np.ndarray, u: np.ndarray, eta: float, target) -> np.ndarray:
+    """L(a, u) = ∫₀¹ (f − f*)² dx, exactly. a (R, m + 1), u (R, m) → (R,)."""
+    a, u = check_params(a, u, eta)
+    q = quadrature(u, eta, target)
+    resid = (features(u, q.x, eta) @ a[:, :, None])[:, :, 0] - target(q.x)
+    return np.sum(q.w * resid**2, axis=1)
+
+
+def risk_and_grad(a: np.ndarray, u: np.ndarray, eta: float, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L (R,), ∂L/∂a (R, m + 1), ∂L/∂u (R, m)), all exact (see the module docstring)."""
+    a, u = check_params(a, u, eta)
+    q = quadrature(u, eta, target)
+    phi = features(u, q.x, eta)
+    resid = (phi @ a[:, :, None])[:, :, 0] - target(q.x)
+    wr = (q.w * resid)[:, None, :]
+    risk = (wr @ resid[:, :, None])[:, 0, 0]
+    grad_a = 2.0 * (wr @ phi)[:, 0, :]
+    dphi = sigma_d1((q.x[:, :, None] - u[:, None, :]) / eta)
+    grad_u = -(2.0 / eta) * a[:, 1:] * (wr @ dphi)[:, 0, :]
+    return risk, grad_a, grad_u
+
+
+def normal_equations(u: np.ndarray, eta: float, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(G (R, m+1, m+1), b (R, m+1), c (R,)) with L(a, u) = aᵀGa − 2bᵀa + c, all exact."""
+    u = np.asarray(u, dtype=np.float64)
+    q = quadrature(u, eta, target)
+    phi = features(u, q.x, eta)
+    fstar = target(q.x)
+    weighted = np.swapaxes(phi * q.w[:, :, None], 1, 2)
+    G = weighted @ phi
+    b = (weighted @ fstar[:, :, None])[:, :, 0]
+    c = np.sum(q.w * fstar**2, axis=1)
+    return G, b, c
+
+
+#: Relative cut-off of G's eigenvalues in the pseudo-inverse: G is singular when two neurons coincide or a neuron
+#: leaves [−η/2, 1 + η/2]; 1e-12 of the largest eigenvalue is far above float64 round-off (~1e-16 · cond) and far
+#: below any genuine direction (the smallest genuine eigenvalues here are ≳ 1e-8 for positions ≥ 1e-6 apart).
+PINV_RCOND = 1e-12
+
+
+def optimal_outer(u: np.ndarray, eta: float, target) -> np.ndarray:
+    """a*(u) = argmin_a L(a, u) (the fast problem, docs/theory.md §3.3), minimum-norm when not unique.
+
+    u: (R, m) → a*: (R, m + 1)."""
+    G, b, _ = normal_equations(u, eta, target)
+    return (np.linalg.pinv(G, rcond=PINV_RCOND, hermitian=True) @ b[:, :, None])[:, :, 0]
+
+
+def label_noise_excess(u: np.ndarray, eta: float, h: float, noise: float, target) -> np.ndarray:
+    """The risk online SGD keeps above L(a*(u), u) because of its sampling noise, to first order in h, per member.
+
+    With u frozen (it moves hε ≪ h), the fast weights follow least-mean-squares with step μ = 2h: their error
+    e = a − a*(u) obeys e ← (I − μΦΦᵀ)e + μνΦ, with ν = y − a*ᵀΦ = ξ + m(x) the label noise plus the misfit
+    m = f* − f_{a*}, E[νΦ] = 0. At stationarity, to first order in μ, the covariance P of e solves the Lyapunov
+    equation G P + P G = μ N with G = ∫ΦΦᵀ (:func:`normal_equations`) and N = E[ν² ΦΦᵀ] = σ_ξ² G + ∫ m² ΦΦᵀ; its
+    trace gives the expected excess risk E[eᵀGe] = tr(GP) = (μ/2) tr N exactly, whatever the shape of P:
+
+        excess = h (σ_ξ² tr G + ∫₀¹ m(x)² |Φ(x)|² dx),      σ_ξ² = noise²/3 for ξ ∼ U[−noise, noise].
+
+    [derived; first order in h, valid while h·λ_max(G) ≪ 1: ≤ 2·10⁻² for h ≤ 10⁻³, m = 20.] The misfit term matters
+    while jumps are uncovered (L(a*, u) is then comparable to σ_ξ²) and is ≈ 1 % of the first once every jump carries
+    a neuron. The integrand m²|Φ|² is a piecewise polynomial of degree 12: 7 Gauss–Legendre nodes per cell.
+
+    Args:
+        u: (R, m) positions.
+        eta: smoothing width η.
+        h: the fast step size.
+        noise: the label-noise half-width (1 in the paper).
+        target: the piecewise-constant f*.
+
+    Returns:
+        (R,) the excess risk.
+
+    Example:
+        >>> from zeroloss.papers.marion2023.twotimescale.targets import PiecewiseConstant
+        >>> flat = PiecewiseConstant(np.array([0.5]), np.array([1.0, 1.0]))   # no misfit: only the label noise
+        >>> u = np.array([[0.25, 0.5, 0.75]])   # tr G = 1 + Σ_j ∫₀¹σ² = 1 + Σ_j (1 − u_j − 5η/56)
+        >>> excess = label_noise_excess(u, 0.004, 1e-3, 1.0, flat)
+        >>> round(float(excess[0]) / (1e-3 / 3), 6), round(2.5 - 3 * 5 * 0.004 / 56, 6)
+        (2.498929, 2.498929)
+    """
+    u = np.atleast_2d(np.asarray(u, dtype=np.float64))
+    G, _, _ = normal_equations(u, eta, target)
+    a_star = optimal_outer(u, eta, target)
+    q = quadrature(u, eta, target, order=7)
+    phi = features(u, q.x, eta)
+    misfit = target(q.x) - (phi @ a_star[:, :, None])[:, :, 0]
+    misfit_term = np.sum(q.w * misfit**2 * np.sum(phi**2, axis=2), axis=1)
+    return float(h) * (float(noise) ** 2 / 3.0 * np.trace(G, axis1=1, axis2=2) + misfit_term)
