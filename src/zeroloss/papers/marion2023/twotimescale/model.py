@@ -92,7 +92,8 @@ def init_positions(neurons: int, repeats: int, seed: int, valid_for=None, max_dr
         seed: seed of member 0.
         valid_for: optional :class:`~zeroloss.papers.marion2023.twotimescale.targets.PiecewiseConstant`; when
             given, each member redraws from its own generator until every constant piece of it holds ≥ 2 neurons
-            (the validity             condition of the two-timescale limit, docs/theory.md §3.3) — i.e. u₀ is drawn conditioned on validity.
+            (the validity condition of the two-timescale limit, docs/theory.md §3.3) — i.e. u₀ is drawn
+            conditioned on validity.
         max_draws: give up (ZerolossInputError) after this many draws of one member.
 
     Returns:

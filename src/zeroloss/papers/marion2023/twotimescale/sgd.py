@@ -8,8 +8,8 @@ r = y − f(x) and the per-sample loss ℓ = (y − f(x))² (the official code's
 
 ``derivative="exact"`` (default) uses σ′; ``"box"`` uses the code's surrogate 1{|x − u_j| ≤ η/2}/η for σ′(·)/η.
 After p steps the slow time is τ = p·h·ε. The exact population risk
-(:func:`~zeroloss.papers.marion2023.twotimescale.risk.exact_risk`) is logged ``logs`` times, evenly spaced in steps. All members
-advance side by side in one compiled loop (``prange`` over members; a plain loop for one member, so that no
+(:func:`~zeroloss.papers.marion2023.twotimescale.risk.exact_risk`) is logged ``logs`` times, evenly spaced in steps.
+All members advance side by side in one compiled loop (``prange`` over members; a plain loop for one member, so that no
 thread pool spins beside it); member k draws from its own xoshiro256** stream seeded ``seed + k``.
 
 References:
