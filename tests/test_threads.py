@@ -20,7 +20,7 @@ from zeroloss.papers import du2019
 from zeroloss.papers.registry import get_experiment
 from zeroloss.store import load
 from zeroloss.sweep import run_sweep
-from zeroloss.sweep.threads import DEFAULT_THREADS, check_threads, intra_op_threads
+from zeroloss.threads import DEFAULT_THREADS, check_threads, intra_op_threads
 
 
 @pytest.fixture

@@ -27,15 +27,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from zeroloss.cli.common import cli_errors, echo_err, parse_int_list
-from zeroloss.errors import ZerolossInputError, choice, require
+from zeroloss.errors import ZerolossInputError, choice, require, seed_value
 
 #: Radii tried when none is given: c·2^(−j/2) for j = 1..RADIUS_CANDIDATES (down to c/2^20, about c·1e-6).
 RADIUS_CANDIDATES = 40
 #: Library field names → the CLI's option names, so that a refusal names the flag the user typed.
 FLAGS = {"radius": "--radius", "hidden": "--hidden", "M": "--output-scale", "X": "--inputs", "y": "--labels",
          "samples": "--samples", "descent_steps": "--descent-steps", "seed": "--seed", "activation": "--activation"}
-#: Largest seed: member generators are seeded seed + k with torch's 64-bit seeds.
-MAX_SEED = 2**63 - 2
 
 if TYPE_CHECKING:
     import torch
@@ -67,7 +65,7 @@ def _flag_error(exc: ZerolossInputError) -> ZerolossInputError:
 def _check_options(samples: int, descent_steps: int, seed: int, hidden: float, output_scale: float) -> None:
     require(samples >= 0, "--samples", "must be an integer ≥ 0", samples)
     require(descent_steps >= 0, "--descent-steps", "must be an integer ≥ 0", descent_steps)
-    require(0 <= seed <= MAX_SEED, "--seed", f"must be an integer in 0..{MAX_SEED}", seed)
+    seed_value(seed, "--seed", members=2)
     require(math.isfinite(hidden) and hidden >= 0, "--hidden", "must be a positive number (0: 1/fan_in)", hidden)
     require(math.isfinite(output_scale) and output_scale >= 0, "--output-scale",
             "must be a positive number (0: the certified M)", output_scale)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from zeroloss.errors import ZerolossInputError, choice
+from zeroloss.errors import ZerolossInputError, choice, seed_value
 
 if TYPE_CHECKING:
     import torch
@@ -107,17 +107,13 @@ def prepare_output_file(path: Path, field: str = "--out", overwrite: bool = Fals
 
 
 def check_seed(seed: int, count: int = 1, field: str = "--seed") -> int:
-    """A seed of member 0 whose members ``seed + k`` (k < ``count``) all fit the generators: 0 ≤ seed + k < 2⁶³.
+    """A seed of member 0 whose members ``seed + k`` (k < ``count``) all fit the generators (0 ≤ seed + k < 2⁶³).
 
     Example:
         >>> check_seed(7, 4)
         7
     """
-    top = 2**63 - count
-    if not (0 <= seed <= top):
-        raise ZerolossInputError(f"{field}: must be an integer from 0 to 2**63 - {count} (member k uses seed + k), "
-                                 f"got {seed}")
-    return seed
+    return seed_value(seed, field, members=count)
 
 
 def load_inputs(path: Path, normalise: bool) -> torch.Tensor:

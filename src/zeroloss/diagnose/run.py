@@ -17,11 +17,9 @@ function x ↦ f(x; θ).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +51,8 @@ from zeroloss.errors import ZerolossInputError
 from zeroloss.ntk.linearize import Linearized, linearize
 from zeroloss.ntk.predict import predict_gd_mse
 from zeroloss.precision import no_tf32
-from zeroloss.train.gd import DIVERGENCE_FACTOR
+from zeroloss.threads import intra_op_threads
+from zeroloss.train.divergence import within_bounds
 
 #: Default step as a fraction of the stability edge 2/λ_max(Θ₀): η = 1/λ_max. The top kernel mode of the
 #: linearised GD then converges in one step (1 − ηλ_max = 0) and the step keeps a factor-2 margin to the edge for
@@ -143,26 +142,13 @@ class _PredictedPath:
         return self.train[i].reshape(n, c), test, float(self.loss[i])
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` inside the block (None: unchanged), restored after."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if threads is not None:
-            torch.set_num_threads(before)
-
-
 def _theta(model: nn.Module, names: list[str]) -> dict[str, torch.Tensor]:
     named = dict(model.named_parameters())
     return {k: named[k] for k in names}
 
 
 def _alive(loss: float, L0: float) -> bool:
-    return math.isfinite(loss) and loss <= DIVERGENCE_FACTOR * L0
+    return within_bounds(loss, L0)
 
 
 def diagnose(
@@ -249,7 +235,7 @@ def diagnose(
             raise ZerolossInputError(f"{name}: must be a non-negative integer, got {value!r}")
     threads = check_positive_int(threads, "threads", allow_none=True)
     t_start = time.perf_counter()
-    with torch.enable_grad(), torch_threads(threads):
+    with torch.enable_grad(), intra_op_threads(threads):
         prob = check_problem(model, X, y, X_test, y_test, params=params, dtype=dtype)
         return _run(prob, steps, lr, lr_fraction, optimizer, make, probe_every, alpha,
                     (alpha_samples, alpha_starts, alpha_steps, seed), progress, t_start)

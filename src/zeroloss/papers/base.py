@@ -186,6 +186,9 @@ class Experiment:
         estimate_seconds: optional cost model, ``spec -> seconds`` one run takes on the machine it was calibrated
             on (amortised over its batch when runs train together); ``zeroloss reproduce --dry-run`` sums it over
             the runs still to do. Its constants are measured timings, stored beside the experiment.
+        validate_spec: optional ``spec -> None`` that raises :class:`~zeroloss.errors.ZerolossInputError` for a run
+            spec the per-key checks cannot judge alone (keys one architecture needs, values that only fail
+            together); :func:`zeroloss.sweep.checks.validate_runs` calls it before anything is written.
     """
 
     name: str
@@ -197,6 +200,7 @@ class Experiment:
     claims: Callable[[pd.DataFrame], list[Claim]]
     batch_key: Callable[[Spec], str] = field(default=default_batch_key)
     estimate_seconds: Callable[[Spec], float] | None = None
+    validate_spec: Callable[[Spec], None] | None = None
 
 
 #: name → Experiment. Paper modules add themselves with :func:`register`.

@@ -229,7 +229,7 @@ def render_html(sections: list[Section], title: str, command: str = "") -> str:
 
     from zeroloss.version import describe_version
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("zeroloss", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("zeroloss.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["fmt"] = format_value

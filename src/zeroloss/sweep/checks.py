@@ -12,13 +12,14 @@ A sweep's runs are validated in full before ``.lock`` or ``sweep.json`` exist, s
 
 An experiment module declares its checks next to its ``Experiment``, with the helpers below::
 
-    declare_checks("my.experiment", {"width": positive_int, "lr": positive_number,
+    declare_checks("my.experiment", {"width": POSITIVE_INT, "lr": POSITIVE_NUMBER,
                                       "net": one_of("fc", "resnet")})
 
-The paper experiments' checks are declared at the end of this module (what each ``run_batch`` accepts).
+Each paper wing declares its experiments' checks beside them (``zeroloss.papers.<paper>.experiments``).
 
 Example:
-    >>> declare_checks("demo.exp", {"width": positive_int})
+    >>> from zeroloss.errors import POSITIVE_INT
+    >>> declare_checks("demo.exp", {"width": POSITIVE_INT})
     >>> validate_runs("demo.exp", [{"width": 8}, {"width": 0}])
     Traceback (most recent call last):
     ...
@@ -31,14 +32,16 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from zeroloss.errors import ZerolossInputError
+from zeroloss.errors import (
+    Rule,
+    ZerolossInputError,
+)
 
-#: A per-key check: returns None when the value is accepted, else what is accepted ("must be …").
-KeyCheck = Callable[[Any], str | None]
+#: A per-key check: a :class:`~zeroloss.errors.Rule` (its ``problem`` is None when the value is accepted, else what
+#: is accepted, "must be …"). The rules are zeroloss's one validator set (:mod:`zeroloss.errors`).
+KeyCheck = Rule
 #: experiment name → key → check.
 CHECKS: dict[str, dict[str, KeyCheck]] = {}
-#: Seeds go to torch and numpy generators, which take 0 ≤ seed < 2⁶³ (member k of an ensemble uses seed + k).
-MAX_SEED = 2**63 - 1
 
 
 def declare_checks(experiment: str, checks: Mapping[str, KeyCheck]) -> None:
@@ -46,76 +49,58 @@ def declare_checks(experiment: str, checks: Mapping[str, KeyCheck]) -> None:
     CHECKS.setdefault(experiment, {}).update(checks)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def positive_int(value: Any) -> str | None:
-    return None if _is_int(value) and value >= 1 else "must be a positive integer"
-
-
-def nonnegative_int(value: Any) -> str | None:
-    return None if _is_int(value) and value >= 0 else "must be a non-negative integer"
-
-
-def seed(value: Any) -> str | None:
-    return None if _is_int(value) and 0 <= value <= MAX_SEED else "must be an integer from 0 to 2**63 - 1"
-
-
-def positive_number(value: Any) -> str | None:
-    return None if _is_number(value) and math.isfinite(value) and value > 0 else "must be a positive finite number"
-
-
-def boolean(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be true or false"
 
 
 def open_interval(low: float, high: float) -> KeyCheck:
     """A number strictly between ``low`` and ``high``."""
 
-    def check(value: Any) -> str | None:
-        return None if _is_number(value) and low < value < high else f"must be a number in ({low:g}, {high:g})"
-
-    return check
+    return Rule(lambda value: _is_number(value) and low < value < high, f"must be a number in ({low:g}, {high:g})")
 
 
 def one_of(*accepted: Any) -> KeyCheck:
     """One of ``accepted`` (compared with ==, bools never taken for numbers)."""
 
-    def check(value: Any) -> str | None:
-        ok = any(value == a and type(value) is type(a) for a in accepted)
-        return None if ok else f"must be one of {', '.join(map(str, accepted))}"
-
-    return check
+    return Rule(lambda value: any(value == a and type(value) is type(a) for a in accepted),
+                f"must be one of {', '.join(map(str, accepted))}")
 
 
 def one_of_lazy(accepted: Callable[[], Sequence[str]]) -> KeyCheck:
     """One of the names ``accepted()`` returns (a registry read when the check runs)."""
 
-    def check(value: Any) -> str | None:
-        names = list(accepted())
-        return None if isinstance(value, str) and value in names else f"must be one of {', '.join(names)}"
+    return _OneOfLazy(lambda value: isinstance(value, str) and value in accepted(), "", accepted)
 
-    return check
+
+class _OneOfLazy(Rule):
+    def __init__(self, accepts: Callable[[Any], bool], accepted: str, names: Callable[[], Sequence[str]]) -> None:
+        super().__init__(accepts, accepted)
+        object.__setattr__(self, "names", names)
+
+    def problem(self, value: Any) -> str | None:
+        return None if self.accepts(value) else f"must be one of {', '.join(self.names())}"
 
 
 def list_of(item: KeyCheck, min_length: int = 1) -> KeyCheck:
     """A list of at least ``min_length`` items, each passing ``item``."""
 
-    def check(value: Any) -> str | None:
-        if not isinstance(value, list) or len(value) < min_length:
-            return f"must be a list of at least {min_length} item(s)"
+    return _ListOf(lambda value: isinstance(value, list) and len(value) >= min_length,
+                   f"must be a list of at least {min_length} item(s)", item)
+
+
+class _ListOf(Rule):
+    def __init__(self, accepts: Callable[[Any], bool], accepted: str, item: KeyCheck) -> None:
+        super().__init__(accepts, accepted)
+        object.__setattr__(self, "item", item)
+
+    def problem(self, value: Any) -> str | None:
+        if not self.accepts(value):
+            return self.accepted
         for i, entry in enumerate(value):
-            problem = item(entry)
+            problem = self.item.problem(entry)
             if problem:
                 return f"item {i}: {problem}"
         return None
-
-    return check
 
 
 def _plain_json_problem(value: Any) -> str | None:
@@ -154,70 +139,11 @@ def validate_runs(experiment: Any, specs: Sequence[Mapping[str, Any]]) -> None:
             raise ZerolossInputError(f"{problem} ({where})")
         for key, check in checks.items():
             if key in spec:
-                problem = check(spec[key])
+                problem = check.problem(spec[key])
                 if problem:
                     raise ZerolossInputError(f"{key}: {problem}, got {spec[key]!r} ({where})")
         if callable(own):
-            own(spec)
-
-
-# ------------------------------------------------------------------------------ the paper experiments' checks
-
-
-def _activations() -> Sequence[str]:
-    from zeroloss.activations import ACTIVATIONS
-
-    return list(ACTIVATIONS)
-
-
-def _probes() -> Sequence[str]:
-    from zeroloss.train.probes import PROBES
-
-    return list(PROBES)
-
-
-def _chatterjee_inits() -> Sequence[str]:
-    from zeroloss.papers.chatterjee2022.claims import BASELINES, POSITIVE
-
-    return [*POSITIVE, *BASELINES]
-
-
-def _targets() -> Sequence[str]:
-    from zeroloss.papers.marion2023.twotimescale.targets import PRESET_VALUES
-
-    return list(PRESET_VALUES)
-
-
-_DU = {
-    "net": one_of("fc", "resnet", "conv-resnet"), "width": positive_int, "depth": positive_int, "n": positive_int,
-    "d": positive_int, "channels": positive_int, "positions": positive_int, "steps": positive_int,
-    "probe_every": positive_int, "seed": seed, "data_seed": seed, "lr": positive_number,
-    "lr_scale": positive_number, "activation": one_of_lazy(_activations), "labels": one_of("random", "gaussian",
-                                                                                          "teacher"),
-    "dtype": one_of("float32", "float64"), "c_res": open_interval(0.0, 1.0), "probes": list_of(one_of_lazy(_probes)),
-    "horizon": open_interval(0.0, 1.0), "run_factor": positive_number, "max_steps": positive_int,
-}
-for _name in ("du2019.kernel", "du2019.depth", "du2019.conv"):
-    declare_checks(_name, _DU)
-
-declare_checks("chatterjee2022.init_comparison", {
-    "data": one_of("digits", "gaussian"), "n": positive_int, "d": positive_int, "data_seed": seed, "seed": seed,
-    "centred": boolean, "hidden_bias": boolean, "widths": list_of(positive_int, min_length=0),
-    "activation": one_of_lazy(_activations), "init": one_of_lazy(_chatterjee_inits), "radius_fraction": positive_number,
-    "fractions": list_of(positive_number), "budget": positive_int, "certify_budget": positive_int,
-    "target": positive_number, "alpha_samples": positive_int, "descent_starts": positive_int,
-    "descent_steps": nonnegative_int, "certified_step_run": boolean,
-})
-
-_MARION_SGD = {
-    "model": one_of("univariate"), "target": one_of_lazy(_targets), "neurons": positive_int, "eta": positive_number,
-    "eps": positive_number, "h": positive_number, "t_max": positive_number, "seed": seed, "limit": boolean,
-    "logs": positive_int, "derivative": one_of("exact", "box"),
-}
-declare_checks("marion2023.regimes", _MARION_SGD)
-declare_checks("marion2023.eps_sweep", _MARION_SGD)
-declare_checks("marion2023.appendix", {
-    "model": one_of("additive", "relu"), "d": positive_int, "n": positive_int,
-    "regime": one_of("standard", "two-timescale"), "lr_a": positive_number, "lr_u": positive_number,
-    "epochs": positive_int, "seed": seed, "logs": positive_int,
-})
+            try:
+                own(spec)
+            except ZerolossInputError as exc:
+                raise ZerolossInputError(f"{exc} ({where})") from None

@@ -16,7 +16,7 @@ Faults: a worker that dies (``kill -9``, out of memory) costs an attempt, not th
 replaced and the lost tasks resubmitted, Ray retries the task; after :data:`MAX_ATTEMPTS` lost attempts a task
 comes back failed and the driver goes on. Pool workers exit when the driver dies.
 
-Every batch runs with its task's intra-op thread count (:mod:`zeroloss.sweep.threads`: one by default), restored
+Every batch runs with its task's intra-op thread count (:mod:`zeroloss.threads`: one by default), restored
 afterwards and recorded in env.json, so results do not depend on the process's thread count.
 
 Example:
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zeroloss.errors import ZerolossInputError, choice
-from zeroloss.sweep.threads import DEFAULT_THREADS, intra_op_threads
+from zeroloss.threads import DEFAULT_THREADS, intra_op_threads
 
 EXECUTORS = ("local", "process", "ray")
 

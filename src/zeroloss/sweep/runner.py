@@ -30,7 +30,7 @@ from zeroloss.store import RunStore, run_id, sweep_lock
 from zeroloss.store.ownership import claim_folder
 from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
-from zeroloss.sweep.threads import check_threads
+from zeroloss.threads import check_threads
 
 if TYPE_CHECKING:  # zeroloss.papers imports every paper module (and matplotlib)
     from zeroloss.papers.base import Experiment, Spec
@@ -102,7 +102,7 @@ def run_sweep(
         address: Ray cluster address.
         progress: show a tqdm bar over runs on stderr (hidden when stderr is not a terminal).
         manifest: extra fields for ``sweep.json`` (scale, command, sweep file).
-        threads: intra-op threads of each run (None: :data:`zeroloss.sweep.threads.DEFAULT_THREADS`); fixed
+        threads: intra-op threads of each run (None: :data:`zeroloss.threads.DEFAULT_THREADS`); fixed
             for the run whatever the process's count, restored afterwards, recorded in env.json.
 
     Returns:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from zeroloss.errors import ZerolossInputError, positive_int, positive_number
 from zeroloss.nets.base import EnsembleNet, require_ensemble_net
 from zeroloss.train.backprop import BACKPROPS, Backprop, analytic_backprop
+from zeroloss.train.divergence import DIVERGENCE_FACTOR
 from zeroloss.train.history import LossHistory, MemberState, member_status
 from zeroloss.train.probes import DEFAULT_PROBES, PROBES, ProbeContext
 from zeroloss.train.step import (
@@ -44,8 +45,6 @@ from zeroloss.train.step import (
     warn_unstable,
 )
 
-#: A member whose loss exceeds this multiple of its step-0 loss is declared diverged (issue #2's rule).
-DIVERGENCE_FACTOR = 1e6
 #: How often (in steps) the loop asks the device whether every member has stopped (diverged or reached the target);
 #: a run may therefore take up to this many steps past the point where all members stopped.
 STOP_CHECK_EVERY = 16

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from zeroloss.train.divergence import within_bounds
+
 #: Rows (steps) per chunk of the loss history: 4096 steps × S members × 8 bytes (32 KiB per member).
 LOSS_CHUNK_ROWS = 4096
 #: A member whose final loss is at most CONVERGED_ROUNDOFF² × eps² × L(0) (eps of the training dtype) is at the
@@ -73,7 +75,7 @@ class MemberState:
         """Update the state with step k's (S,) float64 losses; return them with NaN for inactive members."""
         if self.start_loss is None:
             self.start_loss = loss.clone()
-        blown = self.active & (~torch.isfinite(loss) | (loss > self.divergence_factor * self.start_loss))
+        blown = self.active & ~within_bounds(loss, self.start_loss, self.divergence_factor)
         self.diverged_step = torch.where(blown, k, self.diverged_step)
         self.active &= ~blown
         if self.target_loss is not None:

@@ -46,8 +46,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from zeroloss.activations import ACTIVATIONS
 from zeroloss.data import digits_data, make_labels
 from zeroloss.devices import resolve_device
+from zeroloss.errors import BOOLEAN, NONNEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED
 from zeroloss.nets.feedforward import FeedForward
 from zeroloss.papers.base import Experiment, RunOutput, Spec, register
 from zeroloss.papers.chatterjee2022.bounds import input_spectrum
@@ -56,6 +58,7 @@ from zeroloss.papers.chatterjee2022.init import initialise
 from zeroloss.papers.chatterjee2022.plots import plot
 from zeroloss.papers.chatterjee2022.search import BestStep, best_steps
 from zeroloss.papers.chatterjee2022.theory import Certificate, TrajectoryCheck, certify, trajectory_check
+from zeroloss.sweep.checks import declare_checks, list_of, one_of
 from zeroloss.train.gd import GDRun, train_gd
 
 PAPER = "chatterjee2022"
@@ -302,3 +305,12 @@ EXPERIMENT = register(Experiment(
     },
     run_batch=run_batch, plot=plot, claims=claims, batch_key=batch_key, estimate_seconds=estimate_seconds,
 ))
+
+declare_checks(EXPERIMENT.name, {
+    "data": one_of("digits", "gaussian"), "n": POSITIVE_INT, "d": POSITIVE_INT, "data_seed": SEED, "seed": SEED,
+    "centred": BOOLEAN, "hidden_bias": BOOLEAN, "widths": list_of(POSITIVE_INT, min_length=0),
+    "activation": one_of(*ACTIVATIONS), "init": one_of(*POSITIVE, *BASELINES), "radius_fraction": POSITIVE_NUMBER,
+    "fractions": list_of(POSITIVE_NUMBER), "budget": POSITIVE_INT, "certify_budget": POSITIVE_INT,
+    "target": POSITIVE_NUMBER, "alpha_samples": POSITIVE_INT, "descent_starts": POSITIVE_INT,
+    "descent_steps": NONNEGATIVE_INT, "certified_step_run": BOOLEAN,
+})

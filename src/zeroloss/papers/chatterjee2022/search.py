@@ -9,8 +9,8 @@ the others and cannot fall off it.
 All grid points of all runs of a batch train side by side as one ensemble. The *best* step of a run is the grid
 point that first reaches F ≤ target·F(w₀); once one of a run's members gets there, the run's other members can
 only be slower, so they are dropped (this is what makes the search cheap: a run costs its best member's steps).
-A member is diverged when its loss is non-finite or above :data:`DIVERGENCE_FACTOR` × its initial loss. A run
-that has no member at the target after ``budget`` steps is *censored*: its best count is only known to exceed the
+A member is diverged when its loss is non-finite or above :data:`~zeroloss.train.divergence.DIVERGENCE_FACTOR`
+× its initial loss. A run that has no member at the target after ``budget`` steps is *censored*: its best count is only known to exceed the
 budget. The ensemble is trained in chunks (:data:`FIRST_CHUNK`, doubling up to :data:`MAX_CHUNK` steps) between
 which finished runs and diverged members are removed.
 
@@ -35,10 +35,10 @@ import torch
 from zeroloss.kernels.empirical import gram
 from zeroloss.nets.base import EnsembleNet, stack_members
 from zeroloss.spectra import eigenvalues
+from zeroloss.train.divergence import within_bounds
 from zeroloss.train.gd import train_gd
 
 #: A member whose loss exceeds this multiple of its initial loss (or is non-finite) is diverged: train_gd's rule.
-DIVERGENCE_FACTOR = 1e6
 #: Steps of the first chunk; each next chunk doubles, up to MAX_CHUNK (the Python cost of a chunk is a few ms).
 FIRST_CHUNK = 64
 MAX_CHUNK = 1024
@@ -127,7 +127,7 @@ def best_steps(nets: list[EnsembleNet], X: torch.Tensor, y: torch.Tensor, fracti
             if done == 0:
                 start[m] = float(col[0])
             curves[m].append(col)
-            bad = np.nonzero(~np.isfinite(col) | (col > DIVERGENCE_FACTOR * start[m]))[0]
+            bad = np.nonzero(~within_bounds(col, start[m]))[0]
             good = col if not bad.size else col[: bad[0]]
             hit = np.nonzero(good <= target * start[m])[0]
             if hit.size:

@@ -26,6 +26,8 @@ from typing import Any
 
 import pandas as pd
 
+from zeroloss.activations import ACTIVATIONS
+from zeroloss.errors import POSITIVE_INT, POSITIVE_NUMBER, SEED, ZerolossInputError
 from zeroloss.papers.base import Claim, Experiment, Spec, register
 from zeroloss.papers.du2019 import plots
 from zeroloss.papers.du2019.claims import (
@@ -37,8 +39,42 @@ from zeroloss.papers.du2019.claims import (
     tracking_claim,
 )
 from zeroloss.papers.du2019.runs import DEFAULTS, run_batch, runs_table, spec_value
+from zeroloss.sweep.checks import declare_checks, list_of, one_of, open_interval
+from zeroloss.train.probes import PROBES
 
 PAPER = "du2019"
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+_CHECKS = {
+    "width": POSITIVE_INT, "depth": POSITIVE_INT, "n": POSITIVE_INT, "d": POSITIVE_INT, "channels": POSITIVE_INT,
+    "positions": POSITIVE_INT, "seed": SEED, "data_seed": SEED, "lr_scale": open_interval(0.0, 2.0),
+    "activation": one_of(*ACTIVATIONS), "labels": one_of("random", "gaussian", "teacher"),
+    "dtype": one_of("float32", "float64"), "c_res": open_interval(0.0, 1.0), "probes": list_of(one_of(*PROBES)),
+    "horizon": open_interval(0.0, 1.0), "run_factor": POSITIVE_NUMBER, "max_steps": POSITIVE_INT,
+}
+
+
+def _validate_spec(nets: tuple[str, ...]):
+    """The keys each architecture needs, and inputs that Du et al.'s assumption (no two parallel inputs) admits."""
+
+    def validate(spec: Spec) -> None:
+        if spec.get("net") not in nets:
+            raise ZerolossInputError(f"net: must be one of {', '.join(nets)}, got {spec.get('net')!r}")
+        needed = ("channels", "positions") if spec["net"] == "conv-resnet" else ("d",)
+        for key in ("width", "depth", "n", "seed", *needed):
+            if key not in spec:
+                raise ZerolossInputError(f"{key}: required for net {spec['net']!r} (missing from the run spec)")
+        if spec["net"] != "conv-resnet" and spec["d"] < 2:
+            raise ZerolossInputError(f"d: must be at least 2 (on S⁰ every two inputs are parallel, which Du et al. "
+                                     f"exclude), got {spec['d']!r}")
+
+    return validate
+
+
+for _experiment in ("du2019.kernel", "du2019.depth", "du2019.conv"):
+    declare_checks(_experiment, _CHECKS)
 NET_LABELS = {"fc": "FC", "resnet": "ResNet", "conv-resnet": "conv-ResNet"}
 
 
@@ -123,6 +159,7 @@ register(Experiment(
            "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=8, d=16),
            "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192], 8, n=32, d=64)},
     run_batch=run_batch, plot=kernel_plot, claims=kernel_claims, estimate_seconds=estimate_seconds,
+    validate_spec=_validate_spec(("fc", "resnet")),
 ))
 
 
@@ -155,6 +192,7 @@ register(Experiment(
            "paper": depth_specs([2, 3, 4, 5, 6], [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 8,
                                 n=8, d=16, max_steps=1_000_000)},
     run_batch=run_batch, plot=depth_plot, claims=depth_claims, estimate_seconds=estimate_seconds,
+    validate_spec=_validate_spec(("fc", "resnet")),
 ))
 
 
@@ -183,4 +221,5 @@ register(Experiment(
            "medium": conv_specs(64, 5, n=12, channels=2, positions=8),
            "paper": conv_specs(256, 8, n=32, channels=3, positions=16)},
     run_batch=run_batch, plot=conv_plot, claims=conv_claims, estimate_seconds=estimate_seconds,
+    validate_spec=_validate_spec(("conv-resnet",)),
 ))

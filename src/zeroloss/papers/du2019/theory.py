@@ -58,6 +58,7 @@ import torch
 from zeroloss.errors import ZerolossInputError, choice, positive_int, require
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.nets.registry import DU_NETS, resolve_architecture
+from zeroloss.ntk.predict import residual_factor
 from zeroloss.spectra import lambda_max
 from zeroloss.train.gd import GDRun
 
@@ -331,6 +332,9 @@ def kernel_loss_prediction(G0: torch.Tensor, residual0: torch.Tensor, lr: float 
                            steps: int) -> np.ndarray:
     """L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, r(0)⟩² for k = 0..steps: GD's loss if the Gram stayed G(0).
 
+    The per-mode factor (1 − ηλ_i)^k is :func:`zeroloss.ntk.predict.residual_factor` + 1, the one kernel prediction
+    of zeroloss (:func:`zeroloss.predict_gd_mse` gives the same losses from the kernel and the labels).
+
     Args:
         G0: the full Gram at initialisation, (n, n) or (S, n, n) (e.g. ``zeroloss.gram(net, X)``).
         residual0: r(0) = u(0) − y, (n,) or (S, n) (the sign does not matter: projections are squared).
@@ -344,11 +348,12 @@ def kernel_loss_prediction(G0: torch.Tensor, residual0: torch.Tensor, lr: float 
             "must be a non-negative integer", steps)
     lam, c = _eigen_projections(G0, residual0)
     eta = _lr_per_member(lr, lam.shape[0])
-    q = (1.0 - eta[:, None] * lam).pow(2)  # (S, n) per-step factor of each mode's loss
     k = torch.arange(steps + 1, dtype=torch.float64)
     out = torch.empty(steps + 1, lam.shape[0], dtype=torch.float64)
     for s in range(lam.shape[0]):  # (K + 1, n) per member: bounded memory for long horizons
-        out[:, s] = 0.5 * (q[s].unsqueeze(0).pow(k.unsqueeze(1)) * c[s]).sum(dim=1)
+        # the residual's mode i is (1 − ηλ_i)^k = 1 + h_i(k) times its start: the kernel prediction's own factor
+        decay = 1.0 + residual_factor(lam[s].clamp_min(0.0), float(eta[s]), k, "gd")  # (K + 1, n)
+        out[:, s] = 0.5 * (decay.pow(2) * c[s]).sum(dim=1)
     out = out.numpy()
     return out[:, 0] if torch.as_tensor(G0).ndim == 2 else out
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED
 from zeroloss.papers.base import Experiment, RunOutput, Spec, register
 from zeroloss.papers.marion2023.claims import appendix_claims, regimes_claims, sweep_claims
 from zeroloss.papers.marion2023.plots import appendix_plot, regimes_plot, sweep_plot
@@ -48,6 +49,8 @@ from zeroloss.papers.marion2023.twotimescale import (
     target_preset,
     two_optimizer_gd,
 )
+from zeroloss.papers.marion2023.twotimescale.targets import PRESET_VALUES
+from zeroloss.sweep.checks import declare_checks, one_of
 
 PAPER = "marion2023"
 #: Slow-time windows, as fractions of a run's horizon, over which risks are averaged: the plateau (the last fifth:
@@ -303,3 +306,16 @@ register(Experiment(
            "paper": _appendix_specs([("additive", 2, 1000), ("relu", 1, 1000), ("additive", 10, 10_000)], 20)},
     run_batch=run_gd_batch, plot=appendix_plot, claims=appendix_claims, estimate_seconds=estimate_seconds,
 ))
+
+_SGD_CHECKS = {
+    "model": one_of("univariate"), "target": one_of(*PRESET_VALUES), "neurons": POSITIVE_INT, "eta": POSITIVE_NUMBER,
+    "eps": POSITIVE_NUMBER, "h": POSITIVE_NUMBER, "t_max": POSITIVE_NUMBER, "seed": SEED, "limit": BOOLEAN,
+    "logs": POSITIVE_INT, "derivative": one_of("exact", "box"),
+}
+declare_checks("marion2023.regimes", _SGD_CHECKS)
+declare_checks("marion2023.eps_sweep", _SGD_CHECKS)
+declare_checks("marion2023.appendix", {
+    "model": one_of("additive", "relu"), "d": POSITIVE_INT, "n": POSITIVE_INT,
+    "regime": one_of("standard", "two-timescale"), "lr_a": POSITIVE_NUMBER, "lr_u": POSITIVE_NUMBER,
+    "epochs": POSITIVE_INT, "seed": SEED, "logs": POSITIVE_INT,
+})

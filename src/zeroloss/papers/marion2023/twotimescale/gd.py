@@ -33,10 +33,10 @@ import torch
 
 from zeroloss.errors import ZerolossInputError, choice, positive_int
 from zeroloss.papers.marion2023.twotimescale.targets import relu_teacher, sum_of_steps
+from zeroloss.threads import intra_op_threads
+from zeroloss.train.divergence import within_bounds
 
 MODELS = ("additive", "relu")
-#: A member whose criterion exceeds this many times its initial value, or is not finite, is frozen as diverged.
-DIVERGENCE_FACTOR = 1e6
 #: Intra-op threads for :func:`two_optimizer_gd`. The per-epoch tensors are small (R·n·J·d ≈ 5·10⁴ elements at
 #: the tiny scale): one thread runs an epoch in ~0.1–0.3 ms, while two OpenMP threads on the 2-core machine, with
 #: other processes busy, were measured ~100× slower (waiting on a busy core). The GD loop runs single-threaded.
@@ -198,12 +198,8 @@ def two_optimizer_gd(model: str, d: int, n: int, lr_a: float, lr_u: float, epoch
     a0 = np.stack([3.0 * g.random(shape) for g in init])
     a, u = torch.tensor(a0, dtype=dtype), torch.tensor(u0, dtype=dtype)
     x, y = torch.tensor(x_np, dtype=dtype), torch.tensor(y_np, dtype=dtype)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(GD_THREADS)  # restored below
-    try:
+    with intra_op_threads(GD_THREADS):
         logged, crit, alive, seconds, a, u = _descend(model, a, u, x, y, lr_a, lr_u, epochs, eta, logs, repeats)
-    finally:
-        torch.set_num_threads(threads)
     return GDRunTT(np.array(logged), np.array(crit), a.numpy().copy(), u.numpy().copy(), x_np, y_np,
                    (~alive).numpy(), seconds)
 
@@ -225,7 +221,7 @@ def _descend(model: str, a: torch.Tensor, u: torch.Tensor, x: torch.Tensor, y: t
         criterion, grad_a, grad_u = criterion_and_grad(model, a, u, x, y, eta, work)
         if first is None:
             first = criterion.clone()
-        alive &= torch.isfinite(criterion) & (criterion <= DIVERGENCE_FACTOR * first)
+        alive &= within_bounds(criterion, first)
         if epoch in schedule:
             logged.append(epoch)
             crit.append(torch.where(alive, criterion, torch.nan).numpy().copy())

@@ -1,4 +1,4 @@
-"""Intra-op thread count of a run: fixed for the run, restored afterwards, recorded in env.json (issue 12 item 2).
+"""Intra-op thread count of a run: fixed for the run, restored afterwards, recorded in env.json.
 
 A run's numbers must not depend on how many threads the process happens to have: with MKL/OpenMP, a matmul or a
 reduction split over two threads sums in another order than on one, the difference is round-off, and near an edge of
@@ -45,18 +45,24 @@ def check_threads(threads: int | None, field: str = "--threads") -> int:
 
 
 @contextmanager
-def intra_op_threads(threads: int) -> Iterator[int]:
+def intra_op_threads(threads: int | None, field: str = "threads") -> Iterator[int]:
     """Run the block with ``torch.set_num_threads(threads)`` and restore the previous count afterwards.
 
+    The one thread helper of zeroloss: sweeps, :func:`zeroloss.diagnose` and the two-timescale GD all use it.
+
     Args:
-        threads: intra-op threads for the block (a positive integer).
+        threads: intra-op threads for the block (a positive integer), or ``None`` to leave torch's setting.
+        field: the name a bad value is reported under.
 
     Yields:
         the thread count in force inside the block (what env.json records).
     """
     import torch
 
-    threads = check_threads(threads, "threads")
+    if threads is None:
+        yield torch.get_num_threads()
+        return
+    threads = check_threads(threads, field)
     previous = torch.get_num_threads()
     if previous != threads:
         torch.set_num_threads(threads)
