@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--peer-n", type=int, default=100, help="n at which the peers are timed")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-peer", action="store_true")
-    parser.add_argument("--max-bytes", type=int, default=None, help="block budget (default: the device's)")
+    parser.add_argument("--block-bytes", type=int, default=None, help="block size (default: the device's)")
     args = parser.parse_args()
     device = torch.device(args.device)
     sync = device.type == "cuda"
@@ -92,10 +92,10 @@ def main() -> None:
         for kind in ("du", "ntk"):
             def run(a: str = activation, k: str = kind) -> torch.Tensor:
                 _TABLE_CACHE.clear()  # cold: every call builds its ρ-tables, as a fresh process would
-                return limit_kernel(X, "fc", args.depth, a, k, max_bytes=args.max_bytes)
+                return limit_kernel(X, "fc", args.depth, a, k, block_bytes=args.block_bytes)
 
             # unit inputs: closed forms, or the ρ-table, which is built by one quadrature chunk
-            stated = limit_kernel_memory_bytes(args.n, args.depth, max_bytes=args.max_bytes, device=device,
+            stated = limit_kernel_memory_bytes(args.n, args.depth, block_bytes=args.block_bytes, device=device,
                                                quadrature=activation == "softplus")
             ours = best_time(run, args.repeats, sync)
             line = f"  {activation:8s} {kind:4s} zeroloss {ours:8.3f} s | memory stated {stated / 2**30:.2f} GiB"

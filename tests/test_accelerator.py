@@ -151,10 +151,10 @@ def test_a_member_with_an_infinite_weight_stays_frozen_on_the_accelerator():
                                                   ("resnet", "tanh")])
 @pytest.mark.parametrize("kind", ["du", "ntk"])
 def test_limit_kernel_matches_the_cpu_with_small_blocks(net_name, activation, kind):
-    """Small ``max_bytes`` forces many blocks on both sides; closed-form, table and quadrature paths."""
+    """Small ``block_bytes`` forces many blocks on both sides; closed-form, table and quadrature paths."""
     X = torch.nn.functional.normalize(torch.randn(40, 4, generator=torch.Generator().manual_seed(3),
                                                   dtype=torch.float64), dim=1)
-    args = {"net": net_name, "depth": 3, "activation": activation, "kind": kind, "max_bytes": 1 << 16}
+    args = {"net": net_name, "depth": 3, "activation": activation, "kind": kind, "block_bytes": 1 << 16}
     K = limit_kernel(X.to(ACCELERATOR), device=ACCELERATOR, **args)
     assert K.device.type == ACCELERATOR.type and torch.equal(K, K.T)
     assert _relative(K, limit_kernel(X, **args)) < 1e-10

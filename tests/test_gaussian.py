@@ -171,7 +171,7 @@ def test_kernel_expectations_mirror_matches_full_evaluation():
 def test_quadrature_chunking_does_not_change_results():
     a, b, c = _blocks(seed=4, count=50)
     one = bivariate_expectations(a, b, c, "gelu", ("ss", "sd"), method="quadrature")
-    tiny = bivariate_expectations(a, b, c, "gelu", ("ss", "sd"), method="quadrature", max_bytes=1)
+    tiny = bivariate_expectations(a, b, c, "gelu", ("ss", "sd"), method="quadrature", block_bytes=1)
     for p in ("ss", "sd"):
         # the same rule; only the einsum's summation order may change with the chunk's size (a few ulps)
         assert torch.allclose(one[p], tiny[p], rtol=0, atol=1e-14)

@@ -26,7 +26,7 @@ def _inputs(net: str, n: int = 11) -> torch.Tensor:
 @pytest.mark.parametrize("net", ["fc", "resnet", "conv-resnet"])
 @pytest.mark.parametrize("activation", ["erf", "softplus", "gelu"])
 def test_one_row_per_block_gives_the_same_kernel_as_one_block(net, activation):
-    """max_bytes=1 forces one row per block (n blocks); the default budget takes the whole kernel in one block.
+    """block_bytes=1 forces one row per block (n blocks); the default budget takes the whole kernel in one block.
 
     erf takes its closed form, softplus and gelu the ρ-table on the FC net and the ResNet (unit-norm inputs) and
     the per-block quadrature on the conv-ResNet (unequal pixel variances); every path must agree with itself
@@ -35,7 +35,7 @@ def test_one_row_per_block_gives_the_same_kernel_as_one_block(net, activation):
     X = _inputs(net)
     for kind in ("du", "nngp", "ntk"):
         whole = limit_kernel(X, net=net, depth=3, activation=activation, kind=kind)
-        rows = limit_kernel(X, net=net, depth=3, activation=activation, kind=kind, max_bytes=1)
+        rows = limit_kernel(X, net=net, depth=3, activation=activation, kind=kind, block_bytes=1)
         assert torch.equal(rows, rows.T)
         # only the batched reductions' summation order (einsum over nodes, the position sum) may differ
         assert (whole - rows).abs().max() <= 1e-14 * whole.abs().max(), kind
@@ -43,13 +43,13 @@ def test_one_row_per_block_gives_the_same_kernel_as_one_block(net, activation):
 
 def test_per_layer_limits_are_block_size_independent_and_sum_to_the_ntk():
     X = _inputs("resnet", n=9)
-    small = limit_gram_by_layer(X, net="resnet", depth=3, activation="softplus", max_bytes=2000)
+    small = limit_gram_by_layer(X, net="resnet", depth=3, activation="softplus", block_bytes=2000)
     whole = limit_gram_by_layer(X, net="resnet", depth=3, activation="softplus")
     assert sorted(small) == [1, 2, 3, 4]
     for h in whole:
         assert torch.equal(small[h], small[h].T)
         assert (small[h] - whole[h]).abs().max() <= 1e-15 * whole[h].abs().max()
-    ntk = limit_kernel(X, net="resnet", depth=3, activation="softplus", kind="ntk", max_bytes=2000)
+    ntk = limit_kernel(X, net="resnet", depth=3, activation="softplus", kind="ntk", block_bytes=2000)
     assert torch.allclose(ntk, sum(whole.values()), rtol=0, atol=1e-14)
 
 
@@ -67,11 +67,11 @@ def test_blocks_fit_the_budget():
 
 def test_memory_estimate_is_the_result_plus_bounded_work():
     budget = 256 * 2**20
-    big = limit_kernel_memory_bytes(20000, depth=5, max_bytes=budget, quadrature=True)
+    big = limit_kernel_memory_bytes(20000, depth=5, block_bytes=budget, quadrature=True)
     result = 20000 * 20000 * 8
     # the (n, n) result dominates; the block and the quadrature chunk each stay within the budget
     assert result < big <= result + 2 * budget + 20000 * 8 * (2 * 5 + BLOCK_ARRAYS_EXTRA)
-    per_layer = limit_kernel_memory_bytes(20000, depth=5, max_bytes=budget, quadrature=True, outputs=6)
+    per_layer = limit_kernel_memory_bytes(20000, depth=5, block_bytes=budget, quadrature=True, outputs=6)
     assert per_layer - big == 5 * result
 
 
@@ -86,13 +86,13 @@ _PEAK_SCRIPT = STATUS_FUNCTION + textwrap.dedent(
     n = int(n)
     torch.set_num_threads(1)
     X = sphere_data(n, 8, seed=0)[0] * torch.linspace(1 - spread, 1 + spread, n, dtype=torch.float64)[:, None]
-    args = dict(net="fc", depth=5, activation=activation, kind="ntk", nodes=nodes, max_bytes=budget)
+    args = dict(net="fc", depth=5, activation=activation, kind="ntk", nodes=nodes, block_bytes=budget)
     limit_kernel(X[:50], **args)  # warm: libraries loaded, ρ-tables built
     before = status("VmRSS")
     K = limit_kernel(X, **args)
     peak = status("VmHWM")
     quadrature = spread > 0 and activation not in ("erf", "relu")
-    stated = limit_kernel_memory_bytes(n, 5, nodes=nodes, max_bytes=budget, quadrature=quadrature)
+    stated = limit_kernel_memory_bytes(n, 5, nodes=nodes, block_bytes=budget, quadrature=quadrature)
     print(json.dumps({"peak": peak - before, "stated": stated, "finite": bool(torch.isfinite(K).all())}))
     """
 )

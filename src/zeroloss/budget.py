@@ -15,6 +15,14 @@ The budget, first match wins:
    else the physical memory (``os.sysconf``). Half, because the estimates leave out the interpreter, the libraries
    and the allocator's slack, and because the machine is rarely ours alone.
 
+Two sizes, two names, everywhere:
+
+- the **budget of a call** — ``memory_budget=`` in the library, ``--max-bytes`` on the command line — caps what the
+  whole call may need (results included), resolved by :func:`resolve_budget` and compared by :func:`check_memory`;
+- the **block size** — ``block_bytes=`` — bounds one working block of a computation that is cut into blocks (the
+  infinite-width recursions, quadrature chunks); resolved by :func:`resolve_block_bytes`, default
+  :func:`default_block_bytes` of the device. It trades speed for memory and never refuses anything.
+
 Sizes are bytes, or a number with a unit: ``500M``, ``8GiB``, ``2e9``, ``1.5T`` (K, M, G, T are powers of 1024,
 as are KiB … TiB; KB, MB, GB, TB are powers of 1000).
 
@@ -229,3 +237,40 @@ def two_timescale_memory_bytes(*, repeats: int, neurons: int, logs: int, steps: 
     R, m, L = int(repeats), int(neurons), min(int(logs), int(steps)) + 1
     schedule = 16 * (int(logs) + 1)  # the log schedule is built from logs + 1 points before duplicates are dropped
     return R * L * (8 * (2 * m + 3) + 256) + 64 * R * m + schedule
+
+
+#: Default block size by device type (:func:`default_block_bytes`).
+DEFAULT_BLOCK_BYTES = {"cpu": 64 * 2**20, "cuda": 2**30}
+
+
+def default_block_bytes(device: object = None) -> int:
+    """The default block (and quadrature-chunk) size on a device: 64 MiB on the CPU, 1 GiB on CUDA.
+
+    Measured on the 2-core CPU with ``python -m benchmarks.bench_limit_kernel --no-peer --block-bytes B``
+    (n = 2000, H = 5, softplus du): 0.71–0.80 s at 16–64 MiB, 1.31 s at 256 MiB (blocks that no longer fit in
+    cache), 1.13 s at 4 MiB (per-block overhead). On a GPU fewer, larger blocks mean fewer kernel launches.
+    """
+    kind = getattr(device, "type", None) or (str(device).split(":")[0] if device is not None else "cpu")
+    return DEFAULT_BLOCK_BYTES.get(kind, DEFAULT_BLOCK_BYTES["cpu"])
+
+
+def resolve_block_bytes(value: int | str | None, device: object = None, field: str = "block_bytes") -> int:
+    """A block size in bytes: ``value`` (bytes or a size such as ``"64MiB"``) or the device's default.
+
+    Example:
+        >>> resolve_block_bytes("1MiB"), resolve_block_bytes(None, "cpu") == DEFAULT_BLOCK_BYTES["cpu"]
+        (1048576, True)
+    """
+    return default_block_bytes(device) if value is None else parse_size(value, field)
+
+
+def renamed_block_bytes(block_bytes: int | str | None, max_bytes: int | str | None) -> int | str | None:
+    """``block_bytes``, or the value given under its old name ``max_bytes`` (with a DeprecationWarning)."""
+    if max_bytes is None:
+        return block_bytes
+    import warnings
+
+    if block_bytes is not None:
+        raise ZerolossInputError("max_bytes: the old name of block_bytes; give block_bytes alone")
+    warnings.warn("max_bytes (the size of one block) is now called block_bytes", DeprecationWarning, stacklevel=3)
+    return max_bytes

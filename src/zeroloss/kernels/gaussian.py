@@ -68,7 +68,7 @@ DEFAULT_NODES = 96
 #: Intervals of the ρ grid of the "table" method (cubic Hermite error ≤ (2/1024)⁴ max|F⁗|/384 ≈ 4e-14·|F⁗|).
 DEFAULT_TABLE_INTERVALS = 1024
 #: Memory the quadrature may hold at once (bytes); chunks are sized from it before allocating.
-DEFAULT_MAX_BYTES = 256 * 2**20
+DEFAULT_CHUNK_BYTES = 256 * 2**20
 #: Two variances count as "the same" for the table method when they differ by at most this, relatively
 #: (a few float64 round-offs; anything larger is a genuinely different block and takes the exact per-block rule).
 EQUAL_VARIANCE_RTOL = 1e-13
@@ -147,24 +147,24 @@ def _functions(act: Activation) -> dict[str, Callable[[Tensor], Tensor]]:
     return {"s": act.fn, "d": act.d1, "2": act.d2}
 
 
-def quadrature_memory_bytes(blocks: int, nodes: int = DEFAULT_NODES, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+def quadrature_memory_bytes(blocks: int, nodes: int = DEFAULT_NODES, block_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     """Peak memory of :func:`bivariate_expectations` with the quadrature for ``blocks`` blocks, in bytes.
 
     Each chunk holds about four (chunk, nodes, nodes) float64 arrays (v, σ(v), σ′(v) and a product); the chunk
-    is the largest that keeps this under ``max_bytes`` (at least one block), plus the (blocks,) inputs and
+    is the largest that keeps this under ``block_bytes`` (at least one block), plus the (blocks,) inputs and
     outputs (eight arrays).
     """
-    return quadrature_chunk_bytes(blocks, nodes, max_bytes) + 8 * blocks * 8
+    return quadrature_chunk_bytes(blocks, nodes, block_bytes) + 8 * blocks * 8
 
 
-def quadrature_chunk_bytes(blocks: int, nodes: int = DEFAULT_NODES, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
-    """Memory of one quadrature chunk alone: (chunk, nodes, nodes) arrays, at most ``max_bytes`` (≥ one block)."""
+def quadrature_chunk_bytes(blocks: int, nodes: int = DEFAULT_NODES, block_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Memory of one quadrature chunk alone: (chunk, nodes, nodes) arrays, at most ``block_bytes`` (≥ one block)."""
     per_block = 4 * nodes * nodes * 8
-    return max(1, min(blocks, max_bytes // per_block)) * per_block
+    return max(1, min(blocks, block_bytes // per_block)) * per_block
 
 
 def _quadrature(a: Tensor, b: Tensor, c: Tensor, fns: dict[str, Callable[[Tensor], Tensor]],
-                pairs: Sequence[str], nodes: int, max_bytes: int) -> dict[str, Tensor]:
+                pairs: Sequence[str], nodes: int, block_bytes: int) -> dict[str, Tensor]:
     """Tensor Gauss–Hermite rule on each block's Cholesky factor; a, b, c flat (B,) float64.
 
     A pair is two letters of ``fns`` (``s`` σ, ``d`` σ′, ``2`` σ″): E[fns[p0](u) fns[p1](v)].
@@ -177,7 +177,7 @@ def _quadrature(a: Tensor, b: Tensor, c: Tensor, fns: dict[str, Callable[[Tensor
     beta = torch.maximum(torch.minimum(beta, sc), -sc)  # |β| ≤ √c for any PSD block (round-off clipped)
     gamma = torch.sqrt((c - beta * beta).clamp_min(0.0))
     out = {p: torch.empty_like(a) for p in pairs}
-    chunk = max(1, max_bytes // (4 * nodes * nodes * 8))
+    chunk = max(1, block_bytes // (4 * nodes * nodes * 8))
     ww = w[:, None] * w[None, :]
     for start in range(0, a.numel(), chunk):
         sl = slice(start, start + chunk)
@@ -204,7 +204,7 @@ def _price_derivative(pair: str) -> str:
 
 def correlation_table(variance: float, act: Activation, pair: str, nodes: int = DEFAULT_NODES,
                       intervals: int = DEFAULT_TABLE_INTERVALS, device: torch.device | str | None = None,
-                      max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Tensor, Tensor]:
+                      block_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[Tensor, Tensor]:
     """F(ρ_k) and dF/dρ(ρ_k) on the uniform grid ρ_k = −1 + 2k/intervals, k = 0..intervals (both (intervals+1,)).
 
     F(ρ) = E[g(u)h(v)] with a = c = variance and b = ρ·variance, computed by the per-block quadrature; the
@@ -213,7 +213,7 @@ def correlation_table(variance: float, act: Activation, pair: str, nodes: int = 
     rho = torch.linspace(-1.0, 1.0, intervals + 1, dtype=torch.float64, device=device)
     a = torch.full_like(rho, float(variance))
     deriv = _price_derivative(pair)
-    res = _quadrature(a, rho * variance, a, _functions(act), [pair, deriv], nodes, max_bytes)
+    res = _quadrature(a, rho * variance, a, _functions(act), [pair, deriv], nodes, block_bytes)
     return res[pair], variance * res[deriv]
 
 
@@ -223,17 +223,17 @@ _TABLE_CACHE_SIZE = 256
 
 
 def _cached_table(variance: float, act: Activation, pair: str, nodes: int, intervals: int,
-                  device: torch.device, max_bytes: int) -> tuple[Tensor, Tensor]:
+                  device: torch.device, block_bytes: int) -> tuple[Tensor, Tensor]:
     """:func:`correlation_table`, cached for registry activations (keyed by name, variance, pair, settings)."""
     if ACTIVATIONS.get(act.name) is not act:
-        return correlation_table(variance, act, pair, nodes, intervals, device, max_bytes)
+        return correlation_table(variance, act, pair, nodes, intervals, device, block_bytes)
     # variances equal to 13 significant digits share a table (the table method already treats variances within
     # EQUAL_VARIANCE_RTOL as equal; a 1e-13 relative variance change moves F by ~1e-13)
     key = (act.name, f"{variance:.13g}", pair, nodes, intervals, str(device))
     if key not in _TABLE_CACHE:
         if len(_TABLE_CACHE) >= _TABLE_CACHE_SIZE:
             _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
-        _TABLE_CACHE[key] = correlation_table(variance, act, pair, nodes, intervals, device, max_bytes)
+        _TABLE_CACHE[key] = correlation_table(variance, act, pair, nodes, intervals, device, block_bytes)
     return _TABLE_CACHE[key]
 
 
@@ -301,7 +301,7 @@ def bivariate_expectations(
     pairs: Sequence[str] = ("ss", "dd"),
     nodes: int = DEFAULT_NODES,
     method: str = "auto",
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    block_bytes: int = DEFAULT_CHUNK_BYTES,
     table_intervals: int = DEFAULT_TABLE_INTERVALS,
 ) -> dict[str, Tensor]:
     """E[g(u)h(v)] for (u, v) ∼ N(0, [[a, b], [b, c]]), elementwise over broadcastable a, b, c.
@@ -312,7 +312,7 @@ def bivariate_expectations(
         pairs: among ``"ss"`` (σσ), ``"dd"`` (σ′σ′), ``"sd"`` (σ(u)σ′(v)).
         nodes: Gauss–Hermite nodes per axis (quadrature and table).
         method: ``"auto"``, ``"closed"``, ``"quadrature"`` or ``"table"`` (see the module docstring).
-        max_bytes: memory bound of one quadrature chunk.
+        block_bytes: memory bound of one quadrature chunk.
         table_intervals: ρ-grid intervals of the table method.
 
     Returns:
@@ -343,10 +343,10 @@ def bivariate_expectations(
         rho = b / variance
         out = {}
         for p in pairs:
-            values, slopes = _cached_table(variance, act, p, nodes, table_intervals, a.device, max_bytes)
+            values, slopes = _cached_table(variance, act, p, nodes, table_intervals, a.device, block_bytes)
             out[p] = _hermite_interpolate(values, slopes, rho)
         return out
-    res = _quadrature(a.reshape(-1), b.reshape(-1), c.reshape(-1), _functions(act), pairs, nodes, max_bytes)
+    res = _quadrature(a.reshape(-1), b.reshape(-1), c.reshape(-1), _functions(act), pairs, nodes, block_bytes)
     return {p: v.reshape(shape) for p, v in res.items()}
 
 
@@ -380,7 +380,7 @@ def kernel_expectations(
     pairs: Sequence[str] = ("ss", "dd"),
     nodes: int = DEFAULT_NODES,
     method: str = "auto",
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    block_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> dict[str, Tensor]:
     """Expectations over every block of a kernel: A_ij = [[diag_i, K_ij], [K_ji, diag_j]].
 
@@ -388,7 +388,7 @@ def kernel_expectations(
         K: (n, n, *rest) symmetric in its first two axes (rest = () for dense nets, (p,) for position-wise
             covariances of the convolutional ResNet).
         diag: (n, *rest), the variances (usually K's diagonal).
-        activation, pairs, nodes, method, max_bytes: as :func:`bivariate_expectations`.
+        activation, pairs, nodes, method, block_bytes: as :func:`bivariate_expectations`.
 
     Returns:
         pair → (n, n, *rest) float64. With the per-block quadrature only the blocks i ≤ j are integrated and
@@ -409,9 +409,9 @@ def kernel_expectations(
     symmetric = all(p in ("ss", "dd") for p in pairs)
     direct = resolve_method(act, pairs, method, diag, diag) == "quadrature"
     if not (direct and symmetric and n > 1):
-        return bivariate_expectations(a, K, c, act, pairs, nodes, method, max_bytes)
+        return bivariate_expectations(a, K, c, act, pairs, nodes, method, block_bytes)
     i, j = torch.triu_indices(n, n, device=K.device)
-    res = bivariate_expectations(diag[i], K[i, j], diag[j], act, pairs, nodes, "quadrature", max_bytes)
+    res = bivariate_expectations(diag[i], K[i, j], diag[j], act, pairs, nodes, "quadrature", block_bytes)
     out = {}
     for p, v in res.items():
         full = torch.empty_like(K)

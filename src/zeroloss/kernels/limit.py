@@ -45,10 +45,10 @@ References:
 
 Memory. Every recursion is entrywise in the pair (i, j) once the diagonal is known, so the kernel is computed
 in two passes (:mod:`zeroloss.kernels.recursions`): the recursion on the diagonal alone, then on row blocks of
-the upper triangle, mirrored. Only one block's layer arrays are alive at a time, sized from ``max_bytes``
-(default :func:`default_max_bytes`: 64 MiB on the CPU, where blocks that stay in cache run fastest, 1 GiB on a
-GPU, where fewer, larger blocks mean fewer kernel launches); :func:`limit_kernel_memory_bytes` states the peak
-before anything is allocated: the (n, n) result(s) plus about 2·max_bytes (at n = 20 000 the NTK needs
+the upper triangle, mirrored. Only one block's layer arrays are alive at a time, sized from ``block_bytes``
+(default :func:`zeroloss.budget.default_block_bytes`: 64 MiB on the CPU, where blocks that stay in cache run
+fastest, 1 GiB on a GPU, where fewer, larger blocks mean fewer kernel launches);
+:func:`limit_kernel_memory_bytes` states the peak before anything is allocated: the (n, n) result(s) plus about 2·block_bytes (at n = 20 000 the NTK needs
 ≈ 5 GiB on a GPU, not the ≈ 54 GiB of one array per layer).
 
 The architecture is given either by name and keyword arguments or by a net object — the same object
@@ -74,6 +74,7 @@ import torch
 from tqdm.auto import tqdm
 
 from zeroloss.activations import Activation, get_activation
+from zeroloss.budget import renamed_block_bytes, resolve_block_bytes
 from zeroloss.data import validate_inputs
 from zeroloss.errors import choice, positive_int, require
 from zeroloss.kernels.empirical import select_layers
@@ -97,27 +98,13 @@ KINDS = ("du", "nngp", "ntk")
 BLOCK_ARRAYS_PER_LAYER = 2
 BLOCK_ARRAYS_EXTRA = 20
 
-#: Default ``max_bytes`` by device type (see :func:`default_max_bytes`).
-DEFAULT_BLOCK_BYTES = {"cpu": 64 * 2**20, "cuda": 2**30}
-
 Tensor = torch.Tensor
 
 
-def default_max_bytes(device: torch.device | str | None = None) -> int:
-    """The default block (and quadrature-chunk) budget on a device: 64 MiB on the CPU, 1 GiB on CUDA.
-
-    Measured on the 2-core CPU with ``python -m benchmarks.bench_limit_kernel --no-peer --max-bytes B``
-    (n = 2000, H = 5, softplus du): 0.71–0.80 s at 16–64 MiB, 1.31 s at 256 MiB (blocks that no longer fit in
-    cache), 1.13 s at 4 MiB (per-block overhead).
-    """
-    kind = torch.device(device).type if device is not None else "cpu"
-    return DEFAULT_BLOCK_BYTES.get(kind, DEFAULT_BLOCK_BYTES["cpu"])
-
-
-def block_rows(n: int, cols: int, depth: int, positions: int, max_bytes: int) -> int:
-    """Rows of one block of ``cols`` columns whose working arrays fit in ``max_bytes`` (at least 1, at most n)."""
+def block_rows(n: int, cols: int, depth: int, positions: int, block_bytes: int) -> int:
+    """Rows of one block of ``cols`` columns whose working arrays fit in ``block_bytes`` (at least 1, at most n)."""
     per_row = cols * positions * 8 * (BLOCK_ARRAYS_PER_LAYER * depth + BLOCK_ARRAYS_EXTRA)
-    return max(1, min(n, max_bytes // per_row))
+    return max(1, min(n, block_bytes // per_row))
 
 
 def _check_X(X: Tensor, net: str, device: torch.device | str | None) -> Tensor:
@@ -173,12 +160,12 @@ def _blockwise(X: Tensor, net: str, depth: int, e: Expect, layers: set[int], c_r
     positions = diag0.shape[-1] if diag0.ndim == 2 else 1
     keys = [0] if total else sorted(layers)
     out = {k: torch.empty(n, n, dtype=torch.float64, device=X.device) for k in keys}
-    first = block_rows(n, n, H, positions, e.max_bytes)
+    first = block_rows(n, n, H, positions, e.block_bytes)
     bar = tqdm(total=n, desc="limit_kernel", unit="row", leave=False,
                disable=(not progress) if progress is not None else (None if first < n else True))
     start = 0
     while start < n:
-        stop = min(n, start + block_rows(n, n - start, H, positions, e.max_bytes))
+        stop = min(n, start + block_rows(n, n - start, H, positions, e.block_bytes))
         rows, cols = slice(start, stop), slice(start, n)
         K0 = _input_covariance(X, net, rows, cols)
         idx = torch.arange(stop - start, device=X.device)
@@ -199,7 +186,7 @@ def _blockwise(X: Tensor, net: str, depth: int, e: Expect, layers: set[int], c_r
 
 def _limit(X: Tensor, net: str | EnsembleNet, depth: int | None, activation: str | Activation | None, layers: str | int,
            c_res: float | None, kernel_size: int | None, nodes: int, method: str, device: torch.device | str | None,
-           max_bytes: int | None, total: bool, progress: bool | None,
+           block_bytes: int | None, total: bool, progress: bool | None,
            memory_budget: int | str | None = None) -> dict[int, Tensor]:
     """Resolve the architecture (a name with arguments, or a net object), validate, check the memory budget, then run
     :func:`_blockwise`."""
@@ -218,7 +205,7 @@ def _limit(X: Tensor, net: str | EnsembleNet, depth: int | None, activation: str
         shape = tuple(getattr(net, f) for f in INPUT_FIELDS[name])
         require(tuple(X.shape[1:]) == shape, "X", f"must have shape (n, {', '.join(map(str, shape))}) to fit the "
                 f"net", tuple(X.shape))
-    budget = default_max_bytes(X.device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
+    budget = resolve_block_bytes(block_bytes, X.device)
     e = Expect(act, positive_int(nodes, "nodes"), method, budget)
     from zeroloss.budget import ARGUMENT, check_memory
 
@@ -244,9 +231,10 @@ def limit_gram_by_layer(
     nodes: int = DEFAULT_NODES,
     method: str = "auto",
     device: torch.device | str | None = None,
-    max_bytes: int | None = None,
+    block_bytes: int | None = None,
     progress: bool | None = None,
     memory_budget: int | str | None = None,
+    max_bytes: int | None = None,
 ) -> dict[int, Tensor]:
     """The m → ∞ limit of every selected per-layer Gram G^(h) at initialisation: 1-based layer → (n, n) float64.
 
@@ -262,19 +250,20 @@ def limit_gram_by_layer(
         kernel_size: q of the convolutional ResNet, odd (default 3 for a name).
         nodes, method: Gaussian-expectation settings (:mod:`zeroloss.kernels.gaussian`).
         device: where to compute (default: X's device).
-        max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
-            :func:`default_max_bytes` of the device).
+        block_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
+            :func:`zeroloss.budget.default_block_bytes` of the device).
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
         memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
             None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
             allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
+        max_bytes: the old name of ``block_bytes`` (deprecated).
 
     Returns:
         dict layer → (n, n) float64 symmetric tensor, the limit of ``gram_by_layer(net, X, layer)[h]``.
         Memory: one (n, n) array per selected layer (:func:`limit_kernel_memory_bytes` with ``outputs``).
     """
-    return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  False, progress, memory_budget)
+    return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device,
+                  renamed_block_bytes(block_bytes, max_bytes), False, progress, memory_budget)
 
 
 def limit_kernel(
@@ -288,9 +277,10 @@ def limit_kernel(
     nodes: int = DEFAULT_NODES,
     method: str = "auto",
     device: torch.device | str | None = None,
-    max_bytes: int | None = None,
+    block_bytes: int | None = None,
     progress: bool | None = None,
     memory_budget: int | str | None = None,
+    max_bytes: int | None = None,
 ) -> Tensor:
     """Infinite-width kernel of one of Du et al.'s nets on inputs X: (n, n) float64.
 
@@ -307,12 +297,14 @@ def limit_kernel(
         nodes: Gauss–Hermite nodes per axis where no closed form exists.
         method: ``"auto"``, ``"closed"``, ``"quadrature"`` or ``"table"`` (:mod:`zeroloss.kernels.gaussian`).
         device: where to compute (default: X's device). The result stays there.
-        max_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
-            :func:`default_max_bytes` of the device); the peak is stated by :func:`limit_kernel_memory_bytes`.
+        block_bytes: memory bound of one block's working arrays and of one quadrature chunk (each; None:
+            :func:`zeroloss.budget.default_block_bytes` of the device); the peak is stated by
+            :func:`limit_kernel_memory_bytes`.
         progress: a progress bar over rows (None: on a terminal, when the kernel takes more than one block).
         memory_budget: the most :func:`limit_kernel_memory_bytes` may state (bytes or a size such as ``"8GiB"``;
             None: ``ZEROLOSS_MAX_BYTES`` or half the available memory, :mod:`zeroloss.budget`); over it nothing is
             allocated and a :class:`~zeroloss.errors.ZerolossInputError` names the size.
+        max_bytes: the old name of ``block_bytes`` (deprecated).
 
     Returns:
         (n, n) float64 symmetric PSD tensor (exactly symmetric).
@@ -326,8 +318,8 @@ def limit_kernel(
     """
     choice(kind, "kind", KINDS)
     layers = {"du": "last", "nngp": "output", "ntk": "all"}[kind]
-    return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device, max_bytes,
-                  True, progress, memory_budget)[0]
+    return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device,
+                  renamed_block_bytes(block_bytes, max_bytes), True, progress, memory_budget)[0]
 
 
 def lambda0(X: Tensor, net: str | EnsembleNet = "fc", depth: int | None = None,
@@ -350,16 +342,16 @@ def lambda0(X: Tensor, net: str | EnsembleNet = "fc", depth: int | None = None,
 
 
 def limit_kernel_memory_bytes(n: int, depth: int, positions: int = 1, nodes: int = DEFAULT_NODES,
-                              max_bytes: int | None = None, quadrature: bool = True, outputs: int = 1,
-                              device: torch.device | str | None = None) -> int:
+                              block_bytes: int | None = None, quadrature: bool = True, outputs: int = 1,
+                              device: torch.device | str | None = None, max_bytes: int | None = None) -> int:
     """Upper estimate of the peak memory :func:`limit_kernel` needs, in bytes, stated before anything is allocated.
 
     The ``outputs`` (n, n) float64 results (1 for :func:`limit_kernel`; one per selected layer for
     :func:`limit_gram_by_layer`), one block's working arrays (:data:`BLOCK_ARRAYS_PER_LAYER` per layer and
-    :data:`BLOCK_ARRAYS_EXTRA` more, per entry and position, at most ``max_bytes`` unless a single row needs
+    :data:`BLOCK_ARRAYS_EXTRA` more, per entry and position, at most ``block_bytes`` unless a single row needs
     more), the diagonal pass's (n, positions) arrays, and one quadrature chunk when the activation has no closed
-    form (``quadrature=True``: the per-block rule, or the building of a ρ-table). ``max_bytes`` None means
-    :func:`default_max_bytes` of ``device``. The inputs
+    form (``quadrature=True``: the per-block rule, or the building of a ρ-table). ``block_bytes`` None means
+    :func:`zeroloss.budget.default_block_bytes` of ``device``. The inputs
     X are not counted, nor blocks that the allocator keeps after they are freed (glibc on the CPU, the caching
     allocator on CUDA: at most about one more budget).
 
@@ -369,10 +361,10 @@ def limit_kernel_memory_bytes(n: int, depth: int, positions: int = 1, nodes: int
     """
     H = positive_int(depth, "depth")
     n, positions = positive_int(n, "n"), positive_int(positions, "positions")
-    max_bytes = default_max_bytes(device) if max_bytes is None else positive_int(max_bytes, "max_bytes")
+    block_bytes = resolve_block_bytes(renamed_block_bytes(block_bytes, max_bytes), device)
     result = positive_int(outputs, "outputs") * n * n * 8
-    rows = block_rows(n, n, H, positions, max_bytes)
+    rows = block_rows(n, n, H, positions, block_bytes)
     block = rows * n * positions * 8 * (BLOCK_ARRAYS_PER_LAYER * H + BLOCK_ARRAYS_EXTRA)
     diagonal = (BLOCK_ARRAYS_PER_LAYER * H + BLOCK_ARRAYS_EXTRA) * n * positions * 8
-    chunk = quadrature_chunk_bytes(rows * n * positions, nodes, max_bytes) if quadrature else 0
+    chunk = quadrature_chunk_bytes(rows * n * positions, nodes, block_bytes) if quadrature else 0
     return result + block + diagonal + chunk

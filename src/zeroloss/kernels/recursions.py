@@ -47,11 +47,11 @@ class Expect:
     act: Activation
     nodes: int
     method: str
-    max_bytes: int
+    block_bytes: int
 
     def pairs(self, K: Tensor, a: Tensor, c: Tensor, pairs: tuple[str, ...], method: str) -> dict[str, Tensor]:
         """E[g(u)h(v)] over every block [[a_i, K_ij], [K_ij, c_j]] (a, c broadcast against K)."""
-        return bivariate_expectations(a, K, c, self.act, pairs, self.nodes, method, self.max_bytes)
+        return bivariate_expectations(a, K, c, self.act, pairs, self.nodes, method, self.block_bytes)
 
     def mean(self, variance: Tensor) -> Tensor:
         """E σ(u), u ∼ N(0, variance), elementwise."""

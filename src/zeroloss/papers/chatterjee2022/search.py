@@ -9,10 +9,10 @@ the others and cannot fall off it.
 All grid points of all runs of a batch train side by side as one ensemble. The *best* step of a run is the grid
 point that first reaches F ≤ target·F(w₀); once one of a run's members gets there, the run's other members can
 only be slower, so they are dropped (this is what makes the search cheap: a run costs its best member's steps).
-A member is diverged when its loss is non-finite or above :data:`~zeroloss.train.divergence.DIVERGENCE_FACTOR`
-× its initial loss. A run that has no member at the target after ``budget`` steps is *censored*: its best count is only known to exceed the
-budget. The ensemble is trained in chunks (:data:`FIRST_CHUNK`, doubling up to :data:`MAX_CHUNK` steps) between
-which finished runs and diverged members are removed.
+A member is diverged when its loss is non-finite or above :data:`~zeroloss.train.divergence.DIVERGENCE_FACTOR` × its
+initial loss. A run that has no member at the target after ``budget`` steps is *censored*: its best count is only
+known to exceed the budget. The ensemble is trained in chunks (:data:`FIRST_CHUNK`, doubling up to :data:`MAX_CHUNK`
+steps) between which finished runs and diverged members are removed.
 
 Example:
     >>> import torch
