@@ -48,8 +48,8 @@ in two passes (:mod:`zeroloss.kernels.recursions`): the recursion on the diagona
 the upper triangle, mirrored. Only one block's layer arrays are alive at a time, sized from ``block_bytes``
 (default :func:`zeroloss.budget.default_block_bytes`: 64 MiB on the CPU, where blocks that stay in cache run
 fastest, 1 GiB on a GPU, where fewer, larger blocks mean fewer kernel launches);
-:func:`limit_kernel_memory_bytes` states the peak before anything is allocated: the (n, n) result(s) plus about 2·block_bytes (at n = 20 000 the NTK needs
-≈ 5 GiB on a GPU, not the ≈ 54 GiB of one array per layer).
+:func:`limit_kernel_memory_bytes` states the peak before anything is allocated: the (n, n) result(s) plus about
+2·block_bytes (at n = 20 000 the NTK needs ≈ 5 GiB on a GPU, not the ≈ 54 GiB of one array per layer).
 
 The architecture is given either by name and keyword arguments or by a net object — the same object
 :func:`zeroloss.gram` takes — whose architecture (not its weights) is read with :func:`zeroloss.nets.architecture`.
