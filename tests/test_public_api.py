@@ -78,3 +78,19 @@ def test_version_comes_from_the_package_metadata():
     from importlib.metadata import version
 
     assert zeroloss.__version__ == version("zeroloss")
+
+
+def test_every_public_name_is_on_the_api_page():
+    """docs/api.md (the documentation site's API reference, built by mkdocstrings) has an entry for every name of
+    ``zeroloss.__all__``: ``::: <the module that defines it>.<name>``, or the module itself for a subpackage."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    entries = set(re.findall(r"^::: ([\w.]+)\s*$", page, flags=re.MULTILINE))
+    missing = []
+    for name in zeroloss.__all__:
+        source = zeroloss._SOURCES[name]
+        wanted = source if name in zeroloss._MODULES else f"{source}.{name}"
+        if wanted not in entries:
+            missing.append(f"{name} (::: {wanted})")
+    assert not missing, f"docs/api.md lacks: {', '.join(missing)}"

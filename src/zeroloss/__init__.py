@@ -2,7 +2,7 @@
 
 The curated public API. Everything listed in ``__all__`` is documented and stable; modules behind it may change.
 
-Example:
+Examples:
     >>> import zeroloss
     >>> X, y = zeroloss.sphere_data(n=8, d=5, seed=0)
     >>> net = zeroloss.nets.FullyConnected(d=5, width=64, depth=2, activation="softplus", members=2, seed=0)

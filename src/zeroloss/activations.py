@@ -10,7 +10,7 @@ Facts (used to refuse a theorem's guarantee when its assumptions fail):
 - ``strictly_increasing``: σ′ > 0 everywhere (Chatterjee's assumption: tanh, softplus, sigmoid, erf);
 - ``sigma0``: σ(0) (Chatterjee's output-bias handling when σ(0) ≠ 0).
 
-Example:
+Examples:
     >>> from zeroloss.activations import get_activation
     >>> act = get_activation("softplus")
     >>> round(act.c_sigma, 6)

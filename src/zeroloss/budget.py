@@ -26,7 +26,7 @@ Two sizes, two names, everywhere:
 Sizes are bytes, or a number with a unit: ``500M``, ``8GiB``, ``2e9``, ``1.5T`` (K, M, G, T are powers of 1024,
 as are KiB … TiB; KB, MB, GB, TB are powers of 1000).
 
-Example:
+Examples:
     >>> parse_size("8GiB"), parse_size("2e9"), format_bytes(9 * 2**30)
     (8589934592, 2000000000, '9.0 GiB')
     >>> check_memory(2**20, 2**30, field="n", what="a 362 × 362 matrix")  # fits: returns quietly
@@ -177,7 +177,7 @@ def du_net_parameters(net: str, *, width: int, depth: int, d: int = 1, channels:
 
     fc / resnet: W¹ (m × d), W² … W^H (m × m), a (m); conv-resnet: W¹ (m × q·c), W² … W^H (m × q·m), a (m × p).
 
-    Example:
+    Examples:
         >>> du_net_parameters("fc", width=512, depth=2, d=16)  # 512·16 + 512² + 512
         270848
     """
@@ -211,7 +211,7 @@ def train_memory_bytes(*, net: str, n: int, width: int, depth: int, members: int
     factors), and the histories (:data:`TRAIN_BYTES_PER_STEP` per member and step,
     :data:`TRAIN_BYTES_PER_RECORD` per probe value).
 
-    Example:
+    Examples:
         >>> train_memory_bytes(net="fc", n=32, width=512, depth=2, members=1, steps=500, probe_every=5, d=16) < 2**27
         True
     """
@@ -230,7 +230,7 @@ def two_timescale_memory_bytes(*, repeats: int, neurons: int, logs: int, steps: 
     (risk and τ per log point and repeat, with copies: 256 bytes per point) and the log schedule (logs + 1 float
     and integer points, whatever the number of steps). The stepping itself is O(R·m).
 
-    Example:
+    Examples:
         >>> two_timescale_memory_bytes(repeats=5, neurons=20, logs=100, steps=10**6) < 2**20
         True
     """
@@ -257,7 +257,7 @@ def default_block_bytes(device: object = None) -> int:
 def resolve_block_bytes(value: int | str | None, device: object = None, field: str = "block_bytes") -> int:
     """A block size in bytes: ``value`` (bytes or a size such as ``"64MiB"``) or the device's default.
 
-    Example:
+    Examples:
         >>> resolve_block_bytes("1MiB"), resolve_block_bytes(None, "cpu") == DEFAULT_BLOCK_BYTES["cpu"]
         (1048576, True)
     """

@@ -4,7 +4,7 @@ Du et al. assume unit-norm inputs (Frobenius norm 1 for the convolutional net), 
 λ₀ = 0) and |y_i| = O(1) (docs/theory.md §1.1). :func:`validate_inputs` checks exactly these and names the problem.
 Nothing is downloaded: the digits come with scikit-learn.
 
-Example:
+Examples:
     >>> X, y = sphere_data(n=4, d=3, seed=0)
     >>> X.shape, y.shape, bool(torch.allclose(X.norm(dim=1), torch.ones(4, dtype=X.dtype)))
     (torch.Size([4, 3]), torch.Size([4]), True)

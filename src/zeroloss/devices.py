@@ -1,6 +1,6 @@
 """Where tensors live: the one resolution of ``"auto"`` (and of every other device name) for the whole package.
 
-Example:
+Examples:
     >>> resolve_device("cpu")
     device(type='cpu')
     >>> resolve_device("auto").type in ("cpu", "cuda")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 class ZerolossInputError(ValueError):
     """Bad input: the message names the field and what is accepted.
 
-    Example:
+    Examples:
         >>> raise ZerolossInputError("width: must be a positive integer, got -3")
         Traceback (most recent call last):
         ...
@@ -42,7 +42,7 @@ class Rule:
     :class:`ZerolossInputError` (``rule(value, "width")``, how library calls and the CLI validate), and
     :meth:`problem` returns what is accepted or None (how a sweep's per-key checks report a run spec's value).
 
-    Example:
+    Examples:
         >>> POSITIVE_INT(3, "steps"), POSITIVE_INT.problem(0)
         (3, 'must be a positive integer')
     """
@@ -79,7 +79,7 @@ BOOLEAN = Rule(lambda v: isinstance(v, bool) or type(v).__name__ == "bool_", "mu
 def positive_int(value: object, field: str) -> int:
     """Return ``value`` as an int after checking it is a positive integer (NumPy integers accepted, bools rejected).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> positive_int(np.int64(3), "steps")
         3
@@ -92,7 +92,7 @@ def seed_value(value: object, field: str = "seed", members: int = 1) -> int:
 
     Member k of an ensemble built with seed s uses seed s + k, so the largest accepted seed is 2⁶³ − members.
 
-    Example:
+    Examples:
         >>> seed_value(7, "seed", members=4)
         7
     """
@@ -107,7 +107,7 @@ def positive_number(value: object, field: str, above: float = 0.0, allow_inf: bo
 
     Strings, bools and NaN are rejected.
 
-    Example:
+    Examples:
         >>> positive_number(0.5, "lr")
         0.5
     """

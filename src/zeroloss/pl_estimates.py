@@ -12,7 +12,7 @@ lower estimate of the supremum. The GD step of docs/theory.md §2.1 ([derived]) 
 Points are evaluated in batches through the net's own ensemble forward pass: a batch of N points is an N-member
 copy of the chosen member, so one backward pass gives every point its gradient.
 
-Example:
+Examples:
     >>> from zeroloss.nets import FeedForward
     >>> X = torch.eye(3, dtype=torch.float64); y = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
     >>> obj = MemberObjective(FeedForward(d=3, widths=[], output_bias=False, dtype=torch.float64), X, y)
@@ -309,7 +309,7 @@ def allowed_step(alpha: float | None, beta: float, f0: float, radius: float) -> 
 
     η is the step of GD on F = Σ(u − y)²; :func:`zeroloss.train_gd` minimises L = F/2, so its ``lr`` is 2η.
 
-    Example:
+    Examples:
         >>> allowed_step(alpha=4.0, beta=2.0, f0=0.25, radius=1.0)
         (0.5, 0.25)
     """

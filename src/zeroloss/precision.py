@@ -38,7 +38,7 @@ def _has_fp32_precision_api() -> bool:
 def no_tf32() -> Iterator[None]:
     """Context manager: IEEE float32 for CUDA matmuls, cuDNN and oneDNN inside the block, settings restored after.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from zeroloss.precision import no_tf32
         >>> with no_tf32():

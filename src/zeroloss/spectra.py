@@ -3,7 +3,7 @@
 Round-off can make the smallest eigenvalue of a PSD Gram matrix slightly negative; zeroloss reports it as it is
 (and counts such eigenvalues) instead of clipping it to zero, so a user can tell round-off from a real defect.
 
-Example:
+Examples:
     >>> import torch
     >>> s = spectrum(torch.diag(torch.tensor([3.0, 1.0, 2.0])))
     >>> (s.lambda_min, s.lambda_max, s.condition)
@@ -67,7 +67,7 @@ def eigenvalues_or_nan(G: torch.Tensor) -> torch.Tensor:
     For measurements along training: one member whose weights overflowed (its Gram is NaN or inf) must not
     stop the spectra of the others. Shape (S, n), float64.
 
-    Example:
+    Examples:
         >>> G = torch.stack([torch.eye(2), torch.full((2, 2), float("nan"))])
         >>> eigenvalues_or_nan(G).tolist()
         [[1.0, 1.0], [nan, nan]]

@@ -14,7 +14,7 @@ m = 1024: 94 / 301; m = 2048: 377 / 913 — a second thread never paid, and cost
 the count only affects the host side. A quiet many-core machine may do better with more threads per run
 (``threads=``); its results then equal the one-thread results to round-off, not bit for bit.
 
-Example:
+Examples:
     >>> import torch
     >>> before = torch.get_num_threads()
     >>> with intra_op_threads(1):

@@ -1,7 +1,7 @@
 """The installed zeroloss version, read from the package metadata (one source of truth: pyproject.toml), and the
 git commit of the source tree when zeroloss runs from a git checkout.
 
-Example:
+Examples:
     >>> from zeroloss.version import __version__, describe_version
     >>> isinstance(__version__, str) and describe_version().startswith(f"zeroloss {__version__}")
     True

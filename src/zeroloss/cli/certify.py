@@ -13,7 +13,7 @@ margin r²α_lb/(4F(w₀)). The choice and the rule are printed on stderr (and u
 ``--json``). An initialisation with a non-positive hidden or output weight has no certified radius at all: the
 command says so and asks for ``--radius`` (estimates only).
 
-Example:
+Examples:
     zeroloss certify --widths 64,64 --activation tanh --init positive --inputs X.npy --labels y.npy --json
 """
 

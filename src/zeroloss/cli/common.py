@@ -88,7 +88,7 @@ def prepare_output_file(path: Path, field: str = "--out", overwrite: bool = Fals
     Write the file afterwards with :func:`zeroloss.store.atomic_write_bytes` inside
     :func:`zeroloss.store.output_errors`.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
         >>> prepare_output_file(folder / "new" / "G.npy") == folder / "new" / "G.npy", (folder / "new").is_dir()
@@ -109,7 +109,7 @@ def prepare_output_file(path: Path, field: str = "--out", overwrite: bool = Fals
 def check_seed(seed: int, count: int = 1, field: str = "--seed") -> int:
     """A seed of member 0 whose members ``seed + k`` (k < ``count``) all fit the generators (0 ≤ seed + k < 2⁶³).
 
-    Example:
+    Examples:
         >>> check_seed(7, 4)
         7
     """

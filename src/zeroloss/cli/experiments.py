@@ -31,7 +31,7 @@ LINE = 120
 def yaml_value(value: Any) -> str:
     """One value in YAML flow style on one line (lists as ``[a, b]``, mappings as ``{k: v}``).
 
-    Example:
+    Examples:
         >>> yaml_value([1e-9, "fc", True, None, {"a": 0.5}])
         '[1.0e-09, fc, true, null, {a: 0.5}]'
     """

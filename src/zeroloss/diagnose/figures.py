@@ -5,7 +5,7 @@
 - :func:`spectrum_figure` — the eigenvalues of Θ₀, sorted (log scale);
 - :func:`width_figure` — movement, drift and gap against width with their log-log fits and the m^{−1/2} reference.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> fig = spectrum_figure(np.array([1e-3, 0.1, 2.0]))
     >>> len(fig.axes)
@@ -90,7 +90,7 @@ def spectrum_figure(eigenvalues: np.ndarray, title: str = "") -> Figure:
 
 def width_figure(sweep: Any, title: str = "") -> Figure:
     """Movement, drift and gap against width (log-log), fitted slopes in the legend, m^{−1/2} dashed."""
-    from zeroloss.diagnose.widths import BOUND_EXPONENT, SLOPE_METRICS
+    from zeroloss.diagnose.slopes import BOUND_EXPONENT, SLOPE_METRICS
 
     fig = Figure(figsize=SIZE)
     ax = fig.add_subplot()

@@ -3,7 +3,7 @@
 Like :mod:`zeroloss.report`: figures are inline ``<svg>`` (deterministic bytes: fixed ``svg.hashsalt``, no date,
 ids prefixed per figure), no scripts, no external resources, no time stamp — the same runs give the same page.
 
-Example:
+Examples:
     >>> html = render_page("demo", runs=[], sweep=None, spec={"steps": 10})
     >>> html.startswith("<!DOCTYPE html>") and "<script" not in html
     True

@@ -215,7 +215,7 @@ def diagnose(
     Raises:
         ZerolossInputError: bad model/data/options (one line naming the field).
 
-    Example:
+    Examples:
         >>> import torch
         >>> torch.manual_seed(0) and None
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 256), torch.nn.Tanh(), torch.nn.Linear(256, 1)).double()

@@ -150,7 +150,7 @@ def gram(
     Returns:
         (S, n, n) tensor, G_ij = Σ_{W in layers} ⟨∂u_i/∂W, ∂u_j/∂W⟩.
 
-    Example:
+    Examples:
         >>> from zeroloss.nets import FullyConnected
         >>> net = FullyConnected(d=4, width=32, depth=2, members=3)
         >>> gram(net, torch.eye(4), layer="last").shape

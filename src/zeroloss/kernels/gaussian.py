@@ -39,7 +39,7 @@ References:
     Y. Cho, L. K. Saul. Kernel methods for deep learning. NIPS 2009 (arc-cosine). R. Price. A useful theorem
     for nonlinear devices having Gaussian inputs. IRE Trans. Inf. Theory, 1958.
 
-Example:
+Examples:
     >>> import torch
     >>> one = torch.ones(1, dtype=torch.float64)
     >>> out = bivariate_expectations(one, 0.5 * one, one, "erf", pairs=("ss",), method="quadrature")
@@ -356,7 +356,7 @@ def gaussian_mean(variance: Tensor, activation: str | Activation, nodes: int = D
 
     Closed form when registered (``method="auto"`` or ``"closed"``), else a 1-D Gauss–Hermite rule.
 
-    Example:
+    Examples:
         >>> round(float(gaussian_mean(torch.tensor(1.0), "relu")), 6)  # 1/√(2π)
         0.398942
     """
@@ -394,7 +394,7 @@ def kernel_expectations(
         pair → (n, n, *rest) float64. With the per-block quadrature only the blocks i ≤ j are integrated and
         mirrored (only for the symmetric pairs ss and dd; ``sd`` is integrated on every block).
 
-    Example:
+    Examples:
         >>> X = torch.eye(3, dtype=torch.float64)
         >>> out = kernel_expectations(X @ X.T, torch.ones(3, dtype=torch.float64), "relu", pairs=("ss",))
         >>> out["ss"].shape

@@ -21,7 +21,7 @@ def gram_jacobian(
 ) -> torch.Tensor:
     """Gram matrix (S, n, n) by explicit Jacobian contraction; same meaning as :func:`zeroloss.gram`.
 
-    Example:
+    Examples:
         >>> from zeroloss.nets import FullyConnected
         >>> from zeroloss.kernels.empirical import gram
         >>> net = FullyConnected(d=3, width=8, depth=2, members=2)

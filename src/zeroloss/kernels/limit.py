@@ -54,7 +54,7 @@ fastest, 1 GiB on a GPU, where fewer, larger blocks mean fewer kernel launches);
 The architecture is given either by name and keyword arguments or by a net object — the same object
 :func:`zeroloss.gram` takes — whose architecture (not its weights) is read with :func:`zeroloss.nets.architecture`.
 
-Example:
+Examples:
     >>> from zeroloss.data import sphere_data
     >>> from zeroloss.nets import FullyConnected
     >>> X, _ = sphere_data(n=5, d=3, seed=0)
@@ -309,7 +309,7 @@ def limit_kernel(
     Returns:
         (n, n) float64 symmetric PSD tensor (exactly symmetric).
 
-    Example:
+    Examples:
         >>> from zeroloss.data import sphere_data
         >>> X, _ = sphere_data(n=4, d=3, seed=1)
         >>> K = limit_kernel(X, net="resnet", depth=3, activation="relu", kind="ntk")
@@ -330,7 +330,7 @@ def lambda0(X: Tensor, net: str | EnsembleNet = "fc", depth: int | None = None,
 
     The arguments are those of :func:`limit_kernel` (``net`` a name or a net object).
 
-    Example:
+    Examples:
         >>> from zeroloss.data import sphere_data
         >>> X, _ = sphere_data(n=6, d=4, seed=0)
         >>> lambda0(X, net="fc", depth=2, activation="erf") > 0
@@ -355,7 +355,7 @@ def limit_kernel_memory_bytes(n: int, depth: int, positions: int = 1, nodes: int
     X are not counted, nor blocks that the allocator keeps after they are freed (glibc on the CPU, the caching
     allocator on CUDA: at most about one more budget).
 
-    Example:
+    Examples:
         >>> round(limit_kernel_memory_bytes(20000, depth=5, quadrature=False, device="cuda") / 2**30, 2)  # GiB
         3.98
     """

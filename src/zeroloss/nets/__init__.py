@@ -7,7 +7,7 @@
 - :class:`EnsembleNet` and :class:`LinearMap`: the interface :func:`zeroloss.gram` and :func:`zeroloss.train_gd`
   rely on.
 
-Example:
+Examples:
     >>> from zeroloss.nets import NETS, build_net
     >>> sorted(NETS)
     ['conv-resnet', 'fc', 'feedforward', 'resnet']

@@ -136,7 +136,7 @@ def require_ensemble_net(net: object, caller: str) -> None:
     dimension, recorded linear maps); a plain ``torch.nn.Module`` is the business of ``zeroloss.entk`` (its
     empirical NTK) and ``zeroloss.diagnose``.
 
-    Example:
+    Examples:
         >>> require_ensemble_net(torch.nn.Linear(3, 1), "gram")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...

@@ -101,7 +101,7 @@ class FullyConnected(_DuNet):
 
     Shapes: ``W1`` (S, m, d), ``Wh`` (S, m, m), ``a`` (S, m); ``net(X)`` with X (n, d) gives (S, n).
 
-    Example:
+    Examples:
         >>> net = FullyConnected(d=3, width=16, depth=2, activation="softplus", members=4, seed=0)
         >>> net(torch.eye(3, dtype=torch.float32)).shape
         torch.Size([4, 3])
@@ -153,7 +153,7 @@ class ResNet(_DuNet):
 
     Args: as :class:`FullyConnected`, plus ``c_res`` (default 0.5).
 
-    Example:
+    Examples:
         >>> net = ResNet(d=3, width=16, depth=3, members=2, seed=1)
         >>> net(torch.eye(3)).shape
         torch.Size([2, 3])
@@ -247,7 +247,7 @@ class ConvResNet(_DuNet):
 
     Shapes: ``W1`` (S, m, q·c), ``Wh`` (S, m, q·m), ``a`` (S, m, p); ``net(X)`` with X (n, c, p) gives (S, n).
 
-    Example:
+    Examples:
         >>> net = ConvResNet(channels=2, positions=5, width=8, depth=2, members=3)
         >>> net(torch.randn(4, 2, 5)).shape
         torch.Size([3, 4])

@@ -50,7 +50,7 @@ class FeedForward(EnsembleNet):
     Shapes: ``W1`` (S, d₁, d), ``Wℓ`` (S, d_ℓ, d_{ℓ−1}), ``bℓ`` (S, d_ℓ), ``v`` (S, d_L), ``c`` (S, 1);
     ``net(X)`` with X (n, d) gives (S, n).
 
-    Example:
+    Examples:
         >>> net = FeedForward(d=3, widths=[8, 8], activation="tanh", members=2, seed=0)
         >>> net(torch.eye(3)).shape
         torch.Size([2, 3])

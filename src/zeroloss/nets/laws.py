@@ -22,7 +22,7 @@ References:
     X. Glorot, Y. Bengio. Understanding the difficulty of training deep feedforward neural networks. AISTATS 2010.
     Y. LeCun, L. Bottou, G. Orr, K.-R. Müller. Efficient BackProp. 1998.
 
-Example:
+Examples:
     >>> from zeroloss.nets import FeedForward
     >>> from zeroloss.nets.base import member_generators
     >>> net = FeedForward(d=4, widths=[8], members=2, seed=3, init=None)

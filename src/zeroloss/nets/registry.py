@@ -13,7 +13,7 @@ Every caller that turns a name into a net — the CLI, sweep files and experimen
 
 The first three are Du et al.'s nets (docs/theory.md §1.2), the last Chatterjee's (docs/theory.md §2.2).
 
-Example:
+Examples:
     >>> net = build_net("resnet", input_shape=(8,), width=32, depth=3, c_res=0.25, members=2)
     >>> architecture(net)
     {'name': 'resnet', 'd': 8, 'width': 32, 'depth': 3, 'activation': 'softplus', 'c_res': 0.25}
@@ -100,7 +100,7 @@ def build_net(
     Raises:
         ZerolossInputError: unknown name, a field the net does not have, a missing or mismatched input shape.
 
-    Example:
+    Examples:
         >>> build_net("conv-resnet", (2, 5), width=8, depth=2, members=3)(torch.zeros(4, 2, 5)).shape
         torch.Size([3, 4])
     """
@@ -127,7 +127,7 @@ def net_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
     For callers that carry options for every net at once (the CLI's flags, a sweep's spec): the others are
     dropped on purpose. Pass the result to :func:`build_net`.
 
-    Example:
+    Examples:
         >>> net_options("fc", {"d": 4, "width": 16, "depth": 2, "c_res": 0.5, "channels": 2, "lr": 0.1})
         {'d': 4, 'width': 16, 'depth': 2}
     """
@@ -184,7 +184,7 @@ def resolve_architecture(net: str | EnsembleNet, explicit: Mapping[str, Any], de
     Returns:
         ``{"name": …, field: value, …}`` for the fields of ``explicit`` and ``defaults``.
 
-    Example:
+    Examples:
         >>> fc = build_net("fc", 3, width=8, depth=4)
         >>> resolve_architecture(fc, {"depth": None}, {"depth": 2})
         {'name': 'fc', 'depth': 4}

@@ -84,7 +84,7 @@ def entk(
         A. Jacot, F. Gabriel, C. Hongler. Neural Tangent Kernel. NeurIPS 2018.
         R. Novak, J. Sohl-Dickstein, S. S. Schoenholz. Fast Finite Width Neural Tangent Kernel. ICML 2022.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
@@ -119,7 +119,7 @@ def entk_memory_bytes(
     It measures one sample's forward pass (a few milliseconds) and plans the chunks; nothing of the size of the
     kernel is allocated. Raises :class:`ZerolossInputError`, like :func:`entk`, when ``max_bytes`` is too small.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1))

@@ -17,7 +17,7 @@ References:
     Lee et al., *Wide Neural Networks of Any Depth Evolve as Linear Models Under Gradient Descent*, NeurIPS 2019.
     Chizat, Oyallon, Bach, *On Lazy Training in Differentiable Programming*, NeurIPS 2019.
 
-Example:
+Examples:
     >>> import torch
     >>> torch.manual_seed(0) and None
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
@@ -165,7 +165,7 @@ def linearize(model: nn.Module, params: Sequence[str] | None = None) -> Lineariz
         ZerolossInputError: ``model`` is not a module, has no trainable floating-point parameter, or ``params``
             names a parameter it does not have.
 
-    Example:
+    Examples:
         >>> import torch
         >>> net = torch.nn.Linear(2, 1).double()
         >>> lin = linearize(net)

@@ -43,7 +43,7 @@ References:
     (eqs. 8–11).
     Neural Tangents, ``neural_tangents/_src/predict.py``, ``gradient_descent_mse``.
 
-Example:
+Examples:
     >>> import math, torch
     >>> K = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
     >>> y = torch.tensor([1.0, -1.0], dtype=torch.float64)
@@ -138,7 +138,7 @@ def residual_factor(lam: torch.Tensor, lr: float, times: torch.Tensor, kind: str
     λ must already have its null eigenvalues set to exactly 0 (h = 0 there for every t, ∞ included). Stable for
     ηλ ≪ 1 (expm1/log1p forms). GD at t = ∞: −1 for 0 < ηλ < 2, NaN for ηλ ≥ 2 (no limit: the step diverges).
 
-    Example:
+    Examples:
         >>> residual_factor(torch.tensor([1e-20, 0.0, 1.0]), 1.0, torch.tensor([3.0]), "gd")
         tensor([[-3.0000e-20,  0.0000e+00, -1.0000e+00]], dtype=torch.float64)
     """
@@ -212,7 +212,7 @@ def predict_gd_mse(
         ZerolossInputError: shapes that do not match, a negative or non-finite lr, ridge or time, a kernel with
             NaN/inf entries or clearly negative eigenvalues.
 
-    Example:
+    Examples:
         >>> import torch
         >>> K = torch.eye(3, dtype=torch.float64); y = torch.ones(3, dtype=torch.float64)
         >>> predict_gd_mse(K, y, lr=0.5, time=[0.0, 2.0]).loss     # ½·3·e^{−2ηt}

@@ -109,7 +109,7 @@ def choose_form(shape: Shape, kind: str, k: int, full: bool, n1: int, n2: int) -
     their products, n1·n2·kk·|W|. Product form: n1·n2·T²·g·(fan_in_g + kk·fan_out_g + kk), kk = k² (full) or
     k (trace; the sum over outputs folds into the cotangent product, which then costs T²·g·k·fan_out_g).
 
-    Example:
+    Examples:
         >>> dense = Shape(T=1, groups=1, fan_in=1024, fan_out=1024, size=1024 * 1024)
         >>> choose_form(dense, "linear", k=1, full=False, n1=256, n2=256)
         'product'

@@ -10,7 +10,7 @@ Batching: runs whose :attr:`Experiment.batch_key` agree (by default: equal specs
 A claim (:class:`Claim`) is a measured quantity, a threshold with its provenance (:class:`Provenance`) and a
 verdict that can go either way: PASS, FAIL, or INCONCLUSIVE when the runs cannot decide (docs/architecture.md).
 
-Example:
+Examples:
     >>> from zeroloss.papers.base import Claim
     >>> Claim("du2019.linear_rate", "per-step contraction ≤ 1 − ηλ₀/2", 0.91, "≤ 0.95", True).passed
     True
@@ -51,7 +51,7 @@ class Provenance:
         source: the exact place (``"Du et al. 2019, Thm 4.1: L(k) ≤ (1 − ηλ₀/2)^k L(0)"``) or, for a lab
             choice, the reason for the number.
 
-    Example:
+    Examples:
         >>> str(Provenance("lab", "2× fewer steps: fixed before running, a margin over seed noise"))
         'lab choice: 2× fewer steps: fixed before running, a margin over seed noise'
     """
@@ -84,7 +84,7 @@ class Claim:
         provenance: where the threshold comes from (:class:`Provenance`).
         reason: why the verdict is INCONCLUSIVE (required then), e.g. "3 of 4 widths censored at 3000 steps".
 
-    Example:
+    Examples:
         >>> c = Claim("du2019.kernel", "per-step contraction ≤ 1 − ηλ₀/2", 0.91, "≤ 0.95", True,
         ...           provenance=Provenance("theorem", "Du et al. 2019, Thm 4.1"))
         >>> c.verdict, c.passed
@@ -150,7 +150,7 @@ def one_row_per_run(df: pd.DataFrame, key: str | list[str] = "run_id") -> pd.Dat
         df: tidy frame as :func:`zeroloss.load` returns it (``step``, ``metric``, ``value`` and per-run columns).
         key: the column(s) that identify a run (``run_id`` in stored sweeps).
 
-    Example:
+    Examples:
         >>> tidy = pd.DataFrame({"run_id": ["a", "a", "b"], "step": [0, 1, 0], "metric": "loss",
         ...                      "value": [1.0, 0.5, 2.0], "width": [64, 64, 128]})
         >>> one_row_per_run(tidy)

@@ -7,7 +7,7 @@ all look experiments up here.
 registers its experiments) before a lookup. Use it to sweep your own experiment with ``zeroloss sweep`` or
 ``zeroloss reproduce``; worker processes inherit the variable, so the ``process`` executor sees them too.
 
-Example:
+Examples:
     >>> "du2019" in PAPERS
     True
 """

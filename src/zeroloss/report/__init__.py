@@ -10,7 +10,7 @@ Determinism: figures are drawn with matplotlib's Agg/SVG backends with ``svg.has
 ``metadata={"Date": None}``, and the report carries no generation time stamp, so rebuilding the report from
 the same stored runs gives identical bytes.
 
-Example:
+Examples:
     >>> import matplotlib.pyplot as plt
     >>> fig, ax = plt.subplots(); _ = ax.plot([0, 1], [1, 0])
     >>> figure_svg(fig) == figure_svg(fig)
@@ -352,7 +352,7 @@ def claims_table(claims: list[dict[str, Any]], width: int | None = None) -> str:
     Columns: verdict, claim (an INCONCLUSIVE claim's reason on the lines below it), measured, expected; the claim and
     expected columns wrap within ``width`` (default: the terminal's width), nothing is cut. Last line: the counts.
 
-    Example:
+    Examples:
         >>> c = {"experiment": "du2019.kernel", "claim": "relative movement of the weights shrinks like m^(-1/2) as "
         ...      "the width m grows", "measured": -0.48, "expected": "-0.5 ± 0.15", "verdict": "PASS", "passed": True}
         >>> print(claims_table([c], width=60))

@@ -3,7 +3,7 @@
 Standard library only (the command line imports it before anything heavy). The width defaults to the terminal's
 (``COLUMNS``, else the terminal, else 100 columns when the output is not a terminal).
 
-Example:
+Examples:
     >>> print(wrap_table(["verdict", "claim"], [["PASS", "the loss decays geometrically at rate 1 - eta lambda0 / 2"]],
     ...                  width=36, flexible=[1]))
     verdict  claim

@@ -6,7 +6,7 @@
 - :mod:`~zeroloss.store.runs` — run ids, :class:`RunStore` (one run folder per run, atomically), the sweep lock.
 - :mod:`~zeroloss.store.load` — :func:`load` / :func:`load_runs`: any results folder → one tidy DataFrame.
 
-Example:
+Examples:
     >>> import tempfile, pandas as pd
     >>> from zeroloss.papers.base import RunOutput
     >>> out = tempfile.mkdtemp()

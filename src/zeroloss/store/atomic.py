@@ -16,7 +16,7 @@ a live one (:func:`remove_stale_temporaries`). Only names of zeroloss's own patt
 Missing parent folders of an output are created only below an existing folder other than the file-system root
 (:func:`ensure_parent`): ``--out /nonexistent/G.npy`` is refused, ``--out results/G.npy`` creates ``results``.
 
-Example:
+Examples:
     >>> import os, tempfile
     >>> from pathlib import Path
     >>> target = Path(tempfile.mkdtemp()) / "a.json"

@@ -6,7 +6,7 @@ experiment folder of a reproduction, a ``zeroloss train`` and a ``zeroloss two-t
 zeroloss runs, a stored run that cannot be read, and an unreadable manifest are one-line
 :class:`~zeroloss.errors.ZerolossInputError` naming the folder or the run — never an empty table.
 
-Example:
+Examples:
     >>> import tempfile
     >>> try:
     ...     load(tempfile.mkdtemp())
@@ -44,7 +44,7 @@ METRIC_COLUMNS = ("run_id", "experiment", "step", "metric", "value")
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dicts to dotted keys; lists become tuples (hashable DataFrame cells).
 
-    Example:
+    Examples:
         >>> flatten({"net": {"width": 8}, "widths": [1, 2]})
         {'net.width': 8, 'widths': (1, 2)}
     """
@@ -212,7 +212,7 @@ def load(path: Path | str, all_runs: bool = False) -> pd.DataFrame:
         ZerolossInputError: ``path`` holds no zeroloss runs, none has finished yet, or a stored run or manifest
             cannot be read (the message names it).
 
-    Example:
+    Examples:
         >>> import tempfile, pandas as pd
         >>> from zeroloss.papers.base import RunOutput
         >>> out = tempfile.mkdtemp()

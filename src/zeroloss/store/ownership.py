@@ -20,7 +20,7 @@ The ownership rule — zeroloss writes into, deletes or replaces only what it ca
   spec.json and _SUCCESS), or exactly the files an earlier ``train`` or ``two-timescale`` wrote, with its
   ``spec.json``. Nothing else is adopted: TensorBoard's ``runs/`` folder, for instance, is not.
 
-Example:
+Examples:
     >>> import tempfile
     >>> from pathlib import Path
     >>> root = Path(tempfile.mkdtemp())

@@ -17,7 +17,7 @@ temporary name (``runs/.<id>.<8 hex>.tmp``) with every file written atomically, 
 into place at the end: a killed sweep leaves no partial ``runs/<id>``, only a stale temporary that the next sweep
 removes (:meth:`RunStore.clean_stale`).
 
-Example:
+Examples:
     >>> import tempfile, pandas as pd
     >>> from zeroloss.papers.base import RunOutput
     >>> from zeroloss.store import load
@@ -82,7 +82,7 @@ def canonical_json(value: Any) -> str:
 def run_id(experiment: str, spec: Mapping[str, Any]) -> str:
     """Short hash of a run: sha256(canonical JSON of {"experiment", "spec"})[:12].
 
-    Example:
+    Examples:
         >>> run_id("x", {"a": 1, "b": 2}) == run_id("x", {"b": 2, "a": 1})
         True
     """

@@ -17,7 +17,7 @@ An experiment module declares its checks next to its ``Experiment``, with the he
 
 Each paper wing declares its experiments' checks beside them (``zeroloss.papers.<paper>.experiments``).
 
-Example:
+Examples:
     >>> from zeroloss.errors import POSITIVE_INT
     >>> declare_checks("demo.exp", {"width": POSITIVE_INT})
     >>> validate_runs("demo.exp", [{"width": 8}, {"width": 0}])

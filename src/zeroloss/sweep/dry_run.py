@@ -9,7 +9,7 @@ stored beside the experiment). When ``DIR`` already holds finished runs of the e
 Σ modelled over those runs; without a cost model the mean measured run time is used. The estimate is for the local
 executor, one run after another; a process pool of k workers takes about 1/k of it.
 
-Example:
+Examples:
     >>> format_seconds(42), format_seconds(5400), format_seconds(None)
     ('42 s', '1.5 h', 'unknown')
 """

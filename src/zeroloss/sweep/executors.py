@@ -19,7 +19,7 @@ comes back failed and the driver goes on. Pool workers exit when the driver dies
 Every batch runs with its task's intra-op thread count (:mod:`zeroloss.threads`: one by default), restored
 afterwards and recorded in env.json, so results do not depend on the process's thread count.
 
-Example:
+Examples:
     >>> with make_executor("local") as ex:
     ...     ex.name
     'local'

@@ -7,7 +7,7 @@ Scales are per experiment (the keys of its ``specs``): a scale is accepted when 
 experiments defines it, and the experiments that do not are skipped with a note (``--scale medium`` exists for
 du2019 only). :func:`zeroloss.sweep.dry_run.dry_run` lists what a call would run, with an estimated time.
 
-Example:
+Examples:
     >>> from zeroloss.sweep.reproduce import SCALES
     >>> SCALES
     ('tiny', 'medium', 'paper')
@@ -96,7 +96,7 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
     Returns:
         :class:`ReproduceResult`; ``result.report.claims`` holds the claims (a failed claim is a finding).
 
-    Example:
+    Examples:
         >>> import zeroloss
         >>> callable(zeroloss.reproduce)
         True

@@ -9,7 +9,7 @@ Failures: a member that diverges is a result (``summary["diverged"]``), never an
 ``run_batch`` raises is retried one run at a time, so one bad configuration does not sink its neighbours; a
 run that still raises is reported in :attr:`SweepResult.failed` and the sweep goes on.
 
-Example:
+Examples:
     >>> from zeroloss.sweep.runner import resolve_device
     >>> resolve_device("cpu")
     'cpu'

@@ -23,7 +23,7 @@ can stand for gigabytes); a key given twice in one mapping; values that are not 
 value (``base: {net: {width: 8}}`` with ``grid: {net.width: …}``); and more runs than the memory budget can hold
 (:meth:`SweepSpec.memory_bytes`, checked by :meth:`SweepSpec.expand`).
 
-Example:
+Examples:
     >>> doc = parse_sweep_text("experiment: demo\\nbase: {a: 1}\\ngrid: {b: [1, 2]}\\nseeds: 2")
     >>> [r["b"] for r in doc.expand()], doc.count()
     ([1, 1, 2, 2], 4)

@@ -6,7 +6,7 @@ stable step can rise above L(0) for a while (the catapult phase), and a blow-up 
 in float64 within any budget used here. The loops that apply it: :func:`zeroloss.train_gd` (per member, with an
 overridable factor), :func:`zeroloss.diagnose`, Chatterjee's best-step search and the two-timescale GD.
 
-Example:
+Examples:
     >>> import math
     >>> within_bounds(3.0, 1.0), within_bounds(math.nan, 1.0), within_bounds(2e6, 1.0)
     (True, False, False)

@@ -225,7 +225,7 @@ def train_gd(
     Returns:
         A :class:`GDRun` with the tidy history; ``run.summary()`` says how each member ended.
 
-    Example:
+    Examples:
         >>> from zeroloss.nets import FullyConnected
         >>> from zeroloss.data import sphere_data
         >>> X, y = sphere_data(n=8, d=8, seed=0)

@@ -24,7 +24,7 @@ STALL_PROGRESS = 0.01
 class LossHistory:
     """Per-step losses of S members, (steps done + 1, S) float64, stored on the device in chunks.
 
-    Example:
+    Examples:
         >>> h = LossHistory(members=2, device=torch.device("cpu"), chunk_rows=2)
         >>> for k in range(3):
         ...     h.append(torch.tensor([1.0, 2.0]) / (k + 1))
@@ -107,7 +107,7 @@ def member_status(losses: np.ndarray, diverged: bool, reached_target: bool, eps:
       (it fell by less than 1 %), while above that floor. A run of K = 0 steps has made no progress either.
     * ``"decreasing"``: still making progress when the step budget ran out.
 
-    Example:
+    Examples:
         >>> member_status(np.array([8.0, 4.0, 2.0, 1.0]), False, False, eps=2.2e-16)
         'decreasing'
         >>> member_status(np.array([8.0, 7.9, 7.9, 7.9]), False, False, eps=2.2e-16)

@@ -66,7 +66,7 @@ def gd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], lr: t
         active: (S,) bool, or None for every member. An inactive (stopped) member keeps its parameters: its
             gradient is replaced by 0 with ``torch.where`` — it may be NaN, and 0 · NaN is NaN.
 
-    Example:
+    Examples:
         >>> theta, grad = torch.ones(2, 3), torch.full((2, 3), 4.0)
         >>> gd_step([theta], [grad], lr=torch.tensor([0.5, 0.25]), active=torch.tensor([True, False]))
         >>> theta
@@ -109,7 +109,7 @@ def initial_lambda_max(net: EnsembleNet, X: torch.Tensor) -> np.ndarray:
     symmetric eigen-solve per member. A member whose Gram matrix is not finite (non-finite weights) gets NaN;
     the others are unaffected.
 
-    Example:
+    Examples:
         >>> from zeroloss.nets import FullyConnected
         >>> net = FullyConnected(d=3, width=32, depth=2, members=2, dtype=torch.float64)
         >>> initial_lambda_max(net, torch.eye(3, dtype=torch.float64)).shape

@@ -52,7 +52,7 @@ RADIUS_RANGE = (math.sqrt(float(np.finfo(np.float64).tiny)), math.sqrt(float(np.
 def check_radius(radius: object, field: str = "radius") -> float:
     """Return ``radius`` as a float after checking it is a number in :data:`RADIUS_RANGE` (r² a normal float64).
 
-    Example:
+    Examples:
         >>> check_radius(0.05)
         0.05
         >>> check_radius(1e-300)  # doctest: +ELLIPSIS
@@ -188,7 +188,7 @@ def first_layer_bound(
 ) -> FirstLayerBound:
     """Certified α(w₀, r) lower bound of docs/theory.md §2.3 for one member (params without the members dim, float64).
 
-    Example:
+    Examples:
         >>> from zeroloss.activations import get_activation
         >>> X = torch.eye(2, dtype=torch.float64)
         >>> b = first_layer_bound({"v": torch.ones(2, dtype=torch.float64)}, X, 0.5, get_activation("tanh"),

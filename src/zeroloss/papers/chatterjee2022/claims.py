@@ -28,7 +28,7 @@ the proven α_lb; GD at the certificate's step stays in B(w₀, r); and contract
 certified run that did not reach the target within its budget is censored: the ball and rate claims are
 INCONCLUSIVE then, unless some run already violated them (FAIL).
 
-Example:
+Examples:
     >>> runs = pd.DataFrame([{"init": "positive", "steps_to_target": 10, "reached": True, "budget": 100},
     ...                      {"init": "kaiming", "steps_to_target": None, "reached": False, "budget": 100}])
     >>> [steps_interval(row) for _, row in runs.iterrows()]

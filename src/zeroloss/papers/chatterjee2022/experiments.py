@@ -30,7 +30,7 @@ their decision rules are in :mod:`.chatterjee2022_claims`, the figures in :mod:`
 
 F = Σ(u − y)² = 2L (train_gd's L = ½Σ(u − y)²): ratios F_k/F_0 = L_k/L_0, and a GD step η on F is lr = 2η.
 
-Example:
+Examples:
     >>> spec = next(s for s in EXPERIMENT.specs["tiny"] if s["init"] == "kaiming" and not s["hidden_bias"])
     >>> out = run_batch([spec], "cpu")[0]
     >>> out.summary["reached"], out.summary["best_fraction"] in FRACTIONS
@@ -268,7 +268,7 @@ ALIVE = 12
 def estimate_seconds(spec: Spec) -> float:
     """Seconds one run of ``spec`` takes on the calibration machine (see :data:`COSTS`, :data:`STEPS_GUESS`).
 
-    Example:
+    Examples:
         >>> spec = EXPERIMENT.specs["paper"][0]
         >>> 0.1 < estimate_seconds(spec) < 60
         True

@@ -21,7 +21,7 @@ Layering: this module imports the net (:mod:`zeroloss.nets.feedforward`), its la
 References:
     S. Chatterjee. Convergence of gradient descent for deep neural networks. arXiv:2203.16462 (2022).
 
-Example:
+Examples:
     >>> from zeroloss.nets import FeedForward
     >>> net = FeedForward(d=4, widths=[8], members=2, seed=3, init=None)
     >>> info = initialise(net, "torch_default")
@@ -186,7 +186,7 @@ def initialise(net: FeedForward, name: str, seed: int | None = None, **options) 
     Returns:
         Facts about the draw (``{"init": name, "seed": seed, …}``), also stored as ``net.init_info``.
 
-    Example:
+    Examples:
         >>> from zeroloss.nets import FeedForward
         >>> from zeroloss.data import sphere_data
         >>> X, y = sphere_data(n=4, d=8, seed=0)

@@ -4,7 +4,7 @@ Every panel is one (network, data) pair: rows are the networks (with / without h
 variants. Steps are the median over seeds with the seeds' range as error bars; a censored point (no grid step
 reached the target within the budget) is drawn at the budget as an open upward triangle, meaning "more than this".
 
-Example:
+Examples:
     >>> import pandas as pd
     >>> runs = pd.DataFrame([dict(hidden_bias=True, data="gaussian", centred=True, widths=(w, w), init=i, seed=0,
     ...                           reached=True, steps_to_target=s, budget=1000, run_id=f"{i}{w}")

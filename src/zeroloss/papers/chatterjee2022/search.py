@@ -14,7 +14,7 @@ initial loss. A run that has no member at the target after ``budget`` steps is *
 known to exceed the budget. The ensemble is trained in chunks (:data:`FIRST_CHUNK`, doubling up to :data:`MAX_CHUNK`
 steps) between which finished runs and diverged members are removed.
 
-Example:
+Examples:
     >>> import torch
     >>> from zeroloss.data import sphere_data
     >>> from zeroloss.nets import FeedForward

@@ -21,7 +21,7 @@ certifies the members of an already initialised ensemble. Nothing in ``theory/``
 References:
     S. Chatterjee. Convergence of gradient descent for deep neural networks. arXiv:2203.16462 (2022).
 
-Example:
+Examples:
     >>> from zeroloss.nets import FeedForward
     >>> from zeroloss.papers.chatterjee2022.init import initialise
     >>> from zeroloss.data import sphere_data
@@ -244,7 +244,7 @@ def trajectory_check(cert: Certificate, losses: np.ndarray, distances: np.ndarra
 
     Ratios are checked while F(w_k) ≥ F_FLOOR·F(w₀) (below, round-off dominates: see ``F_FLOOR``).
 
-    Example:
+    Examples:
         >>> import math
         >>> cert = Certificate(radius=1.0, member=0, f0=1.0, alpha_lower_bound=4.0, certified=True, reason="",
         ...                    alpha_estimate=4.0, alpha_sampled=4.0, alpha_descent=4.0, alpha_at_w0=4.0,
@@ -289,7 +289,7 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95,
                       method: str = "wilson") -> tuple[float, float]:
     """Confidence interval for a binomial proportion: ``wilson`` (score) or ``clopper-pearson`` (exact).
 
-    Example:
+    Examples:
         >>> lo, hi = binomial_interval(0, 20)
         >>> lo, round(hi, 4)
         (0.0, 0.1611)
@@ -367,7 +367,7 @@ def criterion_probability(
         confidence, method: the interval (:func:`binomial_interval`).
         samples, descent_starts, descent_steps, seed: the α estimate (:func:`certify`).
 
-    Example:
+    Examples:
         >>> from zeroloss.data import sphere_data
         >>> from zeroloss.nets import FeedForward
         >>> X, y = sphere_data(n=4, d=8, seed=0)

@@ -158,7 +158,7 @@ def fit_claim(experiment: str, label: str, runs: pd.DataFrame) -> Claim:
 def loglog_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
     """Least-squares slope of log y on log x, its standard error, and the number of points.
 
-    Example:
+    Examples:
         >>> slope, se, n = loglog_fit(np.array([1.0, 2.0, 4.0]), np.array([1.0, 0.5, 0.25]))
         >>> round(slope, 12), round(se, 12), n
         (-1.0, 0.0, 3)

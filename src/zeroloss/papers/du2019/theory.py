@@ -35,7 +35,7 @@ References:
     S. S. Du, J. D. Lee, H. Li, L. Wang, X. Zhai. Gradient Descent Finds Global Minima of Deep Neural Networks.
     ICML 2019, Theorems 5.1, 6.1, 7.1.
 
-Example:
+Examples:
     >>> contraction_bound(lr=0.1, lambda0=0.4)
     0.98
     >>> step_scaling("resnet", n=10, depth=4, lambda0=0.2, constant=1.0)
@@ -151,7 +151,7 @@ def width_scaling(net: str | EnsembleNet, n: int, depth: int | None = None, lamb
     Returns:
         the width (a float: compare ratios between settings, not absolute values).
 
-    Example:
+    Examples:
         >>> round(width_scaling("resnet", n=4, depth=2, lambda0=1.0, delta=0.5, constant=1.0), 4)  # 16 log 16
         44.3614
     """
@@ -173,7 +173,7 @@ def step_scaling(net: str | EnsembleNet, n: int, depth: int | None = None, lambd
     FC: constant · λ / (n² depth_base^H);  ResNet: constant · λH²/n²;  Conv-ResNet: constant · λH²/(n² poly_p).
     ``net`` and ``depth`` as :func:`width_scaling` (a name with a depth, or a net object); ``lambda0`` required.
 
-    Example:
+    Examples:
         >>> step_scaling("fc", n=10, depth=2, lambda0=0.5, constant=1.0, depth_base=2.0)
         0.00125
         >>> from zeroloss.nets import FullyConnected
@@ -210,7 +210,7 @@ def compare_contraction(run: GDRun, lambda0: float, relative_floor: float | None
         ``geometric_mean_ratio`` ((L(K)/L(0))^(1/K) over the K steps used), ``steps_used``, ``holds``
         (worst_ratio ≤ bound), ``diverged_at``.
 
-    Example:
+    Examples:
         >>> from zeroloss.data import sphere_data
         >>> from zeroloss.nets import FullyConnected
         >>> from zeroloss.train.gd import train_gd
@@ -267,7 +267,7 @@ def per_step_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min:
         one row per member: ``steps_checked``, ``violations`` (steps with ratio > bound), ``worst_excess``
         (max_k ratio − bound; ≤ 0 when the bound holds everywhere), ``worst_step``, ``worst_ratio``.
 
-    Example:
+    Examples:
         >>> L = 0.9 ** np.arange(6.0)                      # contracts by 0.9 each step
         >>> per_step_contraction(L, lr=0.1, lambda_min=np.full(6, 1.0))["violations"].item()   # bound 0.95
         0
@@ -412,7 +412,7 @@ def kernel_deviation(losses: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     Returns:
         (S,) (a float for 1-d input); ``inf`` for a member whose loss became non-finite (diverged).
 
-    Example:
+    Examples:
         >>> # residual norms √L: measured 1.414, 0.707, 0.141 against predicted 1.414, 0.849, 0: gaps 0, 0.141, 0.141
         >>> round(kernel_deviation(np.array([2.0, 0.5, 0.02]), np.array([2.0, 0.72, 0.0])), 6)   # 0.141 / 1.414
         0.1

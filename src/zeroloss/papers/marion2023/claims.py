@@ -13,7 +13,7 @@ spec and summary columns; see :mod:`zeroloss.papers.marion2023.experiments` for 
   it down); one that fails is INCONCLUSIVE when the group that should be lower is unsettled. So no step budget
   decides a verdict.
 
-Example:
+Examples:
     >>> import pandas as pd
     >>> runs = pd.DataFrame({"run_id": ["a", "b"], "eps": [0.1, 1.0], "plateau_risk": [0.01, 0.1],
     ...                      "mid_risk": [0.01, 0.1], "t_max": [3.0, 3.0], "closing_time": [0.1, 0.1],

@@ -21,7 +21,7 @@ Claims, thresholds and their provenance: :mod:`zeroloss.papers.marion2023.claims
 u₀ is drawn conditioned on the validity condition of the limit (≥ 2 neurons per constant piece), so the limit and
 the closing time are defined for every repeat; the SGD run with the same seed starts from the same u₀.
 
-Example:
+Examples:
     >>> spec = _sgd_spec("code", 2e-5, 1e-3, 0.02, seed=0, limit=True)
     >>> _sgd_steps(spec), round(estimate_seconds(spec), 1) > 0
     (1000000, True)
@@ -70,7 +70,7 @@ def _tidy(steps: np.ndarray, metrics: dict[str, np.ndarray]) -> pd.DataFrame:
 def window_mean(tau: np.ndarray, values: np.ndarray, window: tuple[float, float]) -> float:
     """Mean of ``values`` over the logs whose τ/τ_max lies in ``window`` (NaN when the window holds no log).
 
-    Example:
+    Examples:
         >>> window_mean(np.array([0.0, 0.5, 0.9, 1.0]), np.array([9.0, 5.0, 2.0, 4.0]), (0.8, 1.0))
         3.0
     """

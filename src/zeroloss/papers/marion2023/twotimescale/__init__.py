@@ -8,7 +8,7 @@
   closing time, the horizon built from it and the O(η) floor Σ Δf² η/28.
 - :mod:`gd`: full-batch GD with two optimisers (the appendix's additive and ReLU models).
 
-Example:
+Examples:
     >>> from zeroloss import twotimescale as tt
     >>> run = tt.online_sgd(tt.target_preset("paper"), eps=2e-5, h=1e-3, steps=1000, repeats=2, seed=0)
     >>> run.risk.shape[1]

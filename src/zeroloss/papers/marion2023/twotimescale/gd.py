@@ -17,7 +17,7 @@ References:
     Marion & Berthier, NeurIPS 2023, Appendix (2-D, 10-D and ReLU experiments); official notebooks
     ``experiment-2d.ipynb``, ``experiment-10d.ipynb``, ``experiment-relu.ipynb``.
 
-Example:
+Examples:
     >>> run = two_optimizer_gd("additive", d=2, n=200, lr_a=1.0, lr_u=0.01, epochs=20, repeats=2, seed=0, logs=4)
     >>> run.criterion.shape
     (5, 2)

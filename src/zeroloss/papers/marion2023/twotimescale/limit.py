@@ -20,7 +20,7 @@ f* holds at least 2 neurons initially (:func:`check_validity`).
 References:
     Marion & Berthier, NeurIPS 2023, §3–4 (two-timescale limit, Theorem); official code ``two_timescale_limit.py``.
 
-Example:
+Examples:
     >>> from zeroloss.papers.marion2023.twotimescale.targets import PiecewiseConstant
     >>> f = PiecewiseConstant(np.array([0.5]), np.array([0.0, 2.0]))
     >>> round(sharp_closing_time(0.1, 0.1, 2.0), 12)   # symmetric pair: T = 4d/Δf²

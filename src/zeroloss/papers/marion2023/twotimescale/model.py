@@ -12,7 +12,7 @@ Shapes: ``a`` is (R, m + 1) (column 0 the bias), ``u`` is (R, m); R = repeats ("
 References:
     Marion & Berthier, NeurIPS 2023, eq. (1) and §5; docs/theory.md §3.1.
 
-Example:
+Examples:
     >>> a = np.array([[1.0, 2.0]]); u = np.array([[0.5]])
     >>> forward(a, u, np.array([0.0, 0.5, 1.0]), eta=0.1).tolist()
     [[1.0, 2.0, 3.0]]

@@ -19,7 +19,7 @@ Everything is vectorised over members and cells.
 References:
     Marion & Berthier, NeurIPS 2023, §3 (population risk, fast problem); docs/theory.md §3.2–3.3.
 
-Example:
+Examples:
     >>> from zeroloss.papers.marion2023.twotimescale.targets import target_preset
     >>> f = target_preset("paper"); u = np.array([[0.2]]); a = np.array([[1.0, 3.0]])
     >>> # one neuron on a jump of 3 with a = 3, f* = 1 then 4 beyond .35: the rest is the missed jumps
@@ -139,7 +139,7 @@ def label_noise_excess(u: np.ndarray, eta: float, h: float, noise: float, target
     Returns:
         (R,) the excess risk.
 
-    Example:
+    Examples:
         >>> from zeroloss.papers.marion2023.twotimescale.targets import PiecewiseConstant
         >>> flat = PiecewiseConstant(np.array([0.5]), np.array([1.0, 1.0]))   # no misfit: only the label noise
         >>> u = np.array([[0.25, 0.5, 0.75]])   # tr G = 1 + Σ_j ∫₀¹σ² = 1 + Σ_j (1 − u_j − 5η/56)

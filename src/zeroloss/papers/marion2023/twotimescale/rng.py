@@ -7,7 +7,7 @@ splitmix64, so member k of a run seeded s is exactly the single-member run seede
 References:
     Blackman & Vigna, "Scrambled linear pseudorandom number generators", ACM TOMS 2021 (xoshiro256**, splitmix64).
 
-Example:
+Examples:
     >>> s = seed_states(7, 2)
     >>> s.shape, s.dtype.name
     ((2, 4), 'uint64')

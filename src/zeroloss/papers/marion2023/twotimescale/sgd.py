@@ -16,7 +16,7 @@ References:
     Marion & Berthier, NeurIPS 2023, §5 (experiments); official code github.com/PierreMarion23/two-timescale-nn
     (``experiment.py``, ``neural_network.py``).
 
-Example:
+Examples:
     >>> from zeroloss.papers.marion2023.twotimescale.targets import target_preset
     >>> run = online_sgd(target_preset("paper"), eps=1.0, h=1e-3, steps=2000, neurons=8, repeats=2, seed=0,
     ...                  logs=4)

@@ -10,7 +10,7 @@ References:
     Marion & Berthier, "Leveraging the two-timescale regime to demonstrate convergence of neural networks",
     NeurIPS 2023, §5 and Appendix; official code github.com/PierreMarion23/two-timescale-nn.
 
-Example:
+Examples:
     >>> f = target_preset("paper")
     >>> f(np.array([0.1, 0.4, 0.9])).tolist()
     [1.0, 1.0, 4.0]
