@@ -1,4 +1,8 @@
-"""Shared fixtures: small reference problems reused across nets, dtypes and tests."""
+"""Shared fixtures: small reference problems reused across nets, dtypes and tests; the fake experiment; threads.
+
+Helpers that are plain functions live in ``tests/helpers.py``; the fake experiment itself (importable by worker
+processes) in ``tests/fake_experiment.py``.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +32,25 @@ NET_KINDS = ["fc", "resnet", "conv-resnet"]
 @pytest.fixture(params=NET_KINDS)
 def net_kind(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def fake_registered(monkeypatch):
+    """Register the fake experiment for one test (and for its subprocesses), remove it afterwards."""
+    import fake_experiment
+
+    monkeypatch.setenv("ZEROLOSS_EXTRA_EXPERIMENTS", "fake_experiment_plugin")
+    fake_experiment.CALLS.clear()
+    fake_experiment.register_fake()
+    yield fake_experiment.EXPERIMENT
+    fake_experiment.REGISTRY.pop(fake_experiment.NAME, None)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Sweeps run each batch on one intra-op thread (zeroloss.threads); tests that call the run code directly do
+    the same (on a busy 2-core machine two threads made them ~10× slower)."""
+    from zeroloss.threads import intra_op_threads
+
+    with intra_op_threads(1):
+        yield

@@ -8,7 +8,7 @@ kills itself with SIGKILL) and ``crash_once: PATH`` (the same, only if PATH does
 first). A crash never happens in the process that imported this module first (the test runner): there the batch
 raises instead.
 
-Tests register it with the :func:`fake_registered` fixture; subprocesses (CLI, process pool, Ray workers) get
+Tests register it with the ``fake_registered`` fixture (conftest.py); subprocesses (CLI, process pool, Ray workers) get
 it through ``ZEROLOSS_EXTRA_EXPERIMENTS=fake_experiment_plugin``, which the fixture sets.
 """
 
@@ -26,9 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
 
-from zeroloss.papers.base import REGISTRY, Claim, Experiment, RunOutput, register  # noqa: E402
+from zeroloss.papers.base import Claim, Experiment, RunOutput, register  # noqa: E402
 
 NAME = "fake.decay"
 PAPER = "fakepaper"
@@ -104,16 +103,6 @@ EXPERIMENT = Experiment(
 
 def register_fake() -> Experiment:
     return register(EXPERIMENT)
-
-
-@pytest.fixture
-def fake_registered(monkeypatch):
-    """Register the fake experiment for one test (and for its subprocesses), remove it afterwards."""
-    monkeypatch.setenv("ZEROLOSS_EXTRA_EXPERIMENTS", "fake_experiment_plugin")
-    CALLS.clear()
-    register_fake()
-    yield EXPERIMENT
-    REGISTRY.pop(NAME, None)
 
 
 def sweep_yaml(sleep: float) -> str:

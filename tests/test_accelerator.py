@@ -19,6 +19,7 @@ import pytest
 import torch
 from tests.conftest import NET_KINDS, make_net
 
+from helpers import relative_error
 from zeroloss.kernels.empirical import gram
 from zeroloss.kernels.limit import limit_kernel
 from zeroloss.nets import ConvResNet, FeedForward, FullyConnected, ResNet
@@ -52,10 +53,6 @@ def _twin(net, device: torch.device):
     return FullyConnected(net.d, net.width, net.depth, net.activation, net.members, net.seed, net.dtype, device)
 
 
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.detach().cpu() - b.detach().cpu()).abs().max() / b.detach().cpu().abs().max())
-
-
 @pytest.mark.parametrize("kind", NET_KINDS)
 def test_weights_and_predictions_match_the_cpu(kind):
     net, X, _ = make_net(kind, members=3, width=32)
@@ -63,7 +60,7 @@ def test_weights_and_predictions_match_the_cpu(kind):
     for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
         assert q.device.type == ACCELERATOR.type and torch.equal(p, q.cpu()), name
     with torch.no_grad():
-        assert _relative(twin(X.to(ACCELERATOR)), net(X)) < 1e-10
+        assert relative_error(twin(X.to(ACCELERATOR)), net(X)) < 1e-10
 
 
 @pytest.mark.parametrize("kind", NET_KINDS)
@@ -73,7 +70,7 @@ def test_gram_matches_the_cpu(kind, layer):
     twin = _twin(net, ACCELERATOR)
     G = gram(twin, X.to(ACCELERATOR), layer=layer)
     assert G.device.type == ACCELERATOR.type and G.dtype == torch.float64
-    assert _relative(G, gram(net, X, layer=layer)) < 1e-10
+    assert relative_error(G, gram(net, X, layer=layer)) < 1e-10
 
 
 def test_no_tf32_gives_ieee_float32_matmuls_even_when_the_user_enabled_tf32():
@@ -86,7 +83,7 @@ def test_no_tf32_gives_ieee_float32_matmuls_even_when_the_user_enabled_tf32():
 
     def error() -> float:
         product = A.float().to(ACCELERATOR) @ B.float().to(ACCELERATOR).T
-        return _relative(product.double(), exact)
+        return relative_error(product.double(), exact)
 
     before = torch.backends.cuda.matmul.fp32_precision
     torch.backends.cuda.matmul.fp32_precision = "tf32"
@@ -109,7 +106,7 @@ def test_float32_gram_is_computed_without_tf32_even_when_the_user_enabled_it():
         G = gram(_twin(net, ACCELERATOR), X.to(ACCELERATOR), dtype=torch.float32)
     finally:
         torch.backends.cuda.matmul.fp32_precision = before
-    assert _relative(G, reference) < 1e-4
+    assert relative_error(G, reference) < 1e-4
 
 
 @pytest.mark.parametrize("kind", [*NET_KINDS, "feedforward"])
@@ -129,7 +126,7 @@ def test_training_matches_the_cpu(kind, backprop):
     np.testing.assert_allclose(ours.losses, ref.losses, rtol=1e-9)
     np.testing.assert_allclose(ours.history["value"], ref.history["value"], rtol=1e-9, atol=1e-13)
     for (name, p), q in zip(net.named_parameters(), twin.parameters(), strict=True):
-        assert _relative(q, p) < 1e-9, name
+        assert relative_error(q, p) < 1e-9, name
 
 
 def test_a_member_with_an_infinite_weight_stays_frozen_on_the_accelerator():
@@ -157,4 +154,4 @@ def test_limit_kernel_matches_the_cpu_with_small_blocks(net_name, activation, ki
     args = {"net": net_name, "depth": 3, "activation": activation, "kind": kind, "block_bytes": 1 << 16}
     K = limit_kernel(X.to(ACCELERATOR), device=ACCELERATOR, **args)
     assert K.device.type == ACCELERATOR.type and torch.equal(K, K.T)
-    assert _relative(K, limit_kernel(X, **args)) < 1e-10
+    assert relative_error(K, limit_kernel(X, **args)) < 1e-10

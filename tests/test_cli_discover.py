@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 import fake_experiment
-from fake_experiment import fake_registered  # noqa: F401 - pytest fixture
 from zeroloss.cli import app
 from zeroloss.cli.experiments import example_sweep
 from zeroloss.papers.registry import load_experiments

@@ -22,7 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 import fake_experiment
-from fake_experiment import PAPER, fake_registered  # noqa: F401 - pytest fixture
+from fake_experiment import PAPER
+from helpers import tree_bytes
 from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.errors import ZerolossInputError
@@ -52,10 +53,6 @@ def _cli(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def _tree(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
-
-
 def _one_line_error(code: int, stderr: str, field: str = "--out") -> str:
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {field}: "), (code, stderr)
@@ -76,23 +73,23 @@ def test_sweep_on_a_tensorboard_folder_deletes_nothing(tmp_path):
     (tmp_path / "proj" / "runs" / "exp1").mkdir(parents=True)
     (tmp_path / "proj" / "runs" / "exp1" / "events.log").write_text("keep\n")
     (tmp_path / "ok.yaml").write_text(SWEEP_YAML)
-    before = _tree(tmp_path)
+    before = tree_bytes(tmp_path)
     proc = _zeroloss("sweep", tmp_path / "ok.yaml", "--out", tmp_path / "proj", "--device", "cpu")
     line = _one_line_error(proc.returncode, proc.stderr)
     assert "did not create" in line
-    assert _tree(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 def test_overwrite_never_deletes_a_foreign_folder(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "results.csv").write_text("keep\n")
-    before = _tree(tmp_path)
+    before = tree_bytes(tmp_path)
     proc = _zeroloss(*TRAIN, "--overwrite", "--out", mine)
     assert "did not create" in _one_line_error(proc.returncode, proc.stderr)
     res = _cli(*TWO_TIMESCALE, "--overwrite", "--out", mine)
     _one_line_error(res.exit_code, res.stderr)
-    assert _tree(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 @pytest.mark.usefixtures("fake_registered")
@@ -101,18 +98,18 @@ def test_report_on_a_foreign_folder_keeps_the_users_report(tmp_path):
     (proj / "runs" / "exp1").mkdir(parents=True)
     (proj / "report.html").write_text("<p>mine</p>")
     (proj / "claims.json").write_text('["mine"]')
-    before = _tree(tmp_path)
+    before = tree_bytes(tmp_path)
     proc = _zeroloss("report", proj)
     assert "not a zeroloss sweep or reproduce folder" in _one_line_error(proc.returncode, proc.stderr, "DIR")
-    assert _tree(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 def test_train_overwrite_onto_a_file_leaves_nothing_behind(tmp_path):
     (tmp_path / "FILE").write_text("keep\n")
-    before = _tree(tmp_path)
+    before = tree_bytes(tmp_path)
     proc = _zeroloss(*TRAIN, "--overwrite", "--out", tmp_path / "FILE")
     assert "is a file" in _one_line_error(proc.returncode, proc.stderr)
-    assert _tree(tmp_path) == before, "no hidden .FILE.*.tmp/ either"
+    assert tree_bytes(tmp_path) == before, "no hidden .FILE.*.tmp/ either"
 
 
 def test_a_killed_train_leaves_a_temporary_that_the_next_train_removes(tmp_path):
@@ -175,7 +172,7 @@ def test_wrong_type_outputs_are_one_line_errors_and_leave_nothing(tmp_path):
     (tmp_path / "DIR").mkdir()
     (tmp_path / "s.yaml").write_text(SWEEP_YAML)
     X = _inputs(tmp_path)
-    before = _tree(tmp_path)
+    before = tree_bytes(tmp_path)
     for args in ([*TRAIN, "--out", tmp_path / "FILE"],
                  [*TWO_TIMESCALE, "--out", tmp_path / "FILE"],
                  ["sweep", tmp_path / "s.yaml", "--device", "cpu", "--out", tmp_path / "FILE"],
@@ -187,7 +184,7 @@ def test_wrong_type_outputs_are_one_line_errors_and_leave_nothing(tmp_path):
                  ["kernel", "--inputs", X, "--device", "cpu", "--out", tmp_path / "FILE" / "K.npy"]):
         res = _cli(*args)
         _one_line_error(res.exit_code, res.stderr)
-        assert _tree(tmp_path) == before, args
+        assert tree_bytes(tmp_path) == before, args
 
 
 def _ignores_permissions() -> bool:

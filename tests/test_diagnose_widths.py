@@ -1,7 +1,7 @@
 """diagnose_widths: the coord-check slopes of a two-layer net in the NTK parametrisation against the theory, with the
 mean-field parametrisation of the same net as the negative control (it does not become lazy with width).
 
-Expected exponents (docs/theory.md §1.5 and the module docstring of zeroloss.diagnose.widths): the lazy-training
+Expected exponents (docs/theory.md §1.5 and the module docstring of zeroloss.diagnosis.widths): the lazy-training
 theorems bound movement, drift and gap by O(m^{-1/2}); movement is exactly of that order (‖θ_t − θ₀‖ = O(1),
 ‖θ₀‖ ∝ √m), while drift and gap fall like m^{-1} at leading order (their first-order terms are linear in the
 zero-mean output weights and average out over the m neurons).
@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from zeroloss.data import sphere_data
-from zeroloss.diagnose import diagnose, diagnose_widths
-from zeroloss.diagnose.widths import build, fit_slope
+from zeroloss.diagnosis import diagnose, diagnose_widths
+from zeroloss.diagnosis.widths import build, fit_slope
 from zeroloss.errors import ZerolossInputError
 
 

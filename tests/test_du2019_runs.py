@@ -15,15 +15,8 @@ from zeroloss.papers.du2019 import experiments as du2019
 from zeroloss.papers.du2019.runs import make_data, make_net, run_batch
 from zeroloss.papers.du2019.theory import kernel_steps_to
 from zeroloss.spectra import lambda_max
-from zeroloss.threads import intra_op_threads
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Sweeps run each batch on one intra-op thread (zeroloss.threads); these tests call the run code directly,
-    so they do the same (on a busy 2-core machine two threads made them ~10× slower)."""
-    with intra_op_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _specs(**kw):

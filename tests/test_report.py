@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import fake_experiment
-from fake_experiment import PAPER, fake_registered  # noqa: F401 - pytest fixture
+from fake_experiment import PAPER
 from zeroloss.cli import app
 from zeroloss.report import figure_svg
 

@@ -8,19 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import loss_output
 from zeroloss.papers.base import RunOutput
 from zeroloss.store import SUCCESS, RunStore, flatten, load, load_runs, run_id
-
-
-def _output(values, **summary) -> RunOutput:
-    frame = pd.DataFrame({"step": np.arange(len(values)), "metric": "loss", "value": values})
-    return RunOutput(frame, summary)
 
 
 def test_write_creates_complete_run_dir_and_load_is_tidy(tmp_path):
     store = RunStore(tmp_path)
     spec = {"net": {"width": 8, "kind": "fc"}, "seed": 3, "lr": 0.5, "probes": ["loss", "movement"]}
-    rid = store.write("demo.exp", spec, _output([1.0, 0.5, 0.25], final_loss=0.25, lr=0.5),
+    rid = store.write("demo.exp", spec, loss_output([1.0, 0.5, 0.25], final_loss=0.25, lr=0.5),
                       {"device": "cpu", "dtype": "float64"})
     run = tmp_path / "runs" / rid
     assert rid == run_id("demo.exp", spec)
@@ -42,15 +38,15 @@ def test_write_creates_complete_run_dir_and_load_is_tidy(tmp_path):
 
 def test_divergence_is_inferred_when_the_experiment_does_not_say(tmp_path):
     store = RunStore(tmp_path)
-    store.write("demo.exp", {"seed": 0}, _output([1.0, np.inf]))
-    store.write("demo.exp", {"seed": 1}, _output([1.0, 0.1], diverged=False))
+    store.write("demo.exp", {"seed": 0}, loss_output([1.0, np.inf]))
+    store.write("demo.exp", {"seed": 1}, loss_output([1.0, 0.1], diverged=False))
     runs = load_runs(tmp_path).set_index("seed")
     assert bool(runs.loc[0, "diverged"]) is True and bool(runs.loc[1, "diverged"]) is False
 
 
 def test_stale_temporary_and_incomplete_dirs_are_removed_and_ignored(tmp_path):
     store = RunStore(tmp_path)
-    done = store.write("demo.exp", {"seed": 0}, _output([1.0]))
+    done = store.write("demo.exp", {"seed": 0}, loss_output([1.0]))
     stale = tmp_path / "runs" / ".0123456789ab.1a2b3c4d.tmp"  # a run being built when its sweep was killed
     stale.mkdir()
     (stale / "spec.json").write_text("{}")
@@ -72,25 +68,25 @@ def test_stale_temporary_and_incomplete_dirs_are_removed_and_ignored(tmp_path):
 
 def test_writing_a_finished_run_again_is_a_no_op(tmp_path):
     store = RunStore(tmp_path)
-    rid = store.write("demo.exp", {"seed": 0}, _output([1.0]))
+    rid = store.write("demo.exp", {"seed": 0}, loss_output([1.0]))
     before = (tmp_path / "runs" / rid / SUCCESS).stat().st_mtime_ns
-    assert store.write("demo.exp", {"seed": 0}, _output([2.0])) == rid
+    assert store.write("demo.exp", {"seed": 0}, loss_output([2.0])) == rid
     assert (tmp_path / "runs" / rid / SUCCESS).stat().st_mtime_ns == before
     assert load(tmp_path)["value"].tolist() == [1.0]
 
 
 def test_manifest_restricts_load_to_the_latest_sweep(tmp_path):
     store = RunStore(tmp_path)
-    a = store.write("demo.exp", {"seed": 0}, _output([1.0]))
-    b = store.write("demo.exp", {"seed": 1}, _output([2.0]))
+    a = store.write("demo.exp", {"seed": 0}, loss_output([1.0]))
+    b = store.write("demo.exp", {"seed": 1}, loss_output([2.0]))
     store.write_manifest("demo.exp", [b])
     assert load(tmp_path)["run_id"].tolist() == [b]
     assert sorted(load(tmp_path, all_runs=True)["run_id"]) == sorted([a, b])
 
 
 def test_load_of_a_parent_directory_concatenates_its_sweeps(tmp_path):
-    RunStore(tmp_path / "e1").write("e1", {"seed": 0}, _output([1.0, 2.0]))
-    RunStore(tmp_path / "e2").write("e2", {"seed": 0}, _output([3.0]))
+    RunStore(tmp_path / "e1").write("e1", {"seed": 0}, loss_output([1.0, 2.0]))
+    RunStore(tmp_path / "e2").write("e2", {"seed": 0}, loss_output([3.0]))
     df = load(tmp_path)
     assert df.groupby("experiment").size().to_dict() == {"e1": 2, "e2": 1}
 

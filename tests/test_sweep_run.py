@@ -17,17 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 import fake_experiment
-from fake_experiment import NAME, fake_registered  # noqa: F401 - pytest fixture
+from fake_experiment import NAME
+from helpers import run_values
 from zeroloss.cli import app
 from zeroloss.store import load, run_id
 from zeroloss.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("fake_registered")
-
-
-def _values(out) -> pd.DataFrame:
-    df = load(out)
-    return df[["run_id", "step", "metric", "value", "diverged"]].sort_values(["run_id", "step"]).reset_index(drop=True)
 
 
 def test_local_executor_batches_seeds_and_step_sizes_and_resume_skips(tmp_path):
@@ -71,7 +67,7 @@ def test_process_executor_equals_local(tmp_path):
     result = run_sweep(fake_experiment.EXPERIMENT, specs, tmp_path / "proc", executor="process", workers=2,
                        device="cpu", progress=False)
     assert result.ran == 4 and result.ok
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "proc"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "proc"))
     pids = {json.loads((tmp_path / "proc" / "runs" / r / "env.json").read_text())["pid"] for r in result.run_ids}
     assert os.getpid() not in pids
 
@@ -84,7 +80,7 @@ def test_ray_executor_on_a_local_instance(tmp_path):
     result = run_sweep(fake_experiment.EXPERIMENT, specs, tmp_path / "ray", executor="ray", workers=2,
                        device="cpu", progress=False)
     assert result.ran == 2 and result.ok, result.failed
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "ray"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "ray"))
 
 
 SWEEP_YAML = fake_experiment.sweep_yaml(0.25)
@@ -121,7 +117,7 @@ def test_kill_minus_9_mid_sweep_then_resume_equals_an_uninterrupted_sweep(tmp_pa
     fresh = tmp_path / "fresh"
     run_sweep(fake_experiment.EXPERIMENT, specs, fresh, device="cpu", progress=False)
     assert sorted(p.name for p in (killed / "runs").iterdir()) == sorted(p.name for p in (fresh / "runs").iterdir())
-    a, b = _values(killed), _values(fresh)
+    a, b = run_values(killed), run_values(fresh)
     assert not a.duplicated(["run_id", "step", "metric"]).any()
     pd.testing.assert_frame_equal(a, b)
 

@@ -178,7 +178,7 @@ def _diagnose(o: dict[str, Any]) -> None:
     import torch
 
     from zeroloss.cli.common import parse_dtype, parse_int_list
-    from zeroloss.diagnose.checks import OPTIMIZERS, check_problem
+    from zeroloss.diagnosis.checks import OPTIMIZERS, check_problem
     from zeroloss.errors import choice, positive_int
     from zeroloss.store import check_folder
 
@@ -219,9 +219,9 @@ def _diagnose(o: dict[str, Any]) -> None:
 
 def _run_and_write(o: dict[str, Any], factory: Any, shown: str, sweep_widths: list[int] | None, X: Any, y: Any,
                    X_test: Any, y_test: Any, torch_dtype: Any) -> None:
-    from zeroloss.diagnose.page import render_page
-    from zeroloss.diagnose.run import diagnose as run_diagnose
-    from zeroloss.diagnose.widths import diagnose_widths
+    from zeroloss.diagnosis.page import render_page
+    from zeroloss.diagnosis.run import diagnose as run_diagnose
+    from zeroloss.diagnosis.widths import diagnose_widths
     from zeroloss.papers.base import RunOutput
     from zeroloss.store import RunStore, building_folder, environment, python_command
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import zeroloss
-from test_entk_zoo import assert_close_rel, make_model
+from helpers import assert_close_rel, make_model
 from zeroloss import ZerolossInputError, entk
 from zeroloss.kernels.empirical import gram_by_layer
 

@@ -28,8 +28,7 @@ import pandas as pd
 import pytest
 
 import fake_experiment
-from fake_experiment import fake_registered  # noqa: F401 - pytest fixture
-from zeroloss.store import load
+from helpers import run_values
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import RayExecutor
 
@@ -38,11 +37,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("fake_r
               pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from /proc (Linux)")]
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
-
-
-def _values(out) -> pd.DataFrame:
-    df = load(out)
-    return df[["run_id", "step", "metric", "value", "diverged"]].sort_values(["run_id", "step"]).reset_index(drop=True)
 
 
 def _ppids() -> dict[int, int]:
@@ -128,7 +122,7 @@ def test_without_address_a_private_loopback_instance_ignores_what_is_recorded(tm
         result = run_sweep(fake_experiment.EXPERIMENT, specs, tmp_path / "ray", executor=executor, device="cpu",
                            progress=False)
     assert result.ok and result.ran == 2, result.failed
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "ray"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "ray"))
     assert not ray.is_initialized(), "the local instance is shut down at the end"
     deadline = time.monotonic() + 30
     while _listening_addresses(started) and time.monotonic() < deadline:
@@ -213,8 +207,8 @@ def test_with_a_running_head_no_address_starts_its_own_and_address_joins_it(tmp_
         _stop_head(ray_tmpdir)
     assert own.ok and own.ran == 2, own.failed
     assert json.loads(joined.stdout)["ran"] == 2
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "own"))
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "joined"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "own"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "joined"))
 
 
 def test_a_ray_task_whose_worker_dies_is_retried(tmp_path, ray_tmpdir):
@@ -226,4 +220,4 @@ def test_a_ray_task_whose_worker_dies_is_retried(tmp_path, ray_tmpdir):
     assert marker.exists(), "the first attempt's worker killed itself"
     assert result.ok and result.ran == 2, result.failed
     run_sweep(fake_experiment.EXPERIMENT, specs, tmp_path / "local", device="cpu", progress=False)
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(tmp_path / "ray"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "ray"))

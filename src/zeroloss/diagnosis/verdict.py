@@ -21,7 +21,7 @@ empirical NTK at initialisation predicts the run. Three measured quantities, eac
   1 means the initialisation no longer describes the network at all.
 
 Rate (docs/theory.md §1.5): the measured tail contraction of the residual norm per step against the kernel
-prediction's over the same steps (:class:`~zeroloss.diagnose.measures.RateStatistics`); they *match* when the
+prediction's over the same steps (:class:`~zeroloss.diagnosis.measures.RateStatistics`); they *match* when the
 exponents agree within :data:`RATE_TOLERANCE` (|log ρ_real − log ρ_kernel| ≤ 0.1·|log ρ_kernel|): 10 % of the
 exponent is the step-count error one would accept when predicting "how many steps to reach ε". Only for
 ``optimizer="gd"`` (the prediction is for plain GD).

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from zeroloss.data import sphere_data
-from zeroloss.diagnose import DRIFT_MAX, GAP_MAX, diagnose
-from zeroloss.diagnose.verdict import RATE_TOLERANCE, decide
+from zeroloss.diagnosis import DRIFT_MAX, GAP_MAX, diagnose
+from zeroloss.diagnosis.verdict import RATE_TOLERANCE, decide
 from zeroloss.errors import ZerolossInputError
 from zeroloss.papers.base import RunOutput
 from zeroloss.store import RunStore, load

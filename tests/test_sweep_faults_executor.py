@@ -20,17 +20,13 @@ import pandas as pd
 import pytest
 
 import fake_experiment
-from fake_experiment import NAME, fake_registered  # noqa: F401 - pytest fixture
-from zeroloss.store import load, run_id
+from fake_experiment import NAME
+from helpers import run_values
+from zeroloss.store import run_id
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import MAX_ATTEMPTS, ProcessExecutor
 
 pytestmark = pytest.mark.usefixtures("fake_registered")
-
-
-def _values(out) -> pd.DataFrame:
-    df = load(out)
-    return df[["run_id", "step", "metric", "value", "diverged"]].sort_values(["run_id", "step"]).reset_index(drop=True)
 
 
 def _pool_workers(parent: int) -> list[int]:
@@ -85,7 +81,7 @@ def test_a_worker_killed_mid_sweep_is_replaced_and_the_results_equal_an_uninterr
     assert killed and killed[0][1] < len(specs), "the worker must be killed while runs were still missing"
     assert executor.pools_replaced >= 1, "the dead worker broke the pool, which was replaced"
     assert result.ok and result.ran == len(specs), result.failed
-    pd.testing.assert_frame_equal(_values(tmp_path / "local"), _values(out))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(out))
 
 
 def test_a_task_that_kills_its_worker_every_time_fails_alone_and_the_sweep_goes_on(tmp_path):
@@ -101,7 +97,7 @@ def test_a_task_that_kills_its_worker_every_time_fails_alone_and_the_sweep_goes_
     assert result.ran == len(good), "the neighbours that died with it were retried and stored"
     assert executor.pools_replaced == attempts
     run_sweep(fake_experiment.EXPERIMENT, good, tmp_path / "ref", device="cpu", progress=False)
-    pd.testing.assert_frame_equal(_values(tmp_path / "ref"), _values(tmp_path / "o"))
+    pd.testing.assert_frame_equal(run_values(tmp_path / "ref"), run_values(tmp_path / "o"))
 
 
 SWEEP_YAML = fake_experiment.sweep_yaml(0.4)
@@ -137,4 +133,4 @@ def test_kill_minus_9_of_a_process_pool_driver_ends_its_workers_and_a_rerun_comp
     assert again.ok and (again.skipped, again.ran) == (before, 16 - before)
     fresh = tmp_path / "fresh"
     run_sweep(fake_experiment.EXPERIMENT, specs, fresh, device="cpu", progress=False)
-    pd.testing.assert_frame_equal(_values(fresh), _values(out))
+    pd.testing.assert_frame_equal(run_values(fresh), run_values(out))

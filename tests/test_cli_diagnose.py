@@ -194,8 +194,8 @@ def test_page_is_deterministic_and_self_contained():
     import torch
 
     from zeroloss.data import sphere_data
-    from zeroloss.diagnose import diagnose, diagnose_widths
-    from zeroloss.diagnose.page import render_page
+    from zeroloss.diagnosis import diagnose, diagnose_widths
+    from zeroloss.diagnosis.page import render_page
 
     X, y = sphere_data(n=8, d=8, seed=0)
     torch.manual_seed(0)

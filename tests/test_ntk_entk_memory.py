@@ -12,8 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from peak_memory import STATUS_FUNCTION
-from test_entk_zoo import make_model
+from helpers import STATUS_FUNCTION, make_model
 from zeroloss import ZerolossInputError, entk, entk_memory_bytes
 
 _PEAK_SCRIPT = STATUS_FUNCTION + textwrap.dedent(

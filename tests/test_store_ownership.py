@@ -13,14 +13,11 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import fake_experiment
-from fake_experiment import fake_registered  # noqa: F401 - pytest fixture
+from helpers import loss_output, tree_bytes
 from zeroloss.errors import ZerolossInputError
-from zeroloss.papers.base import RunOutput
 from zeroloss.report import write_report
 from zeroloss.store import MARKER, RunStore, building_folder, check_folder, claim_folder, folder_kind, load
 from zeroloss.store.atomic import (
@@ -32,15 +29,6 @@ from zeroloss.store.atomic import (
 )
 from zeroloss.store.ownership import clean_temporary_folders, legacy_kind, write_marker
 from zeroloss.sweep import run_sweep
-
-
-def _tree(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` with its bytes (None for folders): to show that nothing changed."""
-    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
-
-
-def _output(values) -> RunOutput:
-    return RunOutput(pd.DataFrame({"step": np.arange(len(values)), "metric": "loss", "value": values}), {})
 
 
 def _age(path: Path, seconds: float = 10 * STALE_AFTER_SECONDS) -> None:
@@ -70,7 +58,7 @@ def test_claim_creates_and_marks_a_new_or_empty_folder(tmp_path):
 
 def test_a_foreign_or_other_kind_folder_is_refused_and_left_untouched(tmp_path):
     foreign = _tensorboard_like(tmp_path / "proj")
-    before = _tree(foreign)
+    before = tree_bytes(foreign)
     with pytest.raises(ZerolossInputError, match=r"^--out: .* non-empty folder that zeroloss did not create"):
         claim_folder(foreign, "sweep")
     with pytest.raises(ZerolossInputError, match="--out: .* is a file"):
@@ -78,24 +66,24 @@ def test_a_foreign_or_other_kind_folder_is_refused_and_left_untouched(tmp_path):
     claim_folder(tmp_path / "t", "train")
     with pytest.raises(ZerolossInputError, match="holds a `zeroloss train` output, not a sweep"):
         claim_folder(tmp_path / "t", "sweep")
-    assert _tree(foreign) == before
+    assert tree_bytes(foreign) == before
 
 
 def test_clean_stale_in_a_foreign_folder_deletes_nothing(tmp_path):
     foreign = _tensorboard_like(tmp_path)
     (foreign / "runs" / "0123456789ab").mkdir()  # even a run-id-shaped folder without _SUCCESS
-    before = _tree(foreign)
+    before = tree_bytes(foreign)
     assert RunStore(foreign).clean_stale() == []
-    assert _tree(foreign) == before
+    assert tree_bytes(foreign) == before
 
 
 @pytest.mark.usefixtures("fake_registered")
 def test_sweep_into_a_tensorboard_folder_is_refused_and_deletes_nothing(tmp_path):
     foreign = _tensorboard_like(tmp_path / "proj")
-    before = _tree(foreign)
+    before = tree_bytes(foreign)
     with pytest.raises(ZerolossInputError, match="did not create"):
         run_sweep(fake_experiment.EXPERIMENT, fake_experiment.specs(), foreign, device="cpu", progress=False)
-    assert _tree(foreign) == before, "no .lock, no sweep.json, no marker, nothing removed"
+    assert tree_bytes(foreign) == before, "no .lock, no sweep.json, no marker, nothing removed"
 
 
 @pytest.mark.usefixtures("fake_registered")
@@ -106,11 +94,11 @@ def test_report_never_overwrites_a_users_report(tmp_path):
     (tmp_path / "proj" / "runs").mkdir()
     (tmp_path / "proj" / "report.html").write_text("<p>my report</p>")
     (tmp_path / "proj" / "claims.json").write_text("[]")
-    before = _tree(tmp_path / "proj")
+    before = tree_bytes(tmp_path / "proj")
     with pytest.raises(ZerolossInputError, match=r"not a zeroloss sweep or reproduce folder \(its sub-folders "
                                                  r"sweep1 are: report on each\)"):
         write_report(tmp_path / "proj")
-    assert _tree(tmp_path / "proj") == before
+    assert tree_bytes(tmp_path / "proj") == before
     report = write_report(tmp_path / "proj" / "sweep1")  # the sweep folder itself is zeroloss's
     assert report.html_path.is_file() and len(report.claims) == 2
 
@@ -121,7 +109,7 @@ def test_folders_of_earlier_versions_are_adopted_by_their_content(tmp_path, layo
     old = tmp_path / "old"
     if layout in ("manifest", "runs-only"):
         store = RunStore(old)
-        rid = store.write("demo", {"seed": 0}, _output([1.0]))
+        rid = store.write("demo", {"seed": 0}, loss_output([1.0]))
         if layout == "manifest":
             store.write_manifest("demo", [rid])
         (old / MARKER).unlink()
@@ -182,10 +170,10 @@ def test_building_folder_appears_only_complete_and_overwrite_replaces_only_its_o
 def test_building_folder_refuses_a_foreign_folder_even_with_overwrite(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "data.csv").write_text("keep")
-    before = _tree(tmp_path)
+    before = tree_bytes(tmp_path)
     with pytest.raises(ZerolossInputError, match="did not create"):
         _build(tmp_path / "mine", overwrite=True)
-    assert _tree(tmp_path) == before
+    assert tree_bytes(tmp_path) == before
 
 
 def test_dead_writers_temporary_folders_are_removed_live_and_foreign_ones_kept(tmp_path):
@@ -244,7 +232,7 @@ def test_files_and_folders_get_the_users_umask_permissions(tmp_path, umask):
     old = os.umask(umask)
     try:
         store = RunStore(tmp_path / "out")
-        rid = store.write("demo", {"seed": 0}, _output([1.0]))
+        rid = store.write("demo", {"seed": 0}, loss_output([1.0]))
         store.write_manifest("demo", [rid])
         ensure_parent(tmp_path / "deep" / "er" / "G.npy", "--out")
         atomic_write_bytes(tmp_path / "deep" / "er" / "G.npy", b"x")
@@ -297,7 +285,7 @@ def test_load_refuses_a_folder_without_zeroloss_runs(tmp_path):
 ])
 def test_an_unreadable_run_is_a_one_line_error_naming_it(tmp_path, damage, what):
     store = RunStore(tmp_path)
-    rid = store.write("demo", {"seed": 0}, _output([1.0, 0.5]))
+    rid = store.write("demo", {"seed": 0}, loss_output([1.0, 0.5]))
     run = tmp_path / "runs" / rid
     if damage == "spec-shape":
         (run / "spec.json").write_text('{"spec": {}}')
@@ -313,7 +301,7 @@ def test_an_unreadable_run_is_a_one_line_error_naming_it(tmp_path, damage, what)
 
 def test_an_unreadable_manifest_is_a_one_line_error(tmp_path):
     store = RunStore(tmp_path)
-    store.write("demo", {"seed": 0}, _output([1.0]))
+    store.write("demo", {"seed": 0}, loss_output([1.0]))
     (tmp_path / "sweep.json").write_text("{not json")
     with pytest.raises(ZerolossInputError, match=r"sweep.json: unreadable zeroloss manifest"):
         load(tmp_path)

@@ -7,9 +7,9 @@
   width (a coord-check for the convergence theory), with a figure.
 """
 
-from zeroloss.diagnose.run import LR_FRACTION, Diagnosis, diagnose
-from zeroloss.diagnose.verdict import DRIFT_MAX, GAP_MAX, MOVEMENT_MAX, RATE_TOLERANCE, Verdict
-from zeroloss.diagnose.widths import Slope, WidthSweep, diagnose_widths
+from zeroloss.diagnosis.run import LR_FRACTION, Diagnosis, diagnose
+from zeroloss.diagnosis.verdict import DRIFT_MAX, GAP_MAX, MOVEMENT_MAX, RATE_TOLERANCE, Verdict
+from zeroloss.diagnosis.widths import Slope, WidthSweep, diagnose_widths
 
 __all__ = ["DRIFT_MAX", "Diagnosis", "GAP_MAX", "LR_FRACTION", "MOVEMENT_MAX", "RATE_TOLERANCE", "Slope", "Verdict",
            "WidthSweep", "diagnose", "diagnose_widths"]

@@ -27,17 +27,10 @@ from zeroloss.papers.du2019.theory import (
     kernel_steps_to,
     per_step_contraction,
 )
-from zeroloss.threads import intra_op_threads
 from zeroloss.train.gd import GDRun
 from zeroloss.train.step import UnstableStepWarning
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Sweeps run each batch on one intra-op thread (zeroloss.threads); these tests call the run code directly,
-    so they do the same (on a busy 2-core machine two threads made them ~10× slower)."""
-    with intra_op_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_contraction_bound_and_its_validation():

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from zeroloss.diagnose.figures import dynamics_figure, loss_figure, spectrum_figure
+from zeroloss.diagnosis.figures import dynamics_figure, loss_figure, spectrum_figure
 
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
@@ -33,7 +33,7 @@ table { border-collapse: collapse; font-size: .85rem; } td, th { border: 1px sol
 <h1>{{ title }}</h1>
 <p>Real model, its linearisation f_lin(x; θ) = f(x; θ₀) + J₀(θ − θ₀) and the closed-form kernel prediction,
 trained side by side from the same θ₀ on L = ½Σ‖f − y‖².
-Thresholds and their reasons: <code>zeroloss.diagnose.verdict</code>.</p>
+Thresholds and their reasons: <code>zeroloss.diagnosis.verdict</code>.</p>
 {% if sweep %}
 <h2>Width sweep</h2>
 <div class="figs"><figure>{{ sweep.svg }}<figcaption>maxima over each run against width; dotted: m^-1/2</figcaption>
@@ -65,8 +65,8 @@ def _fmt(value: Any) -> str:
 
 
 def render_page(title: str, runs: list[tuple[str, Any]], sweep: Any, spec: dict[str, Any]) -> str:
-    """The page for ``runs`` — (label, :class:`~zeroloss.diagnose.run.Diagnosis`) pairs — and an optional
-    :class:`~zeroloss.diagnose.widths.WidthSweep`."""
+    """The page for ``runs`` — (label, :class:`~zeroloss.diagnosis.run.Diagnosis`) pairs — and an optional
+    :class:`~zeroloss.diagnosis.widths.WidthSweep`."""
     from zeroloss.report import figure_svg
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)

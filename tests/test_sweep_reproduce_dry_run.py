@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from fake_experiment import fake_registered, specs  # noqa: F401 - pytest fixture
+from fake_experiment import specs
 from zeroloss.cli import app
 from zeroloss.errors import ZerolossInputError
 from zeroloss.papers import PAPERS, experiments_for_paper

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: The quantities whose width slopes are fitted (maxima over the run, see :class:`zeroloss.diagnose.Verdict`).
+#: The quantities whose width slopes are fitted (maxima over the run, see :class:`zeroloss.diagnosis.Verdict`).
 SLOPE_METRICS = ("movement", "drift", "gap")
 
 #: The lazy-training bound's exponent, drawn as a reference line in the figure (module docstring).

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from test_entk_zoo import ZOO, assert_close_rel, loop_reference, make_model
+from helpers import ZOO, assert_close_rel, loop_reference, make_model
 from zeroloss import ZerolossInputError, entk
 from zeroloss.ntk import rules
 from zeroloss.ntk.entk import _Job

@@ -1,25 +1,61 @@
-"""entk on a zoo of ordinary PyTorch models equals an independent per-sample autograd reference.
+"""Helpers shared by several test files (fixtures live in conftest.py; the fake experiment in fake_experiment.py).
 
-The reference (:func:`loop_reference`) uses neither torch.func nor anything from zeroloss: for each sample i and
-output a it calls ``torch.autograd.grad`` on the model applied to x_i alone (in eval mode) and contracts the
-flattened gradients. Every method of :func:`zeroloss.entk` must equal it to 1e-10 relative in float64 (the two
-sum the same products in another order: round-off is ~1e-15 relative; 1e-10 leaves room for cancellation in
-near-zero entries, measured relative to the largest entry).
-
-The zoo (also imported by the other test_entk* files): an MLP with biases; 1-d, 2-d and 3-d CNNs with stride,
-padding (zeros, circular, 'same'), dilation and groups; a small ResNet with BatchNorm (running statistics set away
-from 0/1) and GroupNorm; a Transformer encoder layer (attention uses raw parameters, not nn.Linear); an embedding +
-GRU model on integer token ids; a model with a (2, 3) output per sample; a model whose decoder is tied to its
-embedding and which calls one Linear twice; LayerNorm on sequences.
+Import them as ``from helpers import ...`` (pytest puts this folder on ``sys.path``: the tests folder has no
+``__init__.py``).
 """
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-import zeroloss
+from zeroloss.papers.base import RunOutput
+from zeroloss.store import load
+
+#: The text of a ``status(field)`` function reading ``/proc/self/status`` (bytes), prepended to the scripts that
+#: measure a fresh process's resident memory with ``python -c``.
+STATUS_FUNCTION = '''
+def status(field):
+    """A /proc/self/status field in bytes: VmRSS (resident now), VmHWM (peak resident)."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+'''
+
+
+def run_values(out: Path | str) -> pd.DataFrame:
+    """The stored values of a results folder, in a fixed order: to compare two sweeps value for value."""
+    df = load(out)
+    return df[["run_id", "step", "metric", "value", "diverged"]].sort_values(["run_id", "step"]).reset_index(drop=True)
+
+
+def tree_bytes(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for folders): to show that nothing changed."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))}
+
+
+def loss_output(values, **summary) -> RunOutput:
+    """A run's output whose metrics are the loss ``values`` at steps 0, 1, …, with ``summary``."""
+    return RunOutput(pd.DataFrame({"step": np.arange(len(values)), "metric": "loss", "value": values}), summary)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b| (on the CPU)."""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    return float((a - b).abs().max() / b.abs().max())
+
+
+# ---------------------------------------------------------------------------------------------- the entk zoo
+# The entk zoo (used by the test_ntk_entk* files): an MLP with biases; 1-d, 2-d and 3-d CNNs with stride,
+# padding (zeros, circular, 'same'), dilation and groups; a small ResNet with BatchNorm (running statistics set away
+# from 0/1) and GroupNorm; a Transformer encoder layer (attention uses raw parameters, not nn.Linear); an embedding +
+# GRU model on integer token ids; a model with a (2, 3) output per sample; a model whose decoder is tied to its
+# embedding and which calls one Linear twice; LayerNorm on sequences.
 
 RTOL = 1e-10  # relative to the largest entry; see the module docstring
 
@@ -206,25 +242,3 @@ def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float =
     scale = expected.abs().max()
     err = (actual - expected).abs().max()
     assert err <= rtol * scale, f"max error {err:.3g} vs scale {scale:.3g}"
-
-
-@pytest.fixture(scope="module")
-def references() -> dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    cache = {}
-    for name in ZOO:
-        model, x1 = make_model(name, n=4)
-        _, x2 = make_model(name, n=3, seed=7)
-        cache[name] = (x1, x2, loop_reference(model, x1), loop_reference(model, x1, x2))
-    return cache
-
-
-@pytest.mark.parametrize("method", ["jacobian", "ntvp", "structured", "auto"])
-@pytest.mark.parametrize("name", ZOO)
-def test_entk_equals_the_autograd_reference(name, method, references):
-    model, _ = make_model(name, n=4)
-    x1, x2, square, cross = references[name]
-    full = zeroloss.entk(model, x1, outputs="full", method=method)
-    assert full.dtype == torch.float64
-    assert_close_rel(full, square)
-    trace = zeroloss.entk(model, x1, x2, method=method)
-    assert_close_rel(trace, cross.diagonal(dim1=2, dim2=3).sum(-1))

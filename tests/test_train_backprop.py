@@ -13,6 +13,7 @@ import pytest
 import torch
 from tests.conftest import NET_KINDS, make_net
 
+from helpers import relative_error
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FeedForward, FullyConnected
@@ -21,10 +22,6 @@ from zeroloss.train.backprop import Backprop, ConvResNetBackprop, analytic_backp
 from zeroloss.train.gd import train_gd
 
 RTOL = 1e-12
-
-
-def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max())
 
 
 def _autograd(net, X, r_weights):
@@ -45,14 +42,14 @@ def test_forward_and_gradients_match_the_definition_and_autograd(kind, activatio
     bp = analytic_backprop(net, X)
     u = bp.forward()
     with torch.no_grad():
-        assert _relative(u, net(X)) < RTOL
+        assert relative_error(u, net(X)) < RTOL
     r = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=u.dtype)
     ours = bp.gradients(r)
     reference = _autograd(net, X, r)
     assert set(ours) == set(reference)
     for name, g in reference.items():
         assert ours[name].shape == g.shape, name
-        assert _relative(ours[name], g) < RTOL, (name, _relative(ours[name], g))
+        assert relative_error(ours[name], g) < RTOL, (name, relative_error(ours[name], g))
 
 
 @pytest.mark.parametrize("widths", [[], [12], [12, 7]])
@@ -66,16 +63,16 @@ def test_feedforward_forward_and_gradients_match_the_definition_and_autograd(wid
     bp = analytic_backprop(net, X)
     u = bp.forward()
     with torch.no_grad():
-        assert _relative(u, net(X)) < RTOL
+        assert relative_error(u, net(X)) < RTOL
     r = torch.randn(u.shape, generator=torch.Generator().manual_seed(1), dtype=u.dtype)
     ours, reference = bp.gradients(r), _autograd(net, X, r)
     assert set(ours) == set(reference)
     for name, g in reference.items():
-        assert ours[name].shape == g.shape and _relative(ours[name], g) < RTOL, name
+        assert ours[name].shape == g.shape and relative_error(ours[name], g) < RTOL, name
     expected = {name: p.detach() - ours[name] for name, p in net.named_parameters()}
     bp.step(r)
     for name, p in net.named_parameters():
-        assert _relative(p.detach(), expected[name]) < RTOL, name
+        assert relative_error(p.detach(), expected[name]) < RTOL, name
 
 
 @pytest.mark.parametrize("kind", NET_KINDS)
@@ -90,7 +87,7 @@ def test_fused_step_equals_parameters_minus_gradients(kind):
     expected = {name: p.detach() - grads[name] for name, p in net.named_parameters()}
     bp.step(eta_r)
     for name, p in net.named_parameters():
-        assert _relative(p.detach(), expected[name]) < RTOL, name
+        assert relative_error(p.detach(), expected[name]) < RTOL, name
 
 
 def _trainable(kind: str):
@@ -115,7 +112,7 @@ def test_train_gd_analytic_and_autograd_runs_agree(kind):
     np.testing.assert_allclose(ours.losses, ref.losses, rtol=1e-10)
     np.testing.assert_allclose(ours.history["value"], ref.history["value"], rtol=1e-9, atol=1e-14)
     for (name, p), q in zip(net_a.named_parameters(), net_b.parameters(), strict=True):
-        assert _relative(p.detach(), q.detach()) < 1e-10, name
+        assert relative_error(p.detach(), q.detach()) < 1e-10, name
 
 
 def test_subclasses_use_autograd():

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from zeroloss.diagnose.checks import (
+from zeroloss.diagnosis.checks import (
     Problem,
     check_fraction,
     check_lr,
@@ -37,7 +37,7 @@ from zeroloss.diagnose.checks import (
     check_problem,
     make_optimizer,
 )
-from zeroloss.diagnose.measures import (
+from zeroloss.diagnosis.measures import (
     ALL_MODULES,
     ModuleObjective,
     estimate_alpha_module,
@@ -46,7 +46,7 @@ from zeroloss.diagnose.measures import (
     movement,
     rate_statistics,
 )
-from zeroloss.diagnose.verdict import Verdict, decide
+from zeroloss.diagnosis.verdict import Verdict, decide
 from zeroloss.errors import ZerolossInputError
 from zeroloss.ntk.linearize import Linearized, linearize
 from zeroloss.ntk.predict import predict_gd_mse
@@ -77,7 +77,7 @@ class Diagnosis:
     Attributes:
         history: tidy DataFrame, columns ``step``, ``metric``, ``value``, ``module`` (see :func:`diagnose` for the
             metrics; ``module`` is set on ``movement`` rows, "" elsewhere).
-        verdict: the :class:`~zeroloss.diagnose.verdict.Verdict`.
+        verdict: the :class:`~zeroloss.diagnosis.verdict.Verdict`.
         spectrum0: eigenvalues of Θ₀ (float64, ascending), (n·k,).
         lr: the step used.
         steps: the number of steps run.
@@ -185,7 +185,7 @@ def diagnose(
     docs/theory.md §1.3) and with test inputs ``test_gap`` (RMS of f − f_lin on the test inputs over the RMS of
     the training residual r₀) and, with test labels, ``test_loss_real``, ``test_loss_linear``, ``test_loss_predicted``.
     Chatterjee's α(w₀, r) is estimated at the end on the ball the run stayed in (an estimate: see
-    :class:`~zeroloss.diagnose.measures.AlphaSummary`). A model whose loss becomes non-finite or exceeds
+    :class:`~zeroloss.diagnosis.measures.AlphaSummary`). A model whose loss becomes non-finite or exceeds
     10⁶·L(0) is frozen there and recorded as diverged; the other goes on.
 
     Args:

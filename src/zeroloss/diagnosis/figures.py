@@ -90,7 +90,7 @@ def spectrum_figure(eigenvalues: np.ndarray, title: str = "") -> Figure:
 
 def width_figure(sweep: Any, title: str = "") -> Figure:
     """Movement, drift and gap against width (log-log), fitted slopes in the legend, m^{−1/2} dashed."""
-    from zeroloss.diagnose.slopes import BOUND_EXPONENT, SLOPE_METRICS
+    from zeroloss.diagnosis.slopes import BOUND_EXPONENT, SLOPE_METRICS
 
     fig = Figure(figsize=SIZE)
     ax = fig.add_subplot()

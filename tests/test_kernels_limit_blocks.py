@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from peak_memory import STATUS_FUNCTION
+from helpers import STATUS_FUNCTION
 from zeroloss import limit_gram_by_layer, limit_kernel
 from zeroloss.data import patch_data, sphere_data
 from zeroloss.kernels.limit import BLOCK_ARRAYS_EXTRA, BLOCK_ARRAYS_PER_LAYER, block_rows, limit_kernel_memory_bytes

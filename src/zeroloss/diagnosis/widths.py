@@ -20,9 +20,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from zeroloss.diagnose.checks import check_positive_int
-from zeroloss.diagnose.run import LR_FRACTION, Diagnosis, diagnose
-from zeroloss.diagnose.slopes import SLOPE_METRICS, Slope, fit_slope
+from zeroloss.diagnosis.checks import check_positive_int
+from zeroloss.diagnosis.run import LR_FRACTION, Diagnosis, diagnose
+from zeroloss.diagnosis.slopes import SLOPE_METRICS, Slope, fit_slope
 from zeroloss.errors import ZerolossInputError
 
 
@@ -35,7 +35,7 @@ class WidthSweep:
             ``movement``, ``loss_gap``, ``test_gap``, ``lazy``, ``rate_matches``, ``lr``, ``lambda_min0``, …) and
             ``final_loss_real``.
         slopes: metric (:data:`SLOPE_METRICS`) → :class:`Slope` against width.
-        diagnoses: the :class:`~zeroloss.diagnose.run.Diagnosis` of every row (empty with ``keep=False``).
+        diagnoses: the :class:`~zeroloss.diagnosis.run.Diagnosis` of every row (empty with ``keep=False``).
     """
 
     table: pd.DataFrame
@@ -44,7 +44,7 @@ class WidthSweep:
 
     def figure(self) -> Any:
         """Log-log figure of movement, drift and gap against width, with the fits and the m^{−1/2} reference."""
-        from zeroloss.diagnose.figures import width_figure
+        from zeroloss.diagnosis.figures import width_figure
 
         return width_figure(self)
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from fake_experiment import NAME, fake_registered, register_fake  # noqa: F401 - pytest fixture
+from fake_experiment import NAME, register_fake
 from zeroloss.cli import app
 from zeroloss.papers.base import REGISTRY
 
