@@ -38,12 +38,13 @@ def net_kind(request) -> str:
 def fake_registered(monkeypatch):
     """Register the fake experiment for one test (and for its subprocesses), remove it afterwards."""
     import fake_experiment
+    from zeroloss.papers.base import REGISTRY
 
     monkeypatch.setenv("ZEROLOSS_EXTRA_EXPERIMENTS", "fake_experiment_plugin")
     fake_experiment.CALLS.clear()
     fake_experiment.register_fake()
     yield fake_experiment.EXPERIMENT
-    fake_experiment.REGISTRY.pop(fake_experiment.NAME, None)
+    REGISTRY.pop(fake_experiment.NAME, None)
 
 
 @pytest.fixture(scope="module")

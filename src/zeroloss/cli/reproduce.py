@@ -27,6 +27,8 @@ def reproduce(
     dry_run: bool = typer.Option(False, "--dry-run", help="list the runs and an estimated time; write nothing"),
     json_out: bool = typer.Option(False, "--json", help="print claims.json's content (with --dry-run: the plan) "
                                                         "on stdout"),
+    keep_stale: bool = typer.Option(False, "--keep-stale", help="keep finished runs computed by other code (another "
+                                    "result version) instead of running them again; said in the report"),
 ) -> None:
     """Reproduce a paper's experiments: sweeps, claims.json, report.html, and the claims table."""
     if dry_run:
@@ -40,9 +42,12 @@ def reproduce(
     from zeroloss.sweep.reproduce import reproduce as run
 
     result = run(paper, scale=scale, out=out, executor=executor, device=device, workers=workers,
-                 address=address)
+                 address=address, keep_stale=keep_stale)
     for note in result.skipped:
         echo_err(f"note: {note}")
+    for sweep in result.sweeps:
+        for note in sweep.reuse_notes():
+            echo_err(note)
     print_claims(result.report.claims, result.report.html_path, result.errors, json_out)
 
 

@@ -70,6 +70,8 @@ def sweep(
                                             "experiments`) that runs as is, and exit"),
     max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget for expanding the runs, e.g. "
                                          "8GiB (default: half the available memory, or ZEROLOSS_MAX_BYTES)"),
+    keep_stale: bool = typer.Option(False, "--keep-stale", help="keep finished runs computed by other code (another "
+                                    "result version) instead of running them again; said in the report"),
 ) -> None:
     """Run (or resume) a sweep of a registered experiment; finished runs are skipped.
 
@@ -119,16 +121,19 @@ def sweep(
     check_folder(out, "sweep")  # a foreign --out is refused before workers (or Ray) start
     device = resolve_device(device)
     with make_executor(executor, workers, device, address) as ex:
-        result = run_sweep(experiment, runs, out, executor=ex, device=device,
+        result = run_sweep(experiment, runs, out, executor=ex, device=device, keep_stale=keep_stale,
                            manifest={"sweep_file": str(file), "overrides": list(set_)})
     line = (f"{len(result.run_ids)} runs of {experiment.name}: {result.ran} ran, {result.skipped} already done, "
             f"{len(result.diverged)} diverged, {len(result.failed)} failed → {out}")
     if json_out:
         typer.echo(json.dumps({"experiment": experiment.name, "out": str(out), "runs": len(result.run_ids),
                                "ran": result.ran, "skipped": result.skipped, "diverged": result.diverged,
-                               "failed": sorted(result.failed)}))
+                               "failed": sorted(result.failed), "stale_recomputed": result.stale_recomputed,
+                               "stale_kept": result.stale_kept}))
     else:
         typer.echo(line)
+    for note in result.reuse_notes():
+        echo_err(note)
     for rid, msg in result.failed.items():
         echo_err(f"error: run {rid} failed: {msg.strip().splitlines()[-1]}")
     if result.failed:

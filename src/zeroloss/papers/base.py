@@ -189,6 +189,9 @@ class Experiment:
         validate_spec: optional ``spec -> None`` that raises :class:`~zeroloss.errors.ZerolossInputError` for a run
             spec the per-key checks cannot judge alone (keys one architecture needs, values that only fail
             together); :func:`zeroloss.sweep.checks.validate_runs` calls it before anything is written.
+        version: raised by hand only for a change that zeroloss's own code does not show (a data file, a
+            dependency's behaviour); code changes give a new result version by themselves
+            (:func:`zeroloss.sweep.versions.result_version`).
     """
 
     name: str
@@ -201,6 +204,7 @@ class Experiment:
     batch_key: Callable[[Spec], str] = field(default=default_batch_key)
     estimate_seconds: Callable[[Spec], float] | None = None
     validate_spec: Callable[[Spec], None] | None = None
+    version: int = 1
 
 
 #: name → Experiment. Paper modules add themselves with :func:`register`.

@@ -133,6 +133,11 @@ def evaluate_sweep(sweep_dir: Path, figure_prefix: str = "f") -> Section:
         section.errors.append(_error_line(exc))
         return section
     section.description, section.paper = experiment.description, experiment.paper
+    stale = manifest.get("stale_kept") or []
+    if stale:
+        section.errors.append(f"{len(stale)} of the runs were computed by other code (result version ≠ "
+                              f"{manifest.get('result_version')}) and kept with --keep-stale: the claims below rest "
+                              "on them")
     if section.runs_finished < section.runs_expected:
         section.errors.append(f"only {section.runs_finished} of {section.runs_expected} runs finished; "
                               "re-run the sweep to complete it")
@@ -164,8 +169,8 @@ def _describe_runs(section: Section, runs: list[dict[str, Any]]) -> None:
         row = {"run_id": r["run_id"], **{k: f.get(k, "") for k in section.varying},
                "diverged": bool(summary.get("diverged"))}
         section.run_rows.append(row)
-    env_keys = ("python", "torch", "zeroloss", "zeroloss_commit", "device", "device_name", "dtype", "executor",
-                "hostname")
+    env_keys = ("python", "torch", "zeroloss", "zeroloss_commit", "result_version", "device", "device_name", "dtype",
+                "executor", "hostname")
     counts = Counter(tuple((k, str(r["env"].get(k, ""))) for k in env_keys) for r in runs)
     starts = [r["env"].get("start") for r in runs if r["env"].get("start")]
     ends = [r["env"].get("end") for r in runs if r["env"].get("end")]

@@ -249,6 +249,24 @@ class RunStore:
                 raise
         return rid
 
+    def result_version(self, rid: str) -> str | None:
+        """The result version recorded in ``runs/<rid>/env.json`` (None for a run stored without one)."""
+        import json
+
+        try:
+            return json.loads((self.run_dir(rid) / "env.json").read_text()).get("result_version")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def discard(self, rid: str) -> None:
+        """Remove the finished run ``rid`` (a stale result): renamed to a temporary first, so that a kill midway
+        leaves only a temporary, which :meth:`clean_stale` removes. Call it under :func:`sweep_lock`."""
+        final = self.run_dir(rid)
+        if final.is_dir() and not final.is_symlink():
+            tmp = self.runs / temporary_name(rid)
+            os.replace(final, tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def write_manifest(self, experiment: str, run_ids: list[str], extra: Mapping[str, Any] | None = None) -> None:
         """Record which runs make up this folder's (latest) sweep; :func:`~zeroloss.store.load` reads only those."""
         self.claim()

@@ -80,7 +80,7 @@ def skip_note(experiment: Experiment, scale: str) -> str:
 
 def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-results", executor: str = "local",
               device: str = "auto", workers: int | None = None, address: str | None = None,
-              progress: bool = True) -> ReproduceResult:
+              progress: bool = True, keep_stale: bool = False) -> ReproduceResult:
     """Run (or resume) each registered experiment of ``paper`` (``"all"`` for every paper) and write the report.
 
     Args:
@@ -92,6 +92,7 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
         executor: ``local``, ``process`` or ``ray``; ``workers`` and ``address`` as in
             :func:`zeroloss.sweep.run_sweep`.
         device: ``auto``, ``cpu`` or ``cuda``.
+        keep_stale: keep finished runs computed by other code (:func:`zeroloss.sweep.run_sweep`).
 
     Returns:
         :class:`ReproduceResult`; ``result.report.claims`` holds the claims (a failed claim is a finding).
@@ -115,7 +116,8 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
         claim_folder(out, "reproduce")
         for e in experiments:
             sweeps.append(run_sweep(e, e.specs[scale], out / e.name, executor=ex, device=device,
-                                    progress=progress, manifest={"scale": scale, "paper": e.paper}))
+                                    progress=progress, manifest={"scale": scale, "paper": e.paper},
+                                    keep_stale=keep_stale))
     with sweep_lock(out):
         clean_folder(out, "reproduce")
         meta = {"paper": paper, "scale": scale, "experiments": [e.name for e in experiments], "command": command}

@@ -30,6 +30,8 @@ from zeroloss.store import RunStore, run_id, sweep_lock
 from zeroloss.store.ownership import claim_folder
 from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
+from zeroloss.sweep.versions import ENV_KEY as VERSION_KEY
+from zeroloss.sweep.versions import result_version
 from zeroloss.threads import check_threads
 
 if TYPE_CHECKING:  # zeroloss.papers imports every paper module (and matplotlib)
@@ -47,10 +49,27 @@ class SweepResult:
     skipped: int = 0
     diverged: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: finished runs computed by other code (another result version): recomputed, or kept when asked
+    stale_recomputed: list[str] = field(default_factory=list)
+    stale_kept: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def reuse_notes(self) -> list[str]:
+        """What this sweep took from earlier runs rather than computing, one line each (empty when nothing)."""
+        notes = []
+        reused = self.skipped - len(self.stale_kept)
+        if reused:
+            notes.append(f"note: {self.experiment}: {reused} finished runs of the same code reused from {self.out}")
+        if self.stale_recomputed:
+            notes.append(f"note: {self.experiment}: {len(self.stale_recomputed)} finished runs were computed by other "
+                         "code (another result version) and were run again")
+        if self.stale_kept:
+            notes.append(f"warning: {self.experiment}: {len(self.stale_kept)} finished runs computed by other code "
+                         "(another result version) were kept (--keep-stale); the report says so")
+        return notes
 
 
 def resolve_device(device: str) -> str:
@@ -88,6 +107,7 @@ def run_sweep(
     progress: bool = True,
     manifest: dict[str, Any] | None = None,
     threads: int | None = None,
+    keep_stale: bool = False,
 ) -> SweepResult:
     """Run (or resume) ``specs`` of ``experiment`` into the sweep directory ``out``.
 
@@ -104,6 +124,9 @@ def run_sweep(
         manifest: extra fields for ``sweep.json`` (scale, command, sweep file).
         threads: intra-op threads of each run (None: :data:`zeroloss.threads.DEFAULT_THREADS`); fixed
             for the run whatever the process's count, restored afterwards, recorded in env.json.
+        keep_stale: keep finished runs whose result version (:mod:`zeroloss.sweep.versions`) is not the
+            current code's, instead of recomputing them; they are listed in ``result.stale_kept`` and in
+            ``sweep.json`` (so the report says so).
 
     Returns:
         :class:`SweepResult`.
@@ -119,10 +142,20 @@ def run_sweep(
     store = RunStore(out, "sweep", field="--out")
     result = SweepResult(Path(out), experiment.name, ids)
     module = experiment.run_batch.__module__
+    version = result_version(experiment)
     with sweep_lock(out):
         store.clean_stale()  # only zeroloss's own leftovers: run temporaries, runs without _SUCCESS, .NAME.*.tmp
-        store.write_manifest(experiment.name, ids, {"specs": [s for _, s in runs], **(manifest or {})})
         done = store.done_ids()
+        stale = [rid for rid in ids if rid in done and store.result_version(rid) != version]
+        if keep_stale:
+            result.stale_kept = stale
+        else:
+            for rid in stale:  # computed by other code: never reused silently
+                store.discard(rid)
+            result.stale_recomputed = stale
+            done -= set(stale)
+        store.write_manifest(experiment.name, ids, {"specs": [s for _, s in runs], "result_version": version,
+                                                    "stale_kept": result.stale_kept, **(manifest or {})})
         pending = [(rid, spec) for rid, spec in runs if rid not in done]
         result.skipped = len(runs) - len(pending)
         if not pending:
@@ -148,7 +181,7 @@ def run_sweep(
                         continue
                     for (rid, spec), output in zip(batch, res.outputs, strict=True):
                         env = {**res.env, "dtype": spec.get("dtype", res.env.get("dtype")),
-                               "executor": ex.name}
+                               "executor": ex.name, VERSION_KEY: version}
                         store.write(experiment.name, spec, output, env)
                         result.ran += 1
                         if bool(output.summary.get("diverged", False)):

@@ -5,8 +5,10 @@ ResNet) with random ±1 labels; one of Du et al.'s nets at width m, depth H, dra
 every layer with the step η = lr_scale / λ_max(G(0)) of its own full Gram G(0) (float64). Before training, the
 kernel prediction L̂_k = ½ Σ_i (1 − ηλ_i)^{2k} ⟨v_i, y − u(0)⟩² gives the run its horizon K: the first step with
 L̂_K ≤ ``horizon`` · L̂_0 (:func:`zeroloss.papers.du2019.theory.kernel_steps_to`). The run trains for ``run_factor`` · K
-steps (the largest K of its batch), so how long it runs is set by the kernel's spectrum, not by a budget; only
-``max_steps`` caps it, and a member whose window did not fit under the cap is marked *censored*.
+steps — its own K, whatever the other runs of its batch need, so that a run's result is the same alone and in any
+batch — so how long it runs is set by the kernel's spectrum, not by a budget; only ``max_steps`` caps it, and a run
+whose window did not fit under the cap is marked *censored*. A batch trains as long as its longest run needs; each
+run keeps the steps of its own window and of its own probe schedule.
 
 Recorded per run (summary): η, λ_max and λ_min of G(0), the kernel horizon, the kernel deviation
 max_{k ≤ K} |√L_k − √L̂_k| / √L_0 (:func:`zeroloss.papers.du2019.theory.kernel_deviation`), the first step with
@@ -84,9 +86,9 @@ def _stored_steps(steps_done: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps_done, STORED_STEPS + 1)).astype(np.int64))
 
 
-def _history_max(history: pd.DataFrame, member: int, prefix: str) -> float:
-    """Largest value over the run of the metrics starting with ``prefix`` (NaN when not probed)."""
-    rows = history[(history["member"] == member) & history["metric"].str.startswith(prefix)]
+def _history_max(history: pd.DataFrame, prefix: str) -> float:
+    """Largest value over one run's history of the metrics starting with ``prefix`` (NaN when not probed)."""
+    rows = history[history["metric"].str.startswith(prefix)]
     return float(rows["value"].max()) if len(rows) else float("nan")
 
 
@@ -109,38 +111,35 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     max_steps = int(spec_value(first, "max_steps"))
     horizon = kernel_steps_to(G0, residual0, eta, float(spec_value(first, "horizon")), max_steps)
     run_factor = float(spec_value(first, "run_factor"))
-    want = max_steps if (horizon < 0).any() else int(math.ceil(run_factor * horizon.max()))
-    steps = max(1, min(want, max_steps))
+    # each run's own window, from its own kernel horizon: never from the other runs of its batch (a run's result is
+    # a function of its spec alone, docs/architecture.md "Purity")
+    own = [max(1, min(max_steps if K < 0 else int(math.ceil(run_factor * K)), max_steps)) for K in horizon.tolist()]
     probes = list(spec_value(first, "probes"))
     every_step = "lambda_min" in probes  # the per-step contraction check needs λ_min(G(k)) at every step
-    run = train_gd(net, X, y, eta, steps, probe_every=1 if every_step else max(1, steps // STORED_STEPS),
-                   probes=probes, progress=False)
+    own_every = [1 if every_step else max(1, k // STORED_STEPS) for k in own]
+    # the batch probes on every step that some run's own schedule needs; each run keeps only its own steps
+    run = train_gd(net, X, y, eta, max(own), probe_every=math.gcd(*own_every), probes=probes, progress=False)
     losses = run.losses  # (steps_done + 1, S), every step
-    done = run.steps
-    predicted = kernel_loss_prediction(G0, residual0, eta, done)
     hist = run.history
-    lam_path = (run.metric("lambda_min").reindex(range(done + 1)).to_numpy() if every_step else None)
+    lam_path = (run.metric("lambda_min").reindex(range(run.steps + 1)).to_numpy() if every_step else None)
     eps = float(torch.finfo(net.dtype).eps)  # the round-off floor of the loss ratios, in the net's dtype
-    contraction = (per_step_contraction(losses, eta.numpy(), lam_path, relative_floor=(1e4 * eps) ** 2)
-                   if every_step else None)
-    kept = _stored_steps(done)
     outputs = []
     for s in range(S):
         K = int(horizon[s])
+        diverged = s in run.diverged_at
+        # the run ends at its own window's end, or where it diverged (its fate is decided there)
+        done = min(own[s], run.steps, run.diverged_at.get(s, own[s]))
         window = done if K < 0 else min(K, done)
-        loss_s = losses[:, s]
+        loss_s = losses[: done + 1, s]
+        predicted = kernel_loss_prediction(G0[s], residual0[s], eta[s : s + 1], done)
+        kept = _stored_steps(done)
         ratio = loss_s / loss_s[0]
         reached = np.flatnonzero(ratio <= FIT_RATIO)
         finite = loss_s[np.isfinite(loss_s)]
+        mine = hist[(hist["member"] == s) & (hist["step"] <= done) & (hist["step"] % own_every[s] == 0)]
         rows = [pd.DataFrame({"step": kept, "metric": "loss", "value": loss_s[kept]}),
-                pd.DataFrame({"step": kept, "metric": "kernel_loss", "value": predicted[kept, s]})]
-        mine = hist[(hist["member"] == s) & (hist["metric"] != "loss") & hist["step"].isin(kept)]
-        rows.append(mine.drop(columns="member"))
-        if lam_path is not None:
-            k = kept[kept < done]
-            rows.append(pd.DataFrame({"step": k, "metric": "contraction_ratio", "value": loss_s[k + 1] / loss_s[k]}))
-            rows.append(pd.DataFrame({"step": k, "metric": "contraction_bound",
-                                      "value": 1.0 - float(eta[s]) * lam_path[k, s] / 2.0}))
+                pd.DataFrame({"step": kept, "metric": "kernel_loss", "value": predicted[kept]})]
+        rows.append(mine[(mine["metric"] != "loss") & mine["step"].isin(kept)].drop(columns="member"))
         summary = {
             "eta": float(eta[s]),
             "lambda_max_G0": float(eig0[s, -1]),
@@ -148,20 +147,25 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
             "kernel_horizon": K,
             "steps_done": int(done),
             # cut by max_steps before the end of its own window (a diverged member's fate is decided: not censored)
-            "censored": bool((K < 0 or run_factor * K > steps) and s not in run.diverged_at),
-            "kernel_deviation": float(kernel_deviation(loss_s[: window + 1], predicted[: window + 1, s])),
+            "censored": bool((K < 0 or run_factor * K > max_steps) and not diverged),
+            "kernel_deviation": float(kernel_deviation(loss_s[: window + 1], predicted[: window + 1])),
             "initial_loss": float(loss_s[0]),
             "final_loss": float(finite[-1]) if len(finite) else float("nan"),
             "min_loss_ratio": float(np.nanmin(ratio)) if len(finite) else float("nan"),
             "fit_step": int(reached[0]) if len(reached) else None,
-            "movement_max": _history_max(hist, s, "movement_W"),
-            "gram_drift_max": _history_max(hist, s, "gram_drift"),
-            "diverged": s in run.diverged_at,
+            "movement_max": _history_max(mine, "movement_W"),
+            "gram_drift_max": _history_max(mine, "gram_drift"),
+            "diverged": diverged,
             "diverged_at": run.diverged_at.get(s),
             "seconds": run.seconds,
         }
-        if contraction is not None:
-            row = contraction.iloc[s]
+        if lam_path is not None:
+            k = kept[kept < done]
+            rows.append(pd.DataFrame({"step": k, "metric": "contraction_ratio", "value": loss_s[k + 1] / loss_s[k]}))
+            rows.append(pd.DataFrame({"step": k, "metric": "contraction_bound",
+                                      "value": 1.0 - float(eta[s]) * lam_path[k, s] / 2.0}))
+            row = per_step_contraction(loss_s[:, None], eta[s : s + 1].numpy(), lam_path[: done + 1, s : s + 1],
+                                       relative_floor=(1e4 * eps) ** 2).iloc[0]
             summary.update({"contraction_steps": int(row["steps_checked"]),
                             "contraction_violations": int(row["violations"]),
                             "contraction_worst_excess": float(row["worst_excess"])})

@@ -1,0 +1,58 @@
+"""A run's result is a function of its spec and its code: alone or inside any batch, the same numbers.
+
+For every registered experiment, runs of its tiny scale are trained inside one batch and each alone; their summaries
+and stored metrics must agree. Integer outcomes (step counts, horizons, fit steps, divergence) must be equal;
+floating-point values agree to round-off: a batch trains its members in batched matmuls whose summation order is
+not the single-member order (measured: ≤ 2e-12 relative on du2019.conv over its whole run), so the tolerance is
+1e-9 relative — far below any effect a claim reads, far above that round-off. The wall time (``seconds``) is
+the batch's and is not a result. ``benchmarks/check_purity.py`` runs the same comparison over every tiny run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from zeroloss.papers.registry import load_experiments
+
+#: Relative tolerance of float values (module docstring).
+RTOL = 1e-9
+#: Runs of the first batch compared (a batch of this many, and each alone): enough to change the batch's shape.
+RUNS = 2
+NOT_RESULTS = {"seconds"}
+
+
+def _first_batch(experiment):
+    batches: dict[str, list] = {}
+    for spec in experiment.specs["tiny"]:
+        batches.setdefault(experiment.batch_key(spec), []).append(spec)
+    return min(batches.values(), key=len) if experiment.name.startswith("chatterjee") else next(iter(batches.values()))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        return (math.isnan(a) and math.isnan(b)) or a == b or abs(a - b) <= RTOL * max(abs(a), abs(b))
+    return a == b
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("name", sorted(load_experiments()))
+def test_a_run_alone_equals_the_same_run_in_its_batch(name):
+    experiment = load_experiments()[name]
+    batch = _first_batch(experiment)[:RUNS]
+    together = experiment.run_batch(batch, "cpu")
+    for spec, in_batch in zip(batch, together, strict=True):
+        alone = experiment.run_batch([spec], "cpu")[0]
+        keys = (set(alone.summary) | set(in_batch.summary)) - NOT_RESULTS
+        differ = {k: (alone.summary.get(k), in_batch.summary.get(k)) for k in sorted(keys)
+                  if not _same(alone.summary.get(k), in_batch.summary.get(k))}
+        assert not differ, f"{name} {spec}: alone vs in batch {differ}"
+        a, b = alone.metrics.reset_index(drop=True), in_batch.metrics.reset_index(drop=True)
+        assert a[["step", "metric"]].equals(b[["step", "metric"]]), f"{name}: other stored steps alone"
+        va, vb = a["value"].to_numpy(float), b["value"].to_numpy(float)
+        ok = (np.isnan(va) & np.isnan(vb)) | np.isclose(va, vb, rtol=RTOL, atol=0.0)
+        assert ok.all(), f"{name}: metrics differ, worst {np.nanmax(np.abs(va - vb) / np.abs(vb)):.3g}"
