@@ -36,9 +36,15 @@ ENSEMBLE_KEYS = ("seed", "lr")
 #: runs that hit their step budget before reaching their target: *censored* runs); its ``reason`` says why.
 PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE)
-#: Where a claim's threshold comes from: a theorem's constant or rate, a paper's figure / table / text, or a choice
-#: of this lab (whose ``source`` then gives the reason).
-PROVENANCE_KINDS = ("theorem", "paper", "lab")
+#: Where a claim's threshold comes from, and how far it can be trusted as the paper's own statement:
+#: ``theorem`` (a theorem's constant, rate or inequality, in the theorem's own range), ``remark`` (a remark or
+#: conjecture of the paper, not proved there), ``paper`` (a paper's figure, table or text), ``derived`` (derived
+#: here from the paper's definitions, e.g. the linearised dynamics; docs/theory.md gives the derivation),
+#: ``code`` (the authors' official code), ``third-party`` (a text that is not the paper), ``lab`` (a choice made
+#: here, whose ``source`` gives the reason).
+PROVENANCE_KINDS = ("theorem", "remark", "paper", "derived", "code", "third-party", "lab")
+_PROVENANCE_LABELS = {"theorem": "theorem", "remark": "paper's remark", "paper": "paper", "derived": "derived",
+                      "code": "official code", "third-party": "third-party text", "lab": "lab choice"}
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,8 @@ class Provenance:
     """Where a claim's threshold comes from.
 
     Args:
-        kind: ``"theorem"`` (a theorem's constant or rate), ``"paper"`` (a paper's figure, table or text) or
-            ``"lab"`` (a choice made here).
+        kind: one of :data:`PROVENANCE_KINDS`: ``"theorem"``, ``"remark"``, ``"paper"``, ``"derived"``,
+            ``"code"``, ``"third-party"`` or ``"lab"`` (a choice made here).
         source: the exact place (``"Du et al. 2019, Thm 4.1: L(k) ≤ (1 − ηλ₀/2)^k L(0)"``) or, for a lab
             choice, the reason for the number.
 
@@ -66,7 +72,7 @@ class Provenance:
             raise ValueError("provenance source: must say where the threshold comes from")
 
     def __str__(self) -> str:
-        label = {"theorem": "theorem", "paper": "paper", "lab": "lab choice"}[self.kind]
+        label = _PROVENANCE_LABELS[self.kind]
         return f"{label}: {self.source}"
 
 
