@@ -55,3 +55,14 @@ def one_thread():
 
     with intra_op_threads(1):
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_reproduction(tmp_path_factory):
+    """``zeroloss reproduce all --scale tiny`` (the README's main job), run once per test session on every core
+    (``executor="auto"``), shared by the tests that need real results: (folder, ReproduceResult)."""
+    import zeroloss
+
+    out = tmp_path_factory.mktemp("reproduction") / "tiny"
+    result = zeroloss.reproduce("all", scale="tiny", out=out, executor="auto", device="cpu", progress=False)
+    return out, result

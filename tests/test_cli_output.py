@@ -35,6 +35,9 @@ TRAIN = ["train", "--n", "6", "--d", "4", "--width", "16", "--steps", "5", "--de
 TWO_TIMESCALE = ["two-timescale", "--eps", "1", "--h", "1e-3", "--t-max", "0.01", "--logs", "2"]
 SWEEP_YAML = "experiment: fake.decay\nbase: {lr: 0.1}\ngrid: {width: [1, 2]}\nseeds: 1\n"
 
+#: The fake paper's runs take microseconds: run them in-process (reproduce's default starts a pool).
+LOCAL = ("--device", "cpu", "--executor", "local")
+
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
@@ -177,7 +180,7 @@ def test_wrong_type_outputs_are_one_line_errors_and_leave_nothing(tmp_path):
                  [*TWO_TIMESCALE, "--out", tmp_path / "FILE"],
                  ["sweep", tmp_path / "s.yaml", "--device", "cpu", "--out", tmp_path / "FILE"],
                  ["sweep", tmp_path / "s.yaml", "--device", "cpu", "--out", tmp_path / "FILE" / "sub"],
-                 ["reproduce", PAPER, "--device", "cpu", "--out", tmp_path / "FILE"],
+                 ["reproduce", PAPER, *LOCAL, "--out", tmp_path / "FILE"],
                  ["gram", "--inputs", X, "--width", "8", "--device", "cpu", "--out", tmp_path / "DIR"],
                  ["gram", "--inputs", X, "--width", "8", "--device", "cpu", "--out", tmp_path / "FILE"],
                  ["kernel", "--inputs", X, "--device", "cpu", "--out", tmp_path / "DIR"],
@@ -272,7 +275,7 @@ def test_load_reads_every_output_kind_and_refuses_a_foreign_folder(tmp_path):
     assert _cli(*TWO_TIMESCALE, "--repeats", "2", "--out", tmp_path / "tt").exit_code == 0
     (tmp_path / "s.yaml").write_text(SWEEP_YAML)
     assert _cli("sweep", tmp_path / "s.yaml", "--device", "cpu", "--out", tmp_path / "sweep").exit_code == 0
-    assert _cli("reproduce", PAPER, "--device", "cpu", "--out", tmp_path / "repro").exit_code == 0
+    assert _cli("reproduce", PAPER, *LOCAL, "--out", tmp_path / "repro").exit_code == 0
 
     train = load(tmp_path / "train")
     assert set(train["experiment"]) == {"train"} and sorted(set(train["lr"])) == [0.05, 0.1]

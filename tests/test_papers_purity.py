@@ -1,7 +1,8 @@
 """A run's result is a function of its spec and its code: alone or inside any batch, the same numbers.
 
-For every registered experiment, runs of its tiny scale are trained inside one batch and each alone; their summaries
-and stored metrics must agree. Integer outcomes (step counts, horizons, fit steps, divergence) must be equal;
+For every registered experiment, runs of its tiny scale are trained alone and compared with the same runs stored by
+the session's tiny reproduction (``tiny_reproduction``: each inside its full batch, on a worker process); their
+summaries and stored metrics must agree. Integer outcomes (step counts, horizons, fit steps, divergence) must be equal;
 floating-point values agree to round-off: a batch trains its members in batched matmuls whose summation order is
 not the single-member order (measured: ≤ 2e-12 relative on du2019.conv over its whole run), so the tolerance is
 1e-9 relative — far below any effect a claim reads, far above that round-off. The wall time (``seconds``) is
@@ -15,11 +16,13 @@ import math
 import numpy as np
 import pytest
 
+from zeroloss.papers.base import RunOutput
 from zeroloss.papers.registry import load_experiments
+from zeroloss.store import read_run, run_id
 
 #: Relative tolerance of float values (module docstring).
 RTOL = 1e-9
-#: Runs of the first batch compared (a batch of this many, and each alone): enough to change the batch's shape.
+#: Runs of the first batch trained alone (each against the stored run of its full batch).
 RUNS = 2
 NOT_RESULTS = {"seconds"}
 
@@ -41,11 +44,14 @@ def _same(a, b) -> bool:
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("name", sorted(load_experiments()))
-def test_a_run_alone_equals_the_same_run_in_its_batch(name):
+def test_a_run_alone_equals_the_same_run_in_its_batch(name, tiny_reproduction):
+    out, _ = tiny_reproduction
     experiment = load_experiments()[name]
-    batch = _first_batch(experiment)[:RUNS]
-    together = experiment.run_batch(batch, "cpu")
-    for spec, in_batch in zip(batch, together, strict=True):
+    batch = _first_batch(experiment)
+    assert len(batch) > 1, f"{name}: the first batch has one run; nothing to compare"
+    for spec in batch[:RUNS]:
+        stored = read_run(out / name / "runs" / run_id(name, spec))
+        in_batch = RunOutput(stored["metrics"], stored["summary"])
         alone = experiment.run_batch([spec], "cpu")[0]
         keys = (set(alone.summary) | set(in_batch.summary)) - NOT_RESULTS
         differ = {k: (alone.summary.get(k), in_batch.summary.get(k)) for k in sorted(keys)

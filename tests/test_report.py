@@ -18,10 +18,13 @@ from zeroloss.report import figure_svg
 
 pytestmark = pytest.mark.usefixtures("fake_registered")
 
+#: The fake paper's runs take microseconds: run them in-process (reproduce's default starts a pool).
+LOCAL = ("--device", "cpu", "--executor", "local")
+
 
 def test_reproduce_writes_claims_and_a_self_contained_report(tmp_path):
     out = tmp_path / "res"
-    res = CliRunner().invoke(app, ["reproduce", PAPER, "--scale", "tiny", "--device", "cpu", "--out", str(out)])
+    res = CliRunner().invoke(app, ["reproduce", PAPER, "--scale", "tiny", *LOCAL, "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "2/2 claims passed" in res.stdout and "PASS" in res.stdout
 
@@ -43,7 +46,7 @@ def test_failed_claim_is_a_finding_exit_0_and_rebuilt_report_is_identical(tmp_pa
     out = tmp_path / "res"
     fake_experiment.EXPERIMENT.specs["tiny"].append({"width": 1, "lr": 0.1, "seed": 9, "diverge": True})
     try:
-        res = CliRunner().invoke(app, ["reproduce", PAPER, "--device", "cpu", "--out", str(out), "--json"])
+        res = CliRunner().invoke(app, ["reproduce", PAPER, *LOCAL, "--out", str(out), "--json"])
     finally:
         fake_experiment.EXPERIMENT.specs["tiny"].pop()
     assert res.exit_code == 0, res.output
@@ -83,7 +86,7 @@ def test_claims_or_plot_raising_is_an_error_exit_1_with_the_report_still_written
 
     monkeypatch.setitem(experiments.REGISTRY, fake_experiment.NAME,
                         dataclasses.replace(fake_experiment.EXPERIMENT, claims=broken))
-    res = CliRunner().invoke(app, ["reproduce", PAPER, "--device", "cpu", "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(app, ["reproduce", PAPER, *LOCAL, "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "ERROR" in res.stdout and "claims(df): ValueError: no such column" in res.stderr
     assert "no such column" in (tmp_path / "o" / "report.html").read_text()
@@ -146,7 +149,7 @@ def rich_report(tmp_path, monkeypatch):
     experiment = dataclasses.replace(fake_experiment.EXPERIMENT, claims=claims, specs={"tiny": specs})
     monkeypatch.setitem(experiments.REGISTRY, fake_experiment.NAME, experiment)
     out = tmp_path / "res"
-    res = CliRunner().invoke(app, ["reproduce", PAPER, "--device", "cpu", "--out", str(out)])
+    res = CliRunner().invoke(app, ["reproduce", PAPER, *LOCAL, "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out / "report.html"
 

@@ -1,7 +1,8 @@
 """End to end: every registered experiment runs at the ``tiny`` scale, its claims evaluate, the report renders.
 
-This is the README's main job (``zeroloss reproduce all --scale tiny``) run in-process. A failed claim is a finding,
-not a test failure; a run, ``claims(df)`` or ``plot(df)`` that raises is an error and fails the test.
+This is the README's main job (``zeroloss reproduce all --scale tiny``), the session's shared reproduction
+(``tiny_reproduction`` in conftest.py). A failed claim is a finding, not a test failure; a run, ``claims(df)`` or
+``plot(df)`` that raises is an error and fails the test.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ import json
 
 import pytest
 
-import zeroloss
 from zeroloss.papers import load_experiments
 
 
 @pytest.mark.slow
-def test_reproduce_all_tiny_runs_every_experiment_and_evaluates_its_claims(tmp_path):
-    out = tmp_path / "tiny"
+def test_reproduce_all_tiny_runs_every_experiment_and_evaluates_its_claims(tiny_reproduction):
+    out, result = tiny_reproduction
     REGISTRY = load_experiments()
-    result = zeroloss.reproduce("all", scale="tiny", out=out, executor="local", device="cpu", progress=False)
     assert result.errors == []
     claims = json.loads((out / "claims.json").read_text())
     names = {c["experiment"].split(":")[0] for c in claims}

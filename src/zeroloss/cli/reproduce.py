@@ -19,8 +19,9 @@ def reproduce(
     paper: str = typer.Argument(..., help="du2019 | chatterjee2022 | marion2023 | all"),
     scale: str = typer.Option("tiny", help="tiny (minutes on a CPU) | medium | paper: any scale the paper's "
                                            "experiments define (the others are skipped, with a note)"),
-    executor: str = typer.Option("local", help="local | process | ray"),
-    workers: int | None = typer.Option(None, help="process pool size / Ray CPUs"),
+    executor: str = typer.Option("auto", help="auto (a process per core, or local on one core) | local | process | "
+                                              "ray"),
+    workers: int | None = typer.Option(None, help="process pool size / Ray CPUs (auto: the usable cores)"),
     address: str | None = typer.Option(None, help="Ray cluster address (default: start a local instance)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     out: Path = typer.Option(Path("zeroloss-results"), help="results directory; re-running resumes"),
@@ -39,7 +40,14 @@ def reproduce(
         listing = plan_runs(paper, scale=scale, out=out)
         typer.echo(json.dumps(listing.to_dict()) if json_out else listing.format())
         return
+    from zeroloss.sweep.executors import check_executor_options, resolve_executor
     from zeroloss.sweep.reproduce import reproduce as run
+    from zeroloss.sweep.runner import resolve_device
+
+    check_executor_options(executor, workers, address)
+    engine, count = resolve_executor(executor, workers, resolve_device(device))
+    echo_err(f"note: runs on {count} worker processes (--executor {engine}, one intra-op thread each)"
+             if engine == "process" else f"note: runs in this process (--executor {engine})")
 
     result = run(paper, scale=scale, out=out, executor=executor, device=device, workers=workers,
                  address=address, keep_stale=keep_stale)

@@ -39,7 +39,31 @@ from typing import Any
 from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.threads import DEFAULT_THREADS, intra_op_threads
 
-EXECUTORS = ("local", "process", "ray")
+EXECUTORS = ("auto", "local", "process", "ray")
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_executor(name: str, workers: int | None, device: str) -> tuple[str, int | None]:
+    """``auto`` → a process pool of one worker per usable core on the CPU (each run on one intra-op thread, so
+    batches run side by side without oversubscribing), one per GPU on CUDA; ``local`` when that is one. Other
+    names are returned as given."""
+    if name != "auto":
+        return name, workers
+    if workers is None:
+        if device.startswith("cuda"):
+            import torch
+
+            workers = torch.cuda.device_count()
+        else:
+            workers = usable_cores()
+    return ("process", workers) if workers > 1 else ("local", None)
 
 
 @dataclass(frozen=True)
@@ -377,15 +401,17 @@ def check_executor_options(name: str, workers: int | None = None, address: str |
         if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
             raise ZerolossInputError(f"--workers: must be an integer from 1 to {MAX_WORKERS}, got {workers!r}")
         if name == "local":
-            raise ZerolossInputError("--workers: only used with --executor process or ray, got --executor local")
+            raise ZerolossInputError("--workers: only used with --executor auto, process or ray, got --executor "
+                                     "local")
     if address is not None and name != "ray":
         raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {name}")
 
 
 def make_executor(name: str, workers: int | None = None, device: str = "cpu", address: str | None = None,
                   ) -> Executor:
-    """``local``, ``process`` or ``ray`` (see the module docstring)."""
+    """``auto``, ``local``, ``process`` or ``ray`` (see the module docstring and :func:`resolve_executor`)."""
     check_executor_options(name, workers, address)
+    name, workers = resolve_executor(name, workers, device)
     if name == "process":
         return ProcessExecutor(workers, device)
     if name == "ray":

@@ -78,7 +78,7 @@ def skip_note(experiment: Experiment, scale: str) -> str:
             "skipped")
 
 
-def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-results", executor: str = "local",
+def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-results", executor: str = "auto",
               device: str = "auto", workers: int | None = None, address: str | None = None,
               progress: bool = True, keep_stale: bool = False) -> ReproduceResult:
     """Run (or resume) each registered experiment of ``paper`` (``"all"`` for every paper) and write the report.
@@ -89,8 +89,8 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
             experiments defines; the others are skipped (``result.skipped``).
         out: results folder: missing, empty, or one that zeroloss reproduce made (anything else is refused
             before a file is written); re-running into it resumes (finished runs are skipped).
-        executor: ``local``, ``process`` or ``ray``; ``workers`` and ``address`` as in
-            :func:`zeroloss.sweep.run_sweep`.
+        executor: ``auto`` (one worker process per usable core, :func:`zeroloss.sweep.executors.resolve_executor`),
+            ``local``, ``process`` or ``ray``; ``workers`` and ``address`` as in :func:`zeroloss.sweep.run_sweep`.
         device: ``auto``, ``cpu`` or ``cuda``.
         keep_stale: keep finished runs computed by other code (:func:`zeroloss.sweep.run_sweep`).
 
