@@ -191,7 +191,7 @@ def test_cli_with_a_given_output_scale_maximises_the_certified_margin(data_files
     (["--widths", "8,8", "--hidden", "-0.1"], "--hidden", "positive number"),
     (["--widths", "8,8", "--output-scale", "-2"], "--output-scale", "positive number"),
     (["--widths", "8,0"], "--widths", "positive integers"),
-    (["--widths", "8,8", "--init", "kaiming"], "--radius", "no radius can be certified for --init kaiming"),
+    (["--widths", "8,8", "--init", "kaiming"], "--radius", "no radius can be certified for init 'kaiming'"),
     (["--widths", "8", "--init", "positive"], "--radius", "fewer than 2 hidden layers"),
     (["--widths", "8,8", "--activation", "relu", "--radius", "0.01"], "--activation", "smooth"),
 ])

@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 import fake_experiment
 from zeroloss.cli import app
-from zeroloss.cli.experiments import example_sweep
 from zeroloss.papers.registry import load_experiments
 from zeroloss.report import claims_table
 from zeroloss.store import run_id
+from zeroloss.sweep.example import example_sweep
 from zeroloss.sweep.spec import load_sweep_file, yaml_load
 
 runner = CliRunner()

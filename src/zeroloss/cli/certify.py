@@ -5,7 +5,8 @@ Builds a :class:`~zeroloss.nets.FeedForward` (float64), initialises it with ``--
 ``alpha_lower_bound`` (null where nothing is proven), ``alpha_estimate``, ``f0``, ``radius``, ``beta_estimate``
 and ``step_size`` (η for GD on F = Σ(u − y)²; ``lr`` = 2η is the matching ``zeroloss train`` step).
 
-Without ``--radius`` the radius is chosen on the grid r_j = c·2^(−j/2), j = 1..:data:`RADIUS_CANDIDATES`, below
+Without ``--radius`` the radius is chosen (:func:`zeroloss.papers.chatterjee2022.radius.choose_radius`) on the
+grid r_j = c·2^(−j/2), j = 1..40, below
 c, the smallest weight the first-layer bound needs r to stay under (the smallest hidden weight, and the output
 scale when ``--output-scale`` is given): for ``--init positive`` with the certified output scale, the r whose
 certified M is smallest (GD's certified step shrinks like 1/M²); otherwise the r with the largest certified
@@ -30,7 +31,6 @@ from zeroloss.cli.common import cli_errors, echo_err, parse_int_list
 from zeroloss.errors import ZerolossInputError, choice, require, seed_value
 
 #: Radii tried when none is given: c·2^(−j/2) for j = 1..RADIUS_CANDIDATES (down to c/2^20, about c·1e-6).
-RADIUS_CANDIDATES = 40
 #: Library field names → the CLI's option names, so that a refusal names the flag the user typed.
 FLAGS = {"radius": "--radius", "hidden": "--hidden", "M": "--output-scale", "X": "--inputs", "y": "--labels",
          "samples": "--samples", "descent_steps": "--descent-steps", "seed": "--seed", "activation": "--activation"}
@@ -71,78 +71,6 @@ def _check_options(samples: int, descent_steps: int, seed: int, hidden: float, o
             "must be a positive number (0: the certified M)", output_scale)
 
 
-def _positive_options(X, y, radius: float, hidden: float, output_scale: float) -> dict:
-    return {"X": X, "y": y, "radius": radius, "hidden": hidden or None, "M": output_scale or None}
-
-
-def _bound_ceiling(net, init: str, hidden: float, output_scale: float) -> tuple[float, str]:
-    """c, the weight the radius must stay under, and its name; raises when no radius can be certified."""
-    from zeroloss.papers.chatterjee2022.init import initialise
-
-    if net.depth < 2:
-        raise ZerolossInputError("--radius: must be given for a net with fewer than 2 hidden layers (no hidden weight "
-                                 "bounds the radius there)")
-    if init == "positive":
-        c = min(hidden or 1.0 / w for w in net.widths[:-1])
-        if output_scale:
-            return min(c, output_scale), "the smallest hidden weight and the output scale"
-        return c, "the smallest hidden weight"
-    initialise(net, init)
-    smallest = {name: float(p.detach().min()) for name, p in net.named_parameters()
-                if name == "v" or (name.startswith("W") and name != "W1")}
-    name = min(smallest, key=smallest.get)
-    if smallest[name] <= 0:
-        raise ZerolossInputError(
-            f"--radius: no radius can be certified for --init {init}: the first-layer bound needs every hidden weight "
-            f"(W2..WL) and output weight v positive, but min {name} = {smallest[name]:.3g}; give --radius for "
-            "estimates only")
-    return min(smallest.values()), "the smallest hidden or output weight"
-
-
-def choose_radius(net, init: str, X, y, hidden: float, output_scale: float) -> tuple[float, dict]:
-    """The radius used when none is given (see the module docstring) and a record of the choice."""
-    import torch
-
-    from zeroloss.papers.chatterjee2022.bounds import RADIUS_RANGE, check_certificate_assumptions, first_layer_bound
-    from zeroloss.papers.chatterjee2022.init import initialise
-
-    c, what = _bound_ceiling(net, init, hidden, output_scale)
-    candidates = [c * 2.0 ** (-j / 2) for j in range(1, RADIUS_CANDIDATES + 1)]
-    candidates = [r for r in candidates if r >= RADIUS_RANGE[0]]
-    scores, causes = {}, {}
-    if init == "positive" and not output_scale:
-        rule = "the smallest certified output scale M (GD's certified step shrinks like 1/M²)"
-        for r in candidates:
-            try:
-                scores[r] = -initialise(net, "positive", **_positive_options(X, y, r, hidden, 0.0))["M"][0]
-            except ZerolossInputError as exc:
-                causes[r] = str(exc)
-    else:
-        rule = "the largest certified margin r²α_lb/(4F(w₀))"
-        lam = check_certificate_assumptions(net.activation, X)
-        if init == "positive":
-            initialise(net, "positive", **_positive_options(X, y, c / 2, hidden, output_scale))
-        params = {k: p.detach()[0].to(torch.float64) for k, p in net.named_parameters()}
-        with torch.no_grad():
-            f0 = float((net(X)[0] - y).pow(2).sum())
-        for r in candidates:
-            bound = first_layer_bound(params, X, r, net.activation, net.depth, net.bias, lam)
-            if bound.alpha_lower_bound:
-                scores[r] = r**2 * bound.alpha_lower_bound / (4.0 * f0)
-            else:
-                causes[r] = bound.reason
-    if not scores:
-        cause = causes[candidates[0]] if candidates else "no candidate radius"
-        raise _flag_error(ZerolossInputError(
-            f"radius: no radius in c·2^(−j/2), j = 1..{RADIUS_CANDIDATES}, below c = {c:.3g} ({what}) is certified; "
-            f"at the largest: {cause.partition(': ')[2] or cause}"))
-    best = max(scores, key=scores.get)
-    objective = -scores[best] if init == "positive" and not output_scale else scores[best]
-    record = {"radius": best, "rule": rule, "ceiling": c, "ceiling_is": what, "candidates": len(candidates),
-              "objective": objective}
-    return best, record
-
-
 def certify_command(
     widths: str = typer.Option(..., help="hidden widths, comma-separated, e.g. 64,64"),
     activation: str = typer.Option("tanh", help="activation (softplus, tanh, sigmoid, erf for a certificate)"),
@@ -163,6 +91,7 @@ def certify_command(
 
     from zeroloss.nets.feedforward import FeedForward
     from zeroloss.papers.chatterjee2022.init import INITIALISERS, initialise
+    from zeroloss.papers.chatterjee2022.radius import choose_radius, positive_options
     from zeroloss.papers.chatterjee2022.theory import certify, check_radius
 
     choice(init, "--init", tuple(INITIALISERS))
@@ -182,7 +111,7 @@ def certify_command(
             echo_err(f"note: --radius not given: chose r = {radius:.4g} among {choice_record['candidates']} radii "
                      f"c·2^(−j/2) below c = {choice_record['ceiling']:.4g} ({choice_record['ceiling_is']}): it gives "
                      f"{choice_record['rule']}")
-        options = _positive_options(X, y, radius, hidden, output_scale) if init == "positive" else {}
+        options = positive_options(X, y, radius, hidden, output_scale) if init == "positive" else {}
         info = initialise(net, init, **options)
         cert = certify(net, X, y, radius, samples=samples, descent_steps=descent_steps, seed=seed)
     except ZerolossInputError as exc:

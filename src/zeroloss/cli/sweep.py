@@ -86,8 +86,8 @@ def sweep(
     from zeroloss.sweep.spec import load_sweep_file
 
     if example is not None:
-        from zeroloss.cli.experiments import example_sweep
         from zeroloss.papers.registry import load_experiments
+        from zeroloss.sweep.example import example_sweep
 
         registry = load_experiments()
         if example not in registry:
