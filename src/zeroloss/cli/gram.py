@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from zeroloss.cli.common import check_seed, cli_errors, load_inputs, parse_device, prepare_output_file
-from zeroloss.cli.train import build_net
+from zeroloss.cli.train import build_du_net
 from zeroloss.errors import ZerolossInputError, choice, require
 
 
@@ -108,9 +108,8 @@ def gram(
     if X.ndim != wanted:
         shape_text = "(n, channels, positions)" if wanted == 3 else "(n, d)"
         raise ZerolossInputError(f"--inputs: {net} needs {shape_text} arrays, got shape {tuple(X.shape)}")
-    model = build_net(net, d=X.shape[1], channels=X.shape[1], positions=X.shape[-1], width=width, depth=depth,
-                      activation=activation, members=members, seed=seed, dtype=torch.float64, device=where,
-                      c_res=c_res)
+    model = build_du_net(net, X, width=width, depth=depth, activation=activation, c_res=c_res, members=members,
+                         seed=seed, dtype=torch.float64, device=where)
     n = X.shape[0]
     net_bytes = 8 * sum(p.numel() for p in model.parameters())
     need = gram_command_bytes(gram_memory_bytes(model, n, layer_sel), net_bytes, n, members)

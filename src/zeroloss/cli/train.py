@@ -27,18 +27,6 @@ if TYPE_CHECKING:
 DATA = ("sphere", "digits", "patches")
 
 
-def build_net(net: str, *, d: int, channels: int, positions: int, width: int, depth: int, activation: str,
-              members: int, seed: int, dtype: torch.dtype, device: torch.device, c_res: float):
-    """Construct the named Du et al. net (shared by ``train`` and ``gram``) through the registry."""
-    from zeroloss.nets.registry import DU_NETS, net_options
-    from zeroloss.nets.registry import build_net as build
-
-    choice(net, "--net", DU_NETS)
-    options = {"d": d, "channels": channels, "positions": positions, "width": width, "depth": depth,
-               "activation": activation, "c_res": c_res}
-    return build(net, **net_options(net, options), members=members, seed=seed, dtype=dtype, device=device)
-
-
 def make_data(data: str, net: str, n: int, d: int, channels: int, positions: int, labels: str, seed: int):
     """Inputs and labels for ``train``: sphere or digits for fc/resnet, patches for conv-resnet."""
     from zeroloss.data import digits_data, patch_data, sphere_data
@@ -96,9 +84,8 @@ def train(
     check_folder(out, "train", "--out", replace=True, overwrite=overwrite)  # before the (long) training
     check_train_size(net, n, d, channels, positions, width, depth, members, steps, probe_every, torch_dtype, max_bytes)
     X, y = make_data(data, net, n, d, channels, positions, labels, seed)
-    model = build_net(net, d=X.shape[1] if X.ndim == 2 else d, channels=channels, positions=positions,
-                      width=width, depth=depth, activation=activation, members=members, seed=seed,
-                      dtype=torch_dtype, device=torch_device, c_res=c_res)
+    model = build_du_net(net, X, width=width, depth=depth, activation=activation, c_res=c_res, members=members,
+                         seed=seed, dtype=torch_dtype, device=torch_device)
     options = {"net": net, "width": width, "depth": depth, "activation": activation, "n": n, "d": d,
                "channels": channels, "positions": positions, "data": data, "labels": labels,
                "lr": lr if lrs is None else lrs,
@@ -190,3 +177,13 @@ def write_members(folder: Path, run, options: dict, device: str) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     app.command("train")(cli_errors(train))
+
+
+def build_du_net(net: str, X, **options):
+    """One of Du et al.'s nets for inputs X (``train`` and ``gram``): the registry's ``build_net`` with the input
+    shape of X and the options the net has (``c_res`` only for the ResNets)."""
+    from zeroloss.nets.registry import DU_NETS, build_net, net_options
+
+    choice(net, "--net", DU_NETS)
+    ensemble = {k: options.pop(k) for k in ("members", "seed", "dtype", "device")}
+    return build_net(net, tuple(X.shape[1:]), **net_options(net, options), **ensemble)
