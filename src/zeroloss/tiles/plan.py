@@ -11,8 +11,8 @@ Example:
     >>> plan = TilePlan(n1=2500, n2=2500, block=1000, symmetric=True)
     >>> plan.grid, len(plan.tiles()), plan.tiles()[1]
     ((3, 3), 6, Tile(index=1, i=0, j=1, rows=(0, 1000), cols=(1000, 2000)))
-    >>> plan.bytes_on_disk(8) == 6 * 1000 * 1000 * 8, plan.pairs()    # upper-triangle tiles hold 4.5M pairs
-    (True, 4500000)
+    >>> plan.bytes_on_disk(8) == 6 * 1000 * 1000 * 8, plan.pairs()    # 3 full, 2 half and 1 quarter tile
+    (True, 4250000)
 """
 
 from __future__ import annotations
