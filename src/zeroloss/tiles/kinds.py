@@ -17,7 +17,7 @@ Built in:
 * ``"gram"`` — :func:`zeroloss.gram` of a lab net (Du et al.'s ``fc``, ``resnet``, ``conv-resnet``) built from
   ``net, width, depth, activation, seed, c_res, kernel_size`` (one member, float64), over the layers ``layer``
   (``"all"``: the empirical NTK Σ_h G^(h)). A tile is the cross Gram Σ_{W} ⟨∂u_i/∂W, ∂u_j/∂W⟩, i ∈ rows, j ∈ cols,
-  computed by :func:`zeroloss.entk` on the net.
+  from the per-sample factors of each side (the structured method of :func:`zeroloss.gram`).
 * ``"limit"`` — :func:`zeroloss.limit_kernel` (``kind`` du, nngp or ntk) of ``net, depth, activation, c_res,
   kernel_size, nodes``: the infinite-width recursion of :mod:`zeroloss.kernels.recursions` run on the rectangle of
   pairs rows × cols, with the variances of each side from its own diagonal pass.
@@ -158,30 +158,56 @@ def _lab_net(X: Tensor, spec: KernelSpec) -> Any:
         device=X.device))
 
 
-def _gram_params(net: Any, layer: str | int) -> list[str]:
-    from zeroloss.kernels.empirical import resolve_layers
+def _lab_factors(net: Any, X: Tensor, layers: set[int]) -> dict[str, tuple[Tensor | None, Tensor]]:
+    """Per-sample factors of every selected linear map of the lab net on X (one forward, one backward pass):
+    parameter name → (layer inputs a_i or None, δ_i or the per-sample gradient), as :func:`zeroloss.gram` forms
+    them (:func:`zeroloss.kernels.empirical._map_features`)."""
+    from zeroloss.kernels.empirical import _map_features
 
-    layers = resolve_layers(net, layer)
-    return [k for k, _ in net.named_parameters() if net.layer_of(k) in layers]
+    X = net.check_inputs(X).to(torch.float64)
+    params = {k: p.detach().to(torch.float64).requires_grad_(True) for k, p in net.named_parameters()}
+    out: dict[str, tuple[Tensor | None, Tensor]] = {}
+    with torch.enable_grad():
+        u, maps = net.functional_forward(params, X, record=True)
+        chosen = [m for m in maps if m.layer in layers]
+        deltas = torch.autograd.grad(u.sum(), [m.preact for m in chosen])
+        for m, delta in zip(chosen, deltas, strict=True):
+            inputs, factor = _map_features(m, delta)
+            out[m.param] = (None if inputs is None else inputs.detach(), factor.detach())
+    return out
 
 
 def gram_tile(X1: Tensor, X2: Tensor | None, spec: KernelSpec) -> Tensor:
-    """G(X1, X2) of the lab net: Σ over the selected layers' weights of ⟨∂u(x1_i)/∂W, ∂u(x2_j)/∂W⟩, (n1, n2)."""
-    from zeroloss.ntk import entk
+    """G(X1, X2) of the lab net, (n1, n2): Σ over the selected maps W of ⟨∂u(x1_i)/∂W, ∂u(x2_j)/∂W⟩ =
+    (a_i · a_j)(δ_i · δ_j) for a dense map, ⟨J_i, J_j⟩ for a convolution, δ_i · δ_j for a bias (docs/theory.md
+    §1.3; the structured method of :func:`zeroloss.gram`, on two sets of inputs)."""
+    from zeroloss.kernels.empirical import resolve_layers
+    from zeroloss.precision import no_tf32
 
     net = _lab_net(X1, spec)
-    layer = {**GRAM_DEFAULTS, **spec.params}["layer"]
-    return entk(net, X1, X2, params=_gram_params(net, layer))[0]
+    layers = resolve_layers(net, {**GRAM_DEFAULTS, **spec.params}["layer"])
+    with no_tf32():
+        f1 = _lab_factors(net, X1, layers)
+        f2 = f1 if X2 is None else _lab_factors(net, X2, layers)
+        K: Tensor | None = None
+        for name, (A1, F1) in f1.items():
+            A2, F2 = f2[name]
+            T = F1 @ F2.transpose(-1, -2)
+            if A1 is not None and A2 is not None:
+                T.mul_(A1 @ A2.transpose(-1, -2))
+            K = T if K is None else K + T
+    assert K is not None
+    return K[0]
 
 
 def gram_memory(rows: int, cols: int, X: Tensor, spec: KernelSpec) -> int:
-    from zeroloss.ntk import entk_memory_bytes
+    """:func:`zeroloss.gram_memory_bytes` of the net on rows + cols inputs (factors of both sides, the graph of
+    one pass, and three (n, n) products: an upper bound for the rows × cols ones)."""
+    from zeroloss.kernels.empirical import gram_memory_bytes
 
     net = _lab_net(X[:1], spec)
-    layer = {**GRAM_DEFAULTS, **spec.params}["layer"]
-    sample = X[:1].expand(rows, *X.shape[1:])
-    other = X[:1].expand(cols, *X.shape[1:])
-    return entk_memory_bytes(net, sample, other, params=_gram_params(net, layer)) + 8 * rows * cols
+    return gram_memory_bytes(net, rows + cols, {**GRAM_DEFAULTS, **spec.params}["layer"],
+                             chunk_size=rows + cols)
 
 
 # ------------------------------------------------------------------------------------------- limit kernels
