@@ -81,7 +81,8 @@ def solve(kernel: Any, rhs: Any, *, ridge: float = 0.0, method: str = "auto", to
         ridge: ρ ≥ 0 added to the diagonal.
         method: ``"auto"`` (direct when :func:`direct_bytes` fits the budget, else cg), ``"direct"``, ``"cg"``.
         tol: CG's relative-residual tolerance (see the module docstring).
-        max_iter: CG's iteration limit (default max(100, 2n)).
+        max_iter: CG's iteration limit (default max(1000, 10n): n in exact arithmetic, more as round-off
+            erodes the conjugacy of ill-conditioned kernels).
         memory_budget: bytes or a size (default :mod:`zeroloss.budget`'s).
     """
     choice(method, "method", METHODS)
@@ -108,7 +109,7 @@ def solve(kernel: Any, rhs: Any, *, ridge: float = 0.0, method: str = "auto", to
         residual = _relative_residual(_matvec(K, ridge), x, B)
         return Solution(x.reshape(b.shape), "direct", 0, residual)
     x, iterations, residual = _cg(_matvec(kernel, ridge), _diagonal(kernel) + ridge, B, tol,
-                                  max_iter or max(100, 2 * n))
+                                  max_iter or max(1000, 10 * n))
     return Solution(x.reshape(b.shape), "cg", iterations, residual)
 
 

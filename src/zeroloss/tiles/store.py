@@ -66,10 +66,15 @@ def array_fingerprint(*arrays: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
+#: Params that identify the model (its own fingerprint), left out of the kernel's.
+MODEL_KEYS = frozenset({"model_sha256", "file_sha256"})
+
+
 def kernel_fingerprint(spec: KernelSpec) -> str:
     from zeroloss.store.runs import canonical_json
 
-    return hashlib.sha256(canonical_json({"kind": spec.kind, "params": dict(spec.params)}).encode()).hexdigest()
+    params = {k: v for k, v in spec.params.items() if k not in MODEL_KEYS}
+    return hashlib.sha256(canonical_json({"kind": spec.kind, "params": params}).encode()).hexdigest()
 
 
 def tile_checksum(values: np.ndarray) -> str:
