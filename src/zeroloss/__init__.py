@@ -46,7 +46,8 @@ _SOURCES = {
     "largest_stable_step": "zeroloss.theory.du2019", "step_scaling": "zeroloss.theory.du2019",
     "width_scaling": "zeroloss.theory.du2019",
     "GDRun": "zeroloss.train.gd", "train_gd": "zeroloss.train.gd",
-    "nets": None, "twotimescale": None,  # subpackages: the module itself
+    "StoredKernel": "zeroloss.tiles", "kernel_job": "zeroloss.tiles", "open_kernel": "zeroloss.tiles",
+    "nets": None, "tiles": None, "twotimescale": None,  # subpackages: the module itself
 }
 
 
@@ -91,6 +92,7 @@ __all__ = [
     "KernelPrediction",
     "Linearized",
     "Spectrum",
+    "StoredKernel",
     "Verdict",
     "WidthSweep",
     "ZerolossInputError",
@@ -108,6 +110,7 @@ __all__ = [
     "gram",
     "gram_memory_bytes",
     "initialise",
+    "kernel_job",
     "lambda0",
     "lambda_max",
     "lambda_min",
@@ -117,6 +120,7 @@ __all__ = [
     "linearize",
     "load",
     "nets",
+    "open_kernel",
     "patch_data",
     "predict_gd_mse",
     "reproduce",
@@ -124,6 +128,7 @@ __all__ = [
     "sphere_data",
     "step_scaling",
     "teacher_labels",
+    "tiles",
     "train_gd",
     "twotimescale",
     "trajectory_check",

@@ -66,7 +66,7 @@ def kernel(
     dtype: str = typer.Option("float64", help="K.zarr: stored dtype, float64 | float32"),
     dry_run: bool = typer.Option(False, "--dry-run", help="K.zarr: state tiles, disk, memory and time; write nothing"),
     model: str | None = typer.Option(None, help="K.zarr, --kind entk: FILE.py:FACTORY returning a torch.nn.Module"),
-    width: int = typer.Option(0, help="--kind gram: the net's width (default 512); entk: FACTORY(width) (0: FACTORY())"),
+    width: int = typer.Option(0, help="--kind gram: the net's width (0: 512); entk: FACTORY(width) (0: FACTORY())"),
     seed: int = typer.Option(0, help="--kind gram: the net's seed; entk: torch's seed before FACTORY is called"),
     layer: str = typer.Option("all", help="--kind gram: all | last | output | an integer h"),
     inputs2: Path | None = typer.Option(None, "--inputs2", help="K.zarr: X2.npy for the cross kernel K(X, X2)"),

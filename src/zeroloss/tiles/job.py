@@ -206,7 +206,8 @@ def kernel_job(
         dtype: stored dtype, ``"float64"`` or ``"float32"`` (tiles are always computed in float64).
         device: ``"cpu"`` or ``"cuda"`` (process workers take GPUs round robin; Ray asks one GPU per task).
         threads: intra-op threads per tile (1: results independent of the machine's core count).
-        memory_budget: per-worker budget (bytes, ``"1GiB"`` or a :class:`~zeroloss.budget.Budget`; default :mod:`zeroloss.budget`'s); the statement of
+        memory_budget: per-worker budget (bytes, ``"1GiB"`` or a :class:`~zeroloss.budget.Budget`; default
+            :mod:`zeroloss.budget`'s); the statement of
             :func:`worker_memory_bytes` must fit before anything is written.
         dry_run: state the plan and time one tile here; write nothing.
         progress: a progress bar on stderr (tiles done, tiles/s, ETA); None: when stderr is a terminal.
@@ -236,8 +237,8 @@ def kernel_job(
     plan = TilePlan(job["shape"][0], job["shape"][1], block, job["symmetric"])
     budget = memory_budget if isinstance(memory_budget, Budget) else resolve_budget(memory_budget, budget_flag)
     need = worker_memory_bytes(plan, X1, X2a, spec, dtype)
-    check_memory(need, budget, field="--block", flag=budget_flag, what=f"one {min(block, plan.n1)} x {min(block, plan.n2)} tile of "
-                 f"the {kind} kernel (per worker)", hint="use a smaller --block")
+    check_memory(need, budget, field="--block", flag=budget_flag, hint="use a smaller --block",
+                 what=f"one {min(block, plan.n1)} x {min(block, plan.n2)} tile of the {kind} kernel (per worker)")
 
     from zeroloss.store import check_folder
 

@@ -105,9 +105,9 @@ def check_resume(out: Path, job: dict[str, Any], want: dict[str, Any]) -> None:
     """Refuse (one line) to resume the job in ``out`` with other inputs, kernel, model, block or dtype."""
     for key, field, what in _RESUME_FIELDS:
         if job["fingerprint"].get(key) != want["fingerprint"].get(key):
-            raise ZerolossInputError(f"{field}: {out} is a kernel job of {what} (fingerprint "
-                                     f"{str(job['fingerprint'].get(key))[:12]}, now {str(want['fingerprint'].get(key))[:12]})"
-                                     "; choose another --out to compute this kernel")
+            was, now = str(job["fingerprint"].get(key))[:12], str(want["fingerprint"].get(key))[:12]
+            raise ZerolossInputError(f"{field}: {out} is a kernel job of {what} (fingerprint {was}, now {now}); "
+                                     "choose another --out to compute this kernel")
     for key, field in (("block", "--block"), ("dtype", "--dtype"), ("shape", "--inputs")):
         if job[key] != want[key]:
             raise ZerolossInputError(f"{field}: {out} holds a job with {key} {job[key]}, not {want[key]}; resume it "
