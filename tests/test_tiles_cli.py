@@ -92,6 +92,9 @@ def test_gram_job_and_dry_run(work):
     (["--kind", "ntk", "--executor", "process", "--address", "1.2.3.4:6379", "--out", "{w}/K.zarr"], "--address"),
     (["--kind", "gram", "--max-bytes", "1K", "--out", "{w}/K.zarr"], "--block"),
     (["--kind", "bogus", "--out", "{w}/K.zarr"], "--kind"),
+    (["--kind", "ntk", "--executor", "ray", "--address", "head", "--out", "{w}/K.zarr"], "--address"),
+    (["--kind", "ntk", "--executor", "ray", "--address", "head:99999", "--out", "{w}/K.zarr"], "--address"),
+    (["--kind", "ntk", "--overwrite", "--out", "{w}/K.zarr"], "--overwrite"),
 ])
 def test_bad_job_options_are_one_line_errors_and_write_nothing(work, extra, field):
     result = _kernel(work, *[e.replace("{w}", str(work)) for e in extra])

@@ -65,6 +65,12 @@ def run_job(o: dict[str, Any]) -> None:
     kind = o["kind"]
     choice(kind, "--kind", JOB_KINDS)
     check_executor_options(o["executor"], o["workers"], o["address"])
+    from zeroloss.tiles.job import check_address
+
+    check_address(o["address"])
+    if o["overwrite"]:
+        raise ZerolossInputError("--overwrite: a K.zarr job is resumed, never replaced; delete the folder (or choose "
+                                 "another --out) to start again")
     require(o["block"] >= 1, "--block", "must be a positive integer (tile side)", o["block"])
     require(o["threads"] >= 1, "--threads", "must be a positive integer", o["threads"])
     budget = resolve_budget(o["max_bytes"], FLAG)

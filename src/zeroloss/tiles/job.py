@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -114,6 +115,20 @@ class KernelJobResult:
     @property
     def complete(self) -> bool:
         return self.dry_run is None and self.done_before + self.computed == self.tiles
+
+
+_ADDRESS = re.compile(r"(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*):([0-9]{1,5})")
+
+
+def check_address(address: str | None) -> None:
+    """``--address`` is the HOST:PORT (or ray://HOST:PORT) of a Ray cluster's head, port 1–65535; None: a private
+    local instance. Checked before anything starts, so a typo is a one-line error, not a Ray time-out."""
+    if address is None:
+        return
+    match = _ADDRESS.fullmatch(address.strip()) if isinstance(address, str) else None
+    if match is None or not 1 <= int(match.group(3)) <= 65535:
+        raise ZerolossInputError(f"--address: must be HOST:PORT (or ray://HOST:PORT) of a Ray cluster's head, "
+                                 f"got {address!r}; leave it out for a private local instance")
 
 
 def _as_inputs(X: Any, name: str) -> np.ndarray:
@@ -224,6 +239,7 @@ def kernel_job(
 
     t_start = time.perf_counter()
     check_executor_options(executor, workers, address)
+    check_address(address)
     choice(dtype, "--dtype", DTYPES)
     choice(device.split(":")[0], "--device", ("cpu", "cuda"))
     threads = check_threads(threads)
