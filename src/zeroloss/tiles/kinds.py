@@ -263,10 +263,11 @@ def limit_prepare(X: Tensor, spec: KernelSpec) -> KernelSpec:
 
 def limit_tile(X1: Tensor, X2: Tensor | None, spec: KernelSpec) -> Tensor:
     """The limit kernel on rows × cols: the recursion on the rectangle, each side's variances from its own
-    diagonal pass (docs/theory.md §1.4; :mod:`zeroloss.kernels.recursions`). On the diagonal (X2 None) only the
-    upper triangle is used and mirrored, as :func:`zeroloss.limit_kernel` does, so the tile is exactly symmetric."""
+    diagonal pass (docs/theory.md §1.4; :mod:`zeroloss.kernels.recursions`), in row blocks whose working arrays fit
+    the device's block budget (as :func:`zeroloss.limit_kernel` does). On the diagonal (X2 None) only pairs i ≤ j
+    are computed and mirrored, as :func:`zeroloss.limit_kernel` does, so the tile is exactly symmetric."""
     from zeroloss.kernels.empirical import select_layers
-    from zeroloss.kernels.limit import _input_covariance, _input_variances, default_max_bytes
+    from zeroloss.kernels.limit import _input_covariance, _input_variances, block_rows, default_max_bytes
     from zeroloss.kernels.recursions import Sides
     from zeroloss.precision import no_tf32
 
@@ -276,20 +277,36 @@ def limit_tile(X1: Tensor, X2: Tensor | None, spec: KernelSpec) -> Tensor:
     H = int(p["depth"])
     e = Expect(act, int(p["nodes"]), p.get("method", "auto"), default_max_bytes(X1.device))
     layers = select_layers({"du": "last", "nngp": "output", "ntk": "all"}[p["kind"]], H)
-    X = X1 if X2 is None else torch.cat([X1, X2])
+    symmetric = X2 is None
+    X = X1 if symmetric else torch.cat([X1, X2])
     n1, n = X1.shape[0], X.shape[0]
-    rows, cols = slice(0, n1), (slice(0, n1) if X2 is None else slice(n1, n))
+    c0 = 0 if symmetric else n1  # where the columns start in X
+    n2 = n - c0
+    positions = X.shape[2] if X.ndim == 3 else 1
+    out = torch.empty(n1, n2, dtype=torch.float64, device=X.device)
     with no_tf32():
         variances = _variances(X, p, e)
-        K0 = _input_covariance(X, p["net"], rows, cols)
-        if X2 is None:
-            idx = torch.arange(n1, device=X.device)
-            K0[idx, idx] = _input_variances(X, p["net"])  # the diagonal pairs exactly as the diagonal pass saw them
-        blocks = _limit_forward(X, p, e, Sides(variances, list(p["methods"]), rows, cols), K0, layers)
-        K = sum(blocks.values())
-        if X2 is None:
-            K = torch.triu(K) + torch.triu(K, 1).T
-    return K
+        diag0 = _input_variances(X, p["net"])
+        start = 0
+        while start < n1:
+            first = start if symmetric else 0  # the diagonal tile: columns from the block's first row on
+            stop = min(n1, start + block_rows(n1, n2 - first, H, positions, e.max_bytes))
+            rows, cols = slice(start, stop), slice(c0 + first, n)
+            K0 = _input_covariance(X, p["net"], rows, cols)
+            if symmetric:
+                idx = torch.arange(stop - start, device=X.device)
+                K0[idx, idx] = diag0[rows]  # the diagonal pairs exactly as the diagonal pass saw them
+            blocks = _limit_forward(X, p, e, Sides(variances, list(p["methods"]), rows, cols), K0, layers)
+            B = sum(blocks.values())
+            if symmetric:
+                square = B[:, : stop - start]  # pairs within the block's rows: keep i ≤ j
+                square.copy_(torch.triu(square) + torch.triu(square, 1).T)
+                out[start:stop, first:] = B
+                out[first:, start:stop] = B.T
+            else:
+                out[start:stop] = B
+            start = stop
+    return out
 
 
 def limit_memory(rows: int, cols: int, X: Tensor, spec: KernelSpec) -> int:
