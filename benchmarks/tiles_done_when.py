@@ -1,6 +1,6 @@
 """Issue 22's "done when", as one documented run (not a test: at n = 20 000 it writes 3.2 GB and takes a while).
 
-    python -m benchmarks.tiles_done_when --n 20000 --workdir /scratch/tiles     # the issue's job
+    python -m benchmarks.tiles_done_when --n 20000 --workdir /scratch/tiles     # the issue's job (3 × 1.7 GiB)
     python -m benchmarks.tiles_done_when --n 4000 --solve-n 2000                # a smaller rehearsal
 
 Steps (each prints what it did and how long it took; any mismatch raises):
