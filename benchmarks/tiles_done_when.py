@@ -10,6 +10,7 @@ Steps (each prints what it did and how long it took; any mismatch raises):
    --executor process --workers 2 --max-bytes 1GB`` as a subprocess; killed with SIGKILL (the driver) once a third
    of the tiles are recorded; then the same command again, and one of its pool workers is killed (SIGKILL) once two
    thirds are recorded; then the same command once more, which must find nothing left to do (or finish the rest).
+   ``--kind gram`` runs the empirical NTK of a width-512 net (``--kind gram --width 512``) instead.
 3. The same job with ``--executor local`` (one process) into ``K1.zarr``, and on a local Ray instance
    (``--executor ray --workers 2``) into ``KR.zarr``: every chunk of the three must be equal bit for bit (compared
    tile by tile, never the whole matrix in memory).
@@ -52,7 +53,8 @@ def _pool_workers(parent: int) -> list[int]:
 
 
 def _command(args: argparse.Namespace, inputs: Path, out: Path, executor: str) -> list[str]:
-    cmd = [sys.executable, "-m", "zeroloss", "kernel", "--kind", "ntk", "--net", "fc", "--depth", "2",
+    kind = ["--kind", "ntk"] if args.kind == "ntk" else ["--kind", "gram", "--width", "512", "--seed", "0"]
+    cmd = [sys.executable, "-m", "zeroloss", "kernel", *kind, "--net", "fc", "--depth", "2",
            "--activation", "relu", "--inputs", str(inputs), "--out", str(out), "--block", str(args.block),
            "--executor", executor, "--max-bytes", args.max_bytes, "--device", "cpu"]
     return cmd + (["--workers", "2"] if executor != "local" else [])
@@ -91,6 +93,8 @@ def _same_chunks(a: Path, b: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--kind", choices=["ntk", "gram"], default="ntk",
+                        help="ntk: the infinite-width NTK; gram: the empirical NTK of a width-512 net (seed 0)")
     parser.add_argument("--block", type=int, default=2048)
     parser.add_argument("--max-bytes", default="1GB")
     parser.add_argument("--solve-n", type=int, default=5000)
