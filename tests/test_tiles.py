@@ -227,3 +227,24 @@ def test_predict_gd_mse_on_stored_kernels_with_a_tiny_budget_matches_the_in_memo
     assert in_memory.eigenvalues.numel() == 40
     with pytest.raises(ZerolossInputError, match="steps/time: .* only t = inf"):
         zeroloss.predict_gd_mse(open_kernel(k_path, in_memory=False), y, lr=0.1, steps=[5], memory_budget=1000)
+
+
+def test_lazy_slices_and_matmul_of_symmetric_and_cross_kernels_equal_the_whole_matrix(tmp_path):
+    X, _ = sphere_data(n=11, d=3, seed=11)
+    X2, _ = sphere_data(n=5, d=3, seed=12)
+    kernel_job(X, "limit", params=LIMIT, out=tmp_path / "S.zarr", block=4, progress=False)
+    kernel_job(X, "limit", X2=X2, params=LIMIT, out=tmp_path / "C.zarr", block=4, progress=False)
+    rng = np.random.default_rng(0)
+    for name in ("S", "C"):
+        lazy = open_kernel(tmp_path / f"{name}.zarr", in_memory=False)
+        whole = open_kernel(tmp_path / f"{name}.zarr", in_memory=True).numpy()
+        n1, n2 = lazy.shape
+        for _ in range(20):
+            a, b = sorted(rng.integers(0, n1 + 1, 2))
+            c, d = sorted(rng.integers(0, n2 + 1, 2))
+            assert np.array_equal(lazy[a:b, c:d], whole[a:b, c:d]), (name, a, b, c, d)
+        V = rng.standard_normal((n2, 3))
+        # the lazy product sums each row's tiles in another order than one matmul: round-off only
+        _close(lazy.matmul(V), whole @ V, 1e-13)
+        if name == "S":
+            assert np.array_equal(lazy.diagonal(), np.diag(whole))
