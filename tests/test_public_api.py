@@ -26,6 +26,8 @@ PUBLIC = [
     # any nn.Module (issue 13): eNTK, linearisation, closed-form kernel predictions, the diagnosis
     "Diagnosis", "KernelPrediction", "Linearized", "Verdict", "WidthSweep", "diagnose", "diagnose_widths", "entk",
     "entk_memory_bytes", "linearize", "predict_gd_mse",
+    # kernels of whole data sets (issue 22): tiled, resumable jobs and what reads them
+    "StoredKernel", "kernel_job", "open_kernel", "tiles",
 ]
 
 PUBLIC_NETS = [

@@ -44,10 +44,11 @@ _SOURCES = {
     **dict.fromkeys(("compare_contraction", "contraction_bound", "largest_stable_step", "step_scaling",
                      "width_scaling"), "zeroloss.papers.du2019.theory"),
     "GDRun": "zeroloss.train.gd", "train_gd": "zeroloss.train.gd",
-    "nets": "zeroloss.nets", "twotimescale": "zeroloss.papers.marion2023.twotimescale",
+    "StoredKernel": "zeroloss.tiles", "kernel_job": "zeroloss.tiles", "open_kernel": "zeroloss.tiles",
+    "nets": "zeroloss.nets", "tiles": "zeroloss.tiles", "twotimescale": "zeroloss.papers.marion2023.twotimescale",
 }
 #: Public names that are modules (the package itself), not a name defined in the module.
-_MODULES = ("nets", "twotimescale")
+_MODULES = ("nets", "tiles", "twotimescale")
 
 
 def __getattr__(name: str) -> object:
@@ -76,6 +77,7 @@ __all__ = [
     "KernelPrediction",
     "Linearized",
     "Spectrum",
+    "StoredKernel",
     "Verdict",
     "WidthSweep",
     "ZerolossInputError",
@@ -93,6 +95,7 @@ __all__ = [
     "gram",
     "gram_memory_bytes",
     "initialise",
+    "kernel_job",
     "lambda0",
     "lambda_max",
     "lambda_min",
@@ -102,6 +105,7 @@ __all__ = [
     "linearize",
     "load",
     "nets",
+    "open_kernel",
     "patch_data",
     "predict_gd_mse",
     "reproduce",
@@ -109,6 +113,7 @@ __all__ = [
     "sphere_data",
     "step_scaling",
     "teacher_labels",
+    "tiles",
     "train_gd",
     "twotimescale",
     "trajectory_check",

@@ -2,6 +2,12 @@
 
     zeroloss kernel --net fc --depth 3 --activation softplus --kind du --inputs X.npy --out K.npy
 
+With ``--out K.zarr`` the kernel is a tiled, resumable job (:mod:`zeroloss.tiles`, :mod:`zeroloss.cli.kernel_job`)
+and ``--kind`` may also be ``gram`` (the finite-width Gram of a lab net: ``--width``, ``--seed``, ``--layer``) or
+``entk`` (the empirical NTK of your model, ``--model FILE.py:FACTORY``):
+
+    zeroloss kernel --kind ntk --inputs X.npy --out K.zarr --block 2048 --executor process --workers 2 [--dry-run]
+
 Inputs are validated as Du et al. require (unit norm within 1e-5, no two rows parallel) unless ``--normalise``
 projects them onto the sphere. Prints λ_min, λ_max and the condition number; ``--json`` prints them alone as
 JSON on stdout. The memory of the whole command is compared with the budget (``--max-bytes``, default half the
@@ -38,11 +44,12 @@ def kernel_command_bytes(kernel_bytes: int, n: int) -> int:
 
 def kernel(
     inputs: Path = typer.Option(..., help="X.npy: (n, d), or (n, channels, positions) for conv-resnet"),
-    out: Path = typer.Option(..., help="where to write K.npy ((n, n) float64)"),
+    out: Path = typer.Option(..., help="where to write K.npy ((n, n) float64), or K.zarr: a tiled, resumable job"),
     net: str = typer.Option("fc", help="fc | resnet | conv-resnet"),
     depth: int = typer.Option(2, help="number of hidden layers H"),
     activation: str = typer.Option("softplus", help="activation name"),
-    kind: str = typer.Option("du", help="du (Du's K^(H), lambda_0) | nngp | ntk"),
+    kind: str = typer.Option("du", help="du (Du's K^(H), lambda_0) | nngp | ntk; with --out K.zarr also gram "
+                             "(a lab net's finite-width Gram) | entk (your --model)"),
     c_res: float = typer.Option(0.5, "--c-res", help="ResNet residual scale, in (0, 1)"),
     kernel_size: int = typer.Option(3, "--kernel-size", help="conv-resnet kernel size q (odd)"),
     nodes: int = typer.Option(96, help="Gauss-Hermite nodes per axis where no closed form exists"),
@@ -51,9 +58,32 @@ def kernel(
     as_json: bool = typer.Option(False, "--json", help="print the spectrum as JSON on stdout"),
     overwrite: bool = typer.Option(False, help="replace --out if it exists"),
     max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget, e.g. 8GiB (default: half the "
-                                         "available memory, or ZEROLOSS_MAX_BYTES)"),
+                                         "available memory, or ZEROLOSS_MAX_BYTES); per worker for a K.zarr job"),
+    block: int = typer.Option(2048, help="K.zarr: tile side (rows and columns per tile)"),
+    executor: str = typer.Option("local", help="K.zarr: local | process | ray"),
+    workers: int | None = typer.Option(None, help="K.zarr: worker processes (process) or CPUs (local Ray)"),
+    address: str | None = typer.Option(None, help="K.zarr: a Ray cluster's address (default: a private local one)"),
+    dtype: str = typer.Option("float64", help="K.zarr: stored dtype, float64 | float32"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="K.zarr: state tiles, disk, memory and time; write nothing"),
+    model: str | None = typer.Option(None, help="K.zarr, --kind entk: FILE.py:FACTORY returning a torch.nn.Module"),
+    width: int = typer.Option(0, help="--kind gram: the net's width (0: 512); entk: FACTORY(width) (0: FACTORY())"),
+    seed: int = typer.Option(0, help="--kind gram: the net's seed; entk: torch's seed before FACTORY is called"),
+    layer: str = typer.Option("all", help="--kind gram: all | last | output | an integer h"),
+    inputs2: Path | None = typer.Option(None, "--inputs2", help="K.zarr: X2.npy for the cross kernel K(X, X2)"),
+    threads: int = typer.Option(1, help="K.zarr: intra-op threads per tile"),
 ) -> None:
     """Write the infinite-width kernel (float64) and print lambda_min, lambda_max and the condition number."""
+    if out.suffix == ".zarr":
+        from zeroloss.cli.kernel_job import run_job
+
+        return run_job(dict(locals()))
+    if kind in ("gram", "entk"):
+        raise ZerolossInputError(f"--kind: {kind} is computed as a tiled job; give --out K.zarr, got {str(out)!r}")
+    for given, name in ((executor != "local", "--executor"), (workers is not None, "--workers"),
+                        (address is not None, "--address"), (dry_run, "--dry-run"), (model is not None, "--model"),
+                        (inputs2 is not None, "--inputs2")):
+        if given:
+            raise ZerolossInputError(f"{name}: only used with --out K.zarr (a tiled job), got --out {str(out)!r}")
     import numpy as np
 
     from zeroloss.activations import ACTIVATIONS

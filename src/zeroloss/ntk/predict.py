@@ -178,6 +178,7 @@ def predict_gd_mse(
     f0_train: torch.Tensor | None = None,
     f0_test: torch.Tensor | None = None,
     ridge: float = 0.0,
+    memory_budget: int | str | None = None,
 ) -> KernelPrediction:
     """Outputs of GD (``steps``) or gradient flow (``time``) on the linearised model's squared loss, train and test.
 
@@ -203,6 +204,9 @@ def predict_gd_mse(
             the model with one extra free output offset per training point; at t = ∞ the test outputs are kernel
             ridge regression f₀_test + Θ_test,train (Θ + ρI)⁻¹ (y − f₀). (For ridge predictions on the training
             points themselves pass ``k_test_train=k_train`` and ``f0_test=f0_train``.)
+        memory_budget: used only when a kernel is a stored one (:func:`zeroloss.open_kernel`): in memory when it
+            and its eigendecomposition fit (bytes or a size; default :mod:`zeroloss.budget`'s), else t = ∞ only, by
+            streaming conjugate gradients (:func:`zeroloss.tiles.solve`; no eigenvalues returned).
 
     Returns:
         :class:`KernelPrediction` (float64). ``train``/``test`` have a leading time axis (T,), also for a scalar
@@ -218,6 +222,11 @@ def predict_gd_mse(
         >>> predict_gd_mse(K, y, lr=0.5, time=[0.0, 2.0]).loss     # ½·3·e^{−2ηt}
         tensor([1.5000, 0.2030], dtype=torch.float64)
     """
+    if getattr(k_train, "is_stored_kernel", False) or getattr(k_test_train, "is_stored_kernel", False):
+        from zeroloss.tiles.solve import predict_stored
+
+        return predict_stored(k_train, y_train, lr, steps, time, k_test_train, f0_train, f0_test, ridge,
+                              memory_budget)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
         raise ZerolossInputError(f"lr: must be a positive finite number, got {lr!r}")
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not math.isfinite(ridge) or ridge < 0:

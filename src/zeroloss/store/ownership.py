@@ -5,7 +5,7 @@ The ownership rule — zeroloss writes into, deletes or replaces only what it ca
 - A results folder that zeroloss creates carries a marker file, ``.zeroloss`` (JSON ``{"zeroloss_folder": 1,
   "kind": ..., "zeroloss": <version>}``), written before anything else. Its kind names the command that owns the
   folder: ``sweep`` (also each experiment folder of a reproduction), ``reproduce``, ``train``, ``two-timescale``,
-  ``diagnose``.
+  ``diagnose``, ``kernel`` (a tiled kernel job's zarr folder, :mod:`zeroloss.tiles`).
 - zeroloss writes into a folder only when it is missing, empty, or marked with the same kind. A non-empty folder
   without the marker, and a folder of another kind, are refused with a one-line error before anything is written.
 - Inside its folders zeroloss deletes only its own names: temporaries ``.<name>.<8 chars>.tmp`` whose writer is
@@ -62,7 +62,7 @@ from zeroloss.store.atomic import (
 MARKER = ".zeroloss"
 MARKER_FORMAT = 1
 #: The kinds of results folder, by the command that owns them.
-KINDS = ("sweep", "reproduce", "train", "two-timescale", "diagnose")
+KINDS = ("sweep", "reproduce", "train", "two-timescale", "diagnose", "kernel")
 #: Kinds whose folder holds ``runs/`` and a manifest (what :func:`zeroloss.load` reads).
 RUN_KINDS = ("sweep", "train", "two-timescale", "diagnose")
 MANIFEST = "sweep.json"
@@ -82,6 +82,8 @@ OWN_NAMES = {
     "two-timescale": frozenset({MANIFEST, RUNS}),
     "diagnose": frozenset({MANIFEST, RUNS, "diagnose.html"}),
     "reproduce": frozenset({REPRODUCE_MANIFEST, CLAIMS, REPORT}),
+    # a kernel job (zeroloss.tiles.store): the zarr v3 array's metadata and chunks, the job and its tile records
+    "kernel": frozenset({"zarr.json", "c", "job.json", "inputs", "model.pt", "records"}),
 }
 #: What ``zeroloss train`` / ``two-timescale`` wrote before the store owned their output, and the spec keys that
 #: identify it (such folders are adopted: ``--overwrite`` may replace them).
@@ -197,7 +199,8 @@ def is_legacy_single_run(folder: Path | str) -> bool:
 
 def _describe(kind: str) -> str:
     return {"sweep": "a sweep", "reproduce": "a reproduction", "train": "a `zeroloss train` output",
-            "two-timescale": "a `zeroloss two-timescale` output", "diagnose": "a `zeroloss diagnose` output"}[kind]
+            "two-timescale": "a `zeroloss two-timescale` output", "diagnose": "a `zeroloss diagnose` output",
+            "kernel": "a `zeroloss kernel --out K.zarr` job"}[kind]
 
 
 def foreign_entries(folder: Path, kind: str) -> list[Path]:

@@ -31,7 +31,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,12 +132,22 @@ def _find_experiment(name: str, module: str) -> Any:
 
 
 class Executor:
-    """Interface: ``run(tasks)`` yields one :class:`BatchResult` per task as each finishes."""
+    """Interface: ``run(tasks)`` yields one :class:`BatchResult` per task as each finishes.
+
+    ``fn`` (default :func:`execute_batch`) is what runs each task: any picklable top-level function of one task
+    that returns a :class:`BatchResult` and never raises (the kernel jobs of :mod:`zeroloss.tiles` pass theirs);
+    a task needs only an ``index``.
+    """
 
     name = "base"
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[BatchResult]:
+    def run(self, tasks: Sequence[Task], fn: Callable[[Any], BatchResult] = execute_batch) -> Iterator[BatchResult]:
         raise NotImplementedError
+
+    def put(self, value: Any) -> Any:
+        """``value`` made available to every task once: itself here; a Ray object reference for ``ray`` (a task
+        then reads it with ``ray.get``, from its node's object store, instead of receiving a copy with each task)."""
+        return value
 
     def close(self) -> None:
         """Release workers (a no-op for ``local``)."""
@@ -154,9 +164,9 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[BatchResult]:
+    def run(self, tasks: Sequence[Task], fn: Callable[[Any], BatchResult] = execute_batch) -> Iterator[BatchResult]:
         for task in tasks:
-            yield execute_batch(task)
+            yield fn(task)
 
 
 #: Attempts a task gets when the worker running it dies (killed, out of memory, a crash in native code) before it
@@ -238,7 +248,7 @@ class ProcessExecutor(Executor):
         self._pool = self._new_pool()
         self.pools_replaced += 1
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[BatchResult]:
+    def run(self, tasks: Sequence[Task], fn: Callable[[Any], BatchResult] = execute_batch) -> Iterator[BatchResult]:
         from collections import deque
         from concurrent.futures.process import BrokenProcessPool
 
@@ -253,7 +263,7 @@ class ProcessExecutor(Executor):
                     break
                 task = queue.popleft()
                 try:
-                    running[self._pool.submit(execute_batch, task)] = task
+                    running[self._pool.submit(fn, task)] = task
                 except BrokenProcessPool:  # the pool broke between two submissions
                     queue.appendleft(task)
                     break
@@ -338,12 +348,22 @@ class RayExecutor(Executor):
                     kwargs["num_cpus"] = int(workers)
                 _init_local_ray(ray, kwargs)
             self._started = True
-        gpus = 1 if device.startswith("cuda") else 0
-        self._remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RAY_RETRIES)(execute_batch)
+        self._gpus = 1 if device.startswith("cuda") else 0
+        self._remotes: dict[Any, Any] = {}
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[BatchResult]:
+    def _remote(self, fn: Callable[[Any], BatchResult]) -> Any:
+        """``fn`` as a Ray remote function (one GPU per task with CUDA, :data:`RAY_RETRIES` retries), made once."""
+        if fn not in self._remotes:
+            self._remotes[fn] = self._ray.remote(num_cpus=1, num_gpus=self._gpus, max_retries=RAY_RETRIES)(fn)
+        return self._remotes[fn]
+
+    def put(self, value: Any) -> Any:
+        return self._ray.put(value)
+
+    def run(self, tasks: Sequence[Task], fn: Callable[[Any], BatchResult] = execute_batch) -> Iterator[BatchResult]:
         ray = self._ray
-        refs = {self._remote.remote(t): t for t in tasks}
+        remote = self._remote(fn)
+        refs = {remote.remote(t): t for t in tasks}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
