@@ -10,11 +10,31 @@
 
 from __future__ import annotations
 
-from zeroloss.papers.registry import EXTRA_ENV, experiments_for_paper, get_experiment, load_experiments
-from zeroloss.sweep.executors import EXECUTORS, Executor, make_executor
-from zeroloss.sweep.reproduce import SCALES, ReproduceResult, reproduce
-from zeroloss.sweep.runner import SweepResult, run_sweep
-from zeroloss.sweep.spec import SweepSpec, load_sweep_file, parse_sweep, parse_sweep_text
+import importlib
+
+#: Where each name is defined; imported on first use (PEP 562), so that a worker process importing
+#: ``zeroloss.sweep.executors`` does not pay for pandas, the experiments registry and the YAML loader.
+_SOURCES = {
+    **dict.fromkeys(("EXTRA_ENV", "experiments_for_paper", "get_experiment", "load_experiments"),
+                    "zeroloss.papers.registry"),
+    **dict.fromkeys(("EXECUTORS", "Executor", "make_executor"), "zeroloss.sweep.executors"),
+    **dict.fromkeys(("SCALES", "ReproduceResult", "reproduce"), "zeroloss.sweep.reproduce"),
+    **dict.fromkeys(("SweepResult", "run_sweep"), "zeroloss.sweep.runner"),
+    **dict.fromkeys(("SweepSpec", "load_sweep_file", "parse_sweep", "parse_sweep_text"), "zeroloss.sweep.spec"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'zeroloss.sweep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SOURCES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))
+
 
 __all__ = [
     "EXECUTORS",
