@@ -23,8 +23,8 @@ from zeroloss.papers.chatterjee2022.claims import (
     median_interval,
     steps_interval,
 )
-from zeroloss.papers.chatterjee2022.experiments import (
-    EXPERIMENT,
+from zeroloss.papers.chatterjee2022.experiments import EXPERIMENT
+from zeroloss.papers.chatterjee2022.runs import (
     FRACTIONS,
     INITS,
     build_net,

@@ -46,10 +46,9 @@ import numpy as np
 import pandas as pd
 
 from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS, Claim, Provenance
+from zeroloss.papers.chatterjee2022.runs import BASELINES, POSITIVE
 
 NAME = "chatterjee2022.init_comparison"
-POSITIVE = ("positive", "positive_uniform")
-BASELINES = ("kaiming", "xavier", "lecun", "torch_default")
 #: "Substantially accelerates": the positive init needs at most this fraction of the median baseline's steps.
 SUBSTANTIAL = 0.5
 #: α_est ≥ α_lb is checked with this relative slack: both are float64 computations of ~10³ operations (relative
