@@ -39,20 +39,24 @@ Examples:
 
 from __future__ import annotations
 
+import math
+
 from zeroloss.activations import ACTIVATIONS
-from zeroloss.errors import BOOLEAN, NONNEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED
+from zeroloss.errors import BOOLEAN, NONNEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule
 from zeroloss.papers.base import Experiment, Spec, register
-from zeroloss.papers.chatterjee2022.claims import claims
-from zeroloss.papers.chatterjee2022.plots import plot
+from zeroloss.papers.chatterjee2022.claims import CONDITIONING, claims
+from zeroloss.papers.chatterjee2022.conditioning import conditioning_claims
+from zeroloss.papers.chatterjee2022.plots import plot, plot_conditioning
 from zeroloss.papers.chatterjee2022.runs import (
     BASELINES,
+    DATA,
     FRACTIONS,
     INITS,
     POSITIVE,
     batch_key,
     run_batch,
 )
-from zeroloss.sweep.checks import declare_checks, list_of, one_of
+from zeroloss.sweep.checks import CHECKS, declare_checks, list_of, one_of
 
 PAPER = "chatterjee2022"
 NAME = "chatterjee2022.init_comparison"
@@ -115,11 +119,13 @@ def estimate_seconds(spec: Spec) -> float:
     flops = 6.0 * spec["n"] * sum(a * b for a, b in zip(fans[:-1], fans[1:], strict=True))
     member_step = COSTS["member_layer_step"] * (len(widths) + 1) + COSTS["flop"] * flops
     positive, baseline = STEPS_GUESS.get((spec["data"], spec["centred"], spec["hidden_bias"]), (1000, 1000))
+    if spec["data"] == "synthetic" or spec.get("whitened"):  # the least-squares count ≈ 5κ(XXᵀ) (κ = 1 whitened)
+        positive = baseline = 5.0 * spec.get("kappa", 1.0) + 10.0
     scale = spec["n"] / 16.0  # κ(XXᵀ), hence the counts, grow with n (a rough guess beyond the measured n = 16)
     if spec["init"] in POSITIVE:
         growth = 1.0 + POSITIVE_DEPTH_GROWTH * (len(widths) - 2) if spec["hidden_bias"] else 1.0
         steps = min(positive * growth * scale, spec["budget"])
-        seconds = steps * ALIVE * member_step + COSTS["certify"]
+        seconds = steps * ALIVE * member_step + (COSTS["certify"] if spec.get("certify", True) else 0.0)
         if spec["certified_step_run"]:
             seconds += min(1.4 * steps, spec["certify_budget"]) * COSTS["probe_step"]
         return seconds
@@ -144,10 +150,59 @@ EXPERIMENT = register(Experiment(
 ))
 
 declare_checks(EXPERIMENT.name, {
-    "data": one_of("digits", "gaussian"), "n": POSITIVE_INT, "d": POSITIVE_INT, "data_seed": SEED, "seed": SEED,
+    "certify": BOOLEAN, "data": one_of("digits", "gaussian"), "n": POSITIVE_INT, "d": POSITIVE_INT,
+    "data_seed": SEED, "seed": SEED,
     "centred": BOOLEAN, "hidden_bias": BOOLEAN, "widths": list_of(POSITIVE_INT, min_length=0),
     "activation": one_of(*ACTIVATIONS), "init": one_of(*POSITIVE, *BASELINES), "radius_fraction": POSITIVE_NUMBER,
     "fractions": list_of(POSITIVE_NUMBER), "budget": POSITIVE_INT, "certify_budget": POSITIVE_INT,
     "target": POSITIVE_NUMBER, "alpha_samples": POSITIVE_INT, "descent_starts": POSITIVE_INT,
     "descent_steps": NONNEGATIVE_INT, "certified_step_run": BOOLEAN,
+})
+
+
+# ------------------------------------------------------------------------------------------ conditioning
+#: A synthetic spectrum's κ(XXᵀ): a finite number ≥ 1.
+KAPPA_CHECK = Rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 1.0,
+                   "must be a number ≥ 1")
+
+
+def conditioning_specs(variants: list[dict], widths: list[int], n: int, seeds: int, budget: int) -> list[Spec]:
+    """Runs of ``chatterjee2022.conditioning``: the net without hidden biases at one shape, every init and seed, on
+    each data variant (``data``, ``centred`` and optionally ``whitened``, ``kappa``); no certificate (the claims
+    here are about step counts; the certificate is init_comparison's)."""
+    return [{"data": "gaussian", "centred": True, **variant, "n": n, "d": 64, "data_seed": 0, "widths": list(widths),
+             "activation": "tanh", "hidden_bias": False, "init": init, "seed": seed, "radius_fraction": 0.5,
+             "fractions": FRACTIONS, "budget": budget, "target": 1e-6, "certify": False,
+             "certified_step_run": False}
+            for variant in variants for init in INITS for seed in range(seeds)]
+
+
+#: Data variants by κ(XXᵀ) at n = 16: whitened (1), Gaussian centred (5.6), digits centred (48.7), Gaussian
+#: uncentred (53.5), digits uncentred (700), and synthetic spectra.
+CONDITIONING_VARIANTS = {
+    "tiny": [{"data": "digits", "whitened": True}, {"data": "gaussian"}, {"data": "synthetic", "kappa": 20.0},
+             {"data": "gaussian", "centred": False}, {"data": "synthetic", "kappa": 150.0}],
+    "paper": [{"data": "digits", "whitened": True}, {"data": "gaussian", "whitened": True}, {"data": "gaussian"},
+              {"data": "digits"}, {"data": "gaussian", "centred": False}, {"data": "digits", "centred": False},
+              *({"data": "synthetic", "kappa": k} for k in (3.0, 30.0, 300.0, 3000.0))],
+}
+
+CONDITIONING_EXPERIMENT = register(Experiment(
+    name=CONDITIONING, paper=PAPER,
+    description="Issue 20's finding made an experiment: without hidden biases the positive initialisation is GD on "
+                "least squares in x (docs/theory.md §2.5), so its step count is set by the data. One net (tanh, "
+                "widths 16, 16, no hidden biases), the six initialisations of init_comparison at their best steps, on "
+                "data whose κ(XXᵀ) runs from 1 (whitened) to thousands (uncentred digits, synthetic spectra); the "
+                "positive/baseline step ratio against κ(XXᵀ), and each positive count against its least-squares "
+                "count.",
+    specs={
+        "tiny": conditioning_specs(CONDITIONING_VARIANTS["tiny"], [16, 16], n=16, seeds=1, budget=3000),
+        "paper": conditioning_specs(CONDITIONING_VARIANTS["paper"], [16, 16], n=16, seeds=3, budget=40000),
+    },
+    run_batch=run_batch, plot=plot_conditioning, claims=conditioning_claims, batch_key=batch_key,
+    estimate_seconds=estimate_seconds,
+))
+
+declare_checks(CONDITIONING, {
+    **CHECKS[NAME], "data": one_of(*DATA), "whitened": BOOLEAN, "kappa": KAPPA_CHECK, "certify": BOOLEAN,
 })

@@ -165,8 +165,30 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     X, y = X.to(dev), y.to(dev)
     built = [build_net(spec, X, y, dev) for spec in specs]
     found = best_steps([net for net, _ in built], X, y, list(first["fractions"]), first["budget"], first["target"])
-    return [_output(spec, net, info, res, X, y, data_facts)
+    return [_output(spec, net, info, res, X, y, {**data_facts, **_least_squares_step_run(spec, net, info, res, X, y,
+                                                                                         ls)})
             for spec, (net, info), res in zip(specs, built, found, strict=True)]
+
+
+#: Activations with σ(0) = 0 among the certificate's: with them (and no hidden biases) the positive init reduces to
+#: least squares in x (docs/theory.md §2.5).
+ZERO_AT_ZERO = ("tanh", "erf")
+
+
+def reduces(spec: Spec) -> bool:
+    """The positive init of this spec is GD on least squares in x (docs/theory.md §2.5)."""
+    return spec["init"] in POSITIVE and not spec["hidden_bias"] and spec["activation"] in ZERO_AT_ZERO
+
+
+def _least_squares_step_run(spec: Spec, net: FeedForward, info: dict, res: BestStep, X, y, ls) -> dict:
+    """For a positive run that reduces to least squares: GD from its w₀ at the least-squares problem's best grid
+    point (φ × its own 2/λ_max(Θ(w₀))), up to the budget; the first step at F ≤ target·F(w₀) (None if never)."""
+    if not reduces(spec) or ls.best_fraction is None:
+        return {}
+    run = train_gd(net.member(0), X, y, lr=ls.best_fraction * res.lr_limit, steps=spec["budget"],
+                   target_loss=spec["target"] * float(info["f0"][0]) / 2.0, probes=[], progress=False,
+                   check_step=False)
+    return {"ls_step_run_steps": run.reached_target_at.get(0)}
 
 
 def thin_curve(curve: np.ndarray, points: int = CURVE_POINTS) -> list[tuple[int, float]]:
