@@ -47,6 +47,11 @@ from zeroloss.papers.base import Experiment, Spec, register
 from zeroloss.papers.chatterjee2022.claims import CONDITIONING, claims
 from zeroloss.papers.chatterjee2022.conditioning import conditioning_claims
 from zeroloss.papers.chatterjee2022.plots import plot, plot_conditioning
+from zeroloss.papers.chatterjee2022.probability_claims import NAME as PROBABILITY
+from zeroloss.papers.chatterjee2022.probability_claims import claims as probability_claims
+from zeroloss.papers.chatterjee2022.probability_claims import plot as probability_plot
+from zeroloss.papers.chatterjee2022.probability_runs import POSITIVE_LAW as PROBABILITY_POSITIVE
+from zeroloss.papers.chatterjee2022.probability_runs import run_batch as probability_run_batch
 from zeroloss.papers.chatterjee2022.runs import (
     BASELINES,
     DATA,
@@ -205,4 +210,36 @@ CONDITIONING_EXPERIMENT = register(Experiment(
 
 declare_checks(CONDITIONING, {
     **CHECKS[NAME], "data": one_of(*DATA), "whitened": BOOLEAN, "kappa": KAPPA_CHECK, "certify": BOOLEAN,
+})
+
+
+# ------------------------------------------------------------------------------------------ criterion probability
+def probability_specs(widths: list[int], trials: int, boundary_width: int, samples: int, descent: int) -> list[Spec]:
+    """Runs of ``chatterjee2022.criterion_probability``: each law × activation (σ(0) = 0: tanh; σ(0) ≠ 0: softplus)
+    × width at n = 16 ≤ d = 64, and at one width n = 80 > d (the boundary)."""
+    return [{"law": law, "width": w, "activation": act, "n": n, "d": 64, "trials": trials, "seed": 0,
+             "radii": [0.1, 0.3, 1.0, 3.0], "samples": samples, "descent_starts": 1, "descent_steps": descent}
+            for law in ("lecun", PROBABILITY_POSITIVE) for act in ("tanh", "softplus")
+            for w, n in [*((w, 16) for w in widths), (boundary_width, 80)]]
+
+
+PROBABILITY_EXPERIMENT = register(Experiment(
+    name=PROBABILITY, paper=PAPER,
+    description="The paper's probabilistic corollary, P(linear convergence) ≥ P(criterion holds), as the certified "
+                "proportion of independent random draws (Wilson interval) against width: LeCun's Gaussian law and "
+                "Chatterjee's positive init with random hidden weights, for tanh (σ(0) = 0) and softplus (σ(0) ≠ 0), "
+                "n = 16 ≤ d = 64, and n = 80 > d, where the certificate must refuse.",
+    specs={
+        "tiny": probability_specs([2, 16], trials=8, boundary_width=4, samples=4, descent=5),
+        "paper": probability_specs([2, 4, 8, 16, 32, 64, 128], trials=32, boundary_width=16, samples=16,
+                                   descent=20),
+    },
+    run_batch=probability_run_batch, plot=probability_plot, claims=probability_claims,
+))
+
+declare_checks(PROBABILITY, {
+    "law": one_of("lecun", "kaiming", "xavier", "gaussian", "torch_default", PROBABILITY_POSITIVE),
+    "width": POSITIVE_INT, "activation": one_of(*ACTIVATIONS), "n": POSITIVE_INT, "d": POSITIVE_INT,
+    "trials": POSITIVE_INT, "seed": SEED, "radii": list_of(POSITIVE_NUMBER), "samples": NONNEGATIVE_INT,
+    "descent_starts": NONNEGATIVE_INT, "descent_steps": NONNEGATIVE_INT,
 })
