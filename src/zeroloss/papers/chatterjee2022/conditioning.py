@@ -63,14 +63,14 @@ def kappa_trend_claim(runs: pd.DataFrame, experiment: str) -> list[Claim]:
     observed = table.dropna(subset=["ratio_best"])
     points = observed["kappa_xx"].nunique()
     rho = p = math.nan
-    if points >= 2:
+    if points >= 2 and observed["ratio_best"].nunique() > 1:
         res = stats.spearmanr(observed["kappa_xx"], observed["ratio_best"], alternative="greater")
         rho, p = float(res.statistic), float(res.pvalue)
     if len(observed) < len(table):
         verdict, reason = INCONCLUSIVE, f"{len(table) - len(observed)} of {len(table)} problems have a censored count"
     elif points < TREND_MIN_POINTS:
         verdict, reason = INCONCLUSIVE, f"{points} distinct κ(XXᵀ), fewer than {TREND_MIN_POINTS}"
-    elif rho <= 0:
+    elif math.isnan(rho) or rho <= 0:  # NaN: a constant ratio (or constant κ), which does not rise either
         verdict, reason = FAIL, ""
     elif p < TREND_LEVEL:
         verdict, reason = PASS, ""
