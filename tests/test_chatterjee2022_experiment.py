@@ -24,6 +24,7 @@ from zeroloss.papers.chatterjee2022.claims import (
     steps_interval,
 )
 from zeroloss.papers.chatterjee2022.experiments import EXPERIMENT
+from zeroloss.papers.chatterjee2022.plots import plot
 from zeroloss.papers.chatterjee2022.runs import (
     FRACTIONS,
     INITS,
@@ -32,7 +33,6 @@ from zeroloss.papers.chatterjee2022.runs import (
     radius_of,
     run_batch,
 )
-from zeroloss.papers.chatterjee2022.plots import plot
 from zeroloss.papers.chatterjee2022.search import best_steps
 
 # ------------------------------------------------------------------------------------------- the search
