@@ -223,7 +223,7 @@ def test_reduced_comparison_runs_certifies_and_plots():
     assert len(found) == 8 and all(c.provenance is not None for c in found)
     # the reduction to least squares, measured on real runs: both positive laws, to the step
     reduction = next(c for c in found if "least squares" in c.claim)
-    assert reduction.verdict == PASS and reduction.measured == "2/2 equal", reduction.details
+    assert reduction.verdict == PASS and reduction.measured == "4/4 equal", reduction.details  # 2 laws × 2 seeds
     figures = plot(df)
     assert set(figures) == {"loss curves"}  # one width: no width or depth sweep to draw
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures.values())
