@@ -1,12 +1,18 @@
-"""Chatterjee (2022): does the positive initialisation accelerate gradient descent? (docs/theory.md §2.4)
+"""Chatterjee (2022): the registered experiments — init_comparison, conditioning, criterion_probability.
+
+``chatterjee2022.init_comparison`` asks: does the positive initialisation accelerate gradient descent?
+(docs/theory.md §2.4). ``chatterjee2022.conditioning`` shows what decides it without hidden biases: κ(XXᵀ)
+(docs/theory.md §2.5). ``chatterjee2022.criterion_probability`` is the probabilistic corollary against width
+(docs/theory.md §2.6). The runs are in :mod:`~zeroloss.papers.chatterjee2022.runs` and
+:mod:`~zeroloss.papers.chatterjee2022.probability_runs` (their code sets the stored runs' result versions).
 
 The paper reports that its positive initialisation "can substantially accelerate optimization relative to
 standard random initializations at the same width"; its settings are not available, so this comparison is ours,
 designed so that neither the step size nor the budget decides it:
 
 - **Two networks.** :class:`~zeroloss.nets.FeedForward` (tanh, output bias c) *with* trainable hidden biases b_ℓ —
-  the network of docs/theory.md §2.2, i.e. the theorem's — and *without* them. Which one the paper's experiment
-  used is not known. Under the positive init (W₁ = 0) the hidden biases receive the same large gradients as W₁ and
+  the network of docs/theory.md §2.2 as written here — and *without* them. Which one the paper's experiment used is
+  not known (the available text does not make either "the theorem's"). Under the positive init (W₁ = 0) the hidden biases receive the same large gradients as W₁ and
   add a stiff, rank-one direction to Θ(w₀) (every input has the same δ at W₁ = 0), which caps the usable step.
 - **Six initialisations at the same width and depth.** ``positive`` (hidden weights the constant 1/fan_in: every
   seed is the same net and the units of a layer stay identical), ``positive_uniform`` (hidden weights drawn from
@@ -14,19 +20,21 @@ designed so that neither the step size nor the budget decides it:
   r = ``radius_fraction`` × the smallest possible hidden weight; baselines ``kaiming``, ``xavier``, ``lecun`` and
   ``torch_default`` (:mod:`zeroloss.nets.laws`).
 - **Each initialisation at its best step.** The grid is ``fractions`` × 2/λ_max(Θ(w₀)) of the run's own w₀
-  (:mod:`.chatterjee2022_search`): ratio √2 from 1/64 to 4 times the linear stability limit. The best step is the
+  (:mod:`~zeroloss.papers.chatterjee2022.search`): ratio √2 from 1/64 to 4 times the linear stability limit. The best step is the
   one that reaches F ≤ ``target``·F(w₀) in the fewest steps; a run with no grid point there within ``budget``
   steps is *censored*.
 - **Data, n ≤ d = 64.** Gaussian points (N(0, I), "centred", and N(1, I), "uncentred", both projected onto the
   sphere) with random ±1 labels, and scikit-learn's 8×8 digits (parity labels) as shipped ("uncentred") and minus
-  the mean of all 1 797 normalised images ("centred"), re-normalised; κ(XXᵀ) is reported (the positive init's
-  dynamics are those of a linear model in XXᵀ, so κ(XXᵀ) sets its speed).
+  the mean of all 1 797 normalised images ("centred"), re-normalised; κ(XXᵀ) is reported (without hidden biases
+  the positive init's dynamics are GD on least squares in x, so κ(XXᵀ) sets its speed: docs/theory.md §2.5).
 - **Widths 2 … 64 at depth 2, depths 2 … 6 at one width**, several seeds.
 - **The certificate** of every positive run (proven α lower bound, α and β estimates) and a second GD run at the
   certificate's own step, checked against the ball and the rate 1 − ηα_lb/2 at every step.
 
 Steps are compared, not seconds: every initialisation of one architecture costs the same per step. The claims and
-their decision rules are in :mod:`.chatterjee2022_claims`, the figures in :mod:`.chatterjee2022_plots`.
+their decision rules are in :mod:`~zeroloss.papers.chatterjee2022.claims` (the conditioning ones in
+:mod:`~zeroloss.papers.chatterjee2022.conditioning`, the corollary's in
+:mod:`~zeroloss.papers.chatterjee2022.probability_claims`), the figures in :mod:`~zeroloss.papers.chatterjee2022.plots`.
 
 F = Σ(u − y)² = 2L (train_gd's L = ½Σ(u − y)²): ratios F_k/F_0 = L_k/L_0, and a GD step η on F is lr = 2η.
 
@@ -141,8 +149,8 @@ EXPERIMENT = register(Experiment(
     description="Chatterjee's positive initialisation (certified output scale; hidden weights constant or uniform) "
                 "against Kaiming, Xavier, LeCun and PyTorch's default at the same width and depth, tanh, full-batch "
                 "GD on the squared loss, n ≤ d = 64 (Gaussian points and digits, centred and uncentred), with "
-                "hidden biases (the network of the theorem, docs/theory.md §2.2) and without them (which one the "
-                "paper's experiment used is not known). Each initialisation at its best step of a grid placed "
+                "hidden biases b_ℓ (the network of docs/theory.md §2.2 as written here) and without them (which one "
+                "the paper's experiment used is not known). Each initialisation at its best step of a grid placed "
                 "relative to its own stability limit 2/λ_max(Θ(w₀)); steps to F ≤ 1e-6·F(w₀), censored runs "
                 "reported as such; the positive runs' certificates checked by a second run at the certified step.",
     specs={
