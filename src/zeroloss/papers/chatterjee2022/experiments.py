@@ -12,17 +12,18 @@ designed so that neither the step size nor the budget decides it:
 
 - **Two networks.** :class:`~zeroloss.nets.FeedForward` (tanh, output bias c) *with* trainable hidden biases b_ℓ —
   the network of docs/theory.md §2.2 as written here — and *without* them. Which one the paper's experiment used is
-  not known (the available text does not make either "the theorem's"). Under the positive init (W₁ = 0) the hidden biases receive the same large gradients as W₁ and
-  add a stiff, rank-one direction to Θ(w₀) (every input has the same δ at W₁ = 0), which caps the usable step.
+  not known (the available text does not make either "the theorem's"). Under the positive init (W₁ = 0) the hidden
+  biases receive the same large gradients as W₁ and add a stiff, rank-one direction to Θ(w₀) (every input has the
+  same δ at W₁ = 0), which caps the usable step.
 - **Six initialisations at the same width and depth.** ``positive`` (hidden weights the constant 1/fan_in: every
   seed is the same net and the units of a layer stay identical), ``positive_uniform`` (hidden weights drawn from
   U[½, 3⁄2]/fan_in: seeds differ, units differ), both with the certified output scale M at radius
   r = ``radius_fraction`` × the smallest possible hidden weight; baselines ``kaiming``, ``xavier``, ``lecun`` and
   ``torch_default`` (:mod:`zeroloss.nets.laws`).
 - **Each initialisation at its best step.** The grid is ``fractions`` × 2/λ_max(Θ(w₀)) of the run's own w₀
-  (:mod:`~zeroloss.papers.chatterjee2022.search`): ratio √2 from 1/64 to 4 times the linear stability limit. The best step is the
-  one that reaches F ≤ ``target``·F(w₀) in the fewest steps; a run with no grid point there within ``budget``
-  steps is *censored*.
+  (:mod:`~zeroloss.papers.chatterjee2022.search`): ratio √2 from 1/64 to 4 times the linear stability limit. The
+  best step is the one that reaches F ≤ ``target``·F(w₀) in the fewest steps; a run with no grid point there
+  within ``budget`` steps is *censored*.
 - **Data, n ≤ d = 64.** Gaussian points (N(0, I), "centred", and N(1, I), "uncentred", both projected onto the
   sphere) with random ±1 labels, and scikit-learn's 8×8 digits (parity labels) as shipped ("uncentred") and minus
   the mean of all 1 797 normalised images ("centred"), re-normalised; κ(XXᵀ) is reported (without hidden biases

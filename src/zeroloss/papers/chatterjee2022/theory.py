@@ -8,8 +8,9 @@ Then gradient flow stays in B(w₀, r) and F(w(t)) ≤ e^{−αt}F(w₀); gradie
 η ≤ min(1/β, 2(1 − √ρ)/β), ρ = 4F(w₀)/(r²α), β ≥ ‖∇²F‖ on B(w₀, 2r), contracts F by 1 − ηα/2 per step and stays
 in the ball ([derived], docs/theory.md §2.1). :func:`certify` says plainly what is proven and what is estimated:
 
-- **proven**: the first-layer lower bound on α (docs/theory.md §2.3, [derived]; :mod:`~zeroloss.papers.chatterjee2022.bounds`) for a
-  :class:`~zeroloss.nets.FeedForward` whose hidden and output weights exceed r (the positive initialisation), and
+- **proven**: the first-layer lower bound on α (docs/theory.md §2.3, [derived];
+  :mod:`~zeroloss.papers.chatterjee2022.bounds`) for a :class:`~zeroloss.nets.FeedForward` whose hidden and output
+  weights exceed r (the positive initialisation), and
   the verdict 4F(w₀) < r²α_lb;
 - **estimated**: α by sampling and descent in the ball, β by Lanczos on Hessian-vector products
   (:mod:`zeroloss.pl_estimates`), hence the step size (β is always an estimate).
