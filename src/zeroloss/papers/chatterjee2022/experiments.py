@@ -232,6 +232,27 @@ def probability_specs(widths: list[int], trials: int, boundary_width: int, sampl
             for w, n in [*((w, 16) for w in widths), (boundary_width, 80)]]
 
 
+#: CPU seconds per certificate (one draw, one radius): a fixed part plus a part per gradient evaluation of the α
+#: estimate (samples + descent starts × steps), growing with the width; timed at tiny scale on the shared machine
+#: under load (12 runs, 6 s), so ± 50 %. A run past n > d is refused before any certificate.
+PROBABILITY_COSTS = {"certificate": 0.02, "gradient": 0.004, "width_scale": 64.0}
+
+
+def probability_seconds(spec: Spec) -> float:
+    """Seconds one ``criterion_probability`` run takes (see :data:`PROBABILITY_COSTS`).
+
+    Examples:
+        >>> 0 < probability_seconds(PROBABILITY_EXPERIMENT.specs["tiny"][0]) < 10
+        True
+    """
+    if spec["n"] > spec["d"]:
+        return 0.05
+    radii = 1 if spec["law"] == PROBABILITY_POSITIVE else len(spec["radii"])
+    c = PROBABILITY_COSTS
+    per = c["certificate"] + c["gradient"] * (spec["samples"] + spec["descent_starts"] * spec["descent_steps"])
+    return spec["trials"] * radii * per * (1.0 + spec["width"] / c["width_scale"])
+
+
 PROBABILITY_EXPERIMENT = register(Experiment(
     name=PROBABILITY, paper=PAPER,
     description="The paper's probabilistic corollary, P(linear convergence) ≥ P(criterion holds), as the certified "
@@ -244,6 +265,7 @@ PROBABILITY_EXPERIMENT = register(Experiment(
                                    descent=20),
     },
     run_batch=probability_run_batch, plot=probability_plot, claims=probability_claims,
+    estimate_seconds=probability_seconds,
 ))
 
 declare_checks(PROBABILITY, {
