@@ -85,6 +85,12 @@ def test_reduction_claim_negative_controls(net, ls, bias, verdict):
     assert claim.verdict == verdict and (verdict == INCONCLUSIVE) == bool(claim.reason)
 
 
+def test_reduction_claim_without_the_least_squares_step_runs_is_inconclusive():
+    runs = _reduced_runs([19, 19, 19], [19, 19, 19]).drop(columns="ls_step_run_steps")
+    claim = reduction_claim(runs)[0]
+    assert claim.verdict == INCONCLUSIVE and "older version" in claim.reason
+
+
 def test_reduction_claim_fails_on_the_biased_nets_counts():
     """The with-bias net's counts (346…) labelled as a reduced net: FAIL — the claim is not built to pass."""
     runs = _reduced_runs([346, 348, 400], [19, 19, 19], bias=True).assign(hidden_bias=False)

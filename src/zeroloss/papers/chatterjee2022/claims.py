@@ -348,6 +348,8 @@ def reduction_claim(runs: pd.DataFrame, experiment: str = NAME) -> list[Claim]:
     equal_other = sum(1 for a, b in contrast if b is not None and a == b)
     if reduced.empty:
         verdict, reason = INCONCLUSIVE, "no positive run without hidden biases and σ(0) = 0 in the results"
+    elif "ls_step_run_steps" not in reduced or reduced["ls_step_run_steps"].isna().all():
+        verdict, reason = INCONCLUSIVE, "no run at the least-squares step recorded (results of an older version)"
     elif differ:
         verdict, reason = FAIL, ""
     elif unknown:
