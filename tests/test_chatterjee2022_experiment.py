@@ -197,6 +197,7 @@ def test_certificate_claims_are_inconclusive_without_certificates():
 # ----------------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_reduced_comparison_runs_certifies_and_plots():
     """Gaussian points, no hidden biases, one width, two seeds: structure, not speed-up, is tested."""
     specs = [dict(s, n=8, budget=400, certify_budget=400, alpha_samples=4, descent_steps=4)

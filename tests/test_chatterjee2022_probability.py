@@ -47,6 +47,7 @@ def test_gaussian_claim_negative_controls():
     assert "by construction" in gaussian_claim(pd.DataFrame([_row(law="lecun", certified=0)]))[0].details
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_real_runs_refuse_past_the_boundary_and_certify_the_positive_law_with_softplus():
     specs = [{"law": law, "width": 4, "activation": act, "n": n, "d": 16, "trials": 3, "seed": 0, "radii": [0.3],
               "samples": 2, "descent_starts": 0, "descent_steps": 0}

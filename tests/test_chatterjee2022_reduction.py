@@ -21,6 +21,7 @@ from zeroloss.papers.chatterjee2022.runs import FRACTIONS, INITS, build_net, exp
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_theta_at_the_positive_init_is_least_squares_in_x_plus_the_intercept():
     """Θ(w₀) = ‖δ‖²XXᵀ + 11ᵀ without hidden biases (docs/theory.md §2.5), to round-off; not with them."""
     X, y = experiment_data("gaussian", False, 8, 16)
@@ -186,6 +187,7 @@ def test_kappa_trend_claim_negative_controls(ratios, kappas, censor, verdict):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
 def test_conditioning_batch_runs_reduces_and_plots():
     """Two tiny conditioning batches (whitened digits, a synthetic spectrum), seed 0, reduced budget."""
     specs = [dict(s, n=8, budget=600) for s in CONDITIONING_EXPERIMENT.specs["tiny"]
