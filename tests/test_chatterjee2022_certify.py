@@ -12,8 +12,8 @@ from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.errors import ZerolossInputError
 from zeroloss.nets import FeedForward
-from zeroloss.papers.chatterjee2022.experiments import run_certified_gd
 from zeroloss.papers.chatterjee2022.init import initialise
+from zeroloss.papers.chatterjee2022.runs import run_certified_gd
 from zeroloss.papers.chatterjee2022.theory import (
     Certificate,
     binomial_interval,

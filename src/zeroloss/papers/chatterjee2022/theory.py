@@ -8,11 +8,12 @@ Then gradient flow stays in B(w₀, r) and F(w(t)) ≤ e^{−αt}F(w₀); gradie
 η ≤ min(1/β, 2(1 − √ρ)/β), ρ = 4F(w₀)/(r²α), β ≥ ‖∇²F‖ on B(w₀, 2r), contracts F by 1 − ηα/2 per step and stays
 in the ball ([derived], docs/theory.md §2.1). :func:`certify` says plainly what is proven and what is estimated:
 
-- **proven**: the first-layer lower bound on α (docs/theory.md §2.3, [derived]; :mod:`.chatterjee_bounds`) for a
-  :class:`~zeroloss.nets.FeedForward` whose hidden and output weights exceed r (the positive initialisation), and
+- **proven**: the first-layer lower bound on α (docs/theory.md §2.3, [derived];
+  :mod:`~zeroloss.papers.chatterjee2022.bounds`) for a :class:`~zeroloss.nets.FeedForward` whose hidden and output
+  weights exceed r (the positive initialisation), and
   the verdict 4F(w₀) < r²α_lb;
 - **estimated**: α by sampling and descent in the ball, β by Lanczos on Hessian-vector products
-  (:mod:`.chatterjee_estimates`), hence the step size (β is always an estimate).
+  (:mod:`zeroloss.pl_estimates`), hence the step size (β is always an estimate).
 
 Everything here is a function of a given net and of measured quantities: :func:`trajectory_check` compares a
 trajectory that was run elsewhere (losses and distances) with a certificate, and :func:`criterion_probability`
@@ -142,9 +143,9 @@ def certify(
         member: which member (default 0).
         certificate: check the theory's assumptions and try the certified bound (raises when they fail);
             False gives estimates only.
-        samples, descent_starts, descent_steps: α estimate (see :func:`~.chatterjee_estimates.estimate_alpha`).
+        samples, descent_starts, descent_steps: α estimate (see :func:`~zeroloss.pl_estimates.estimate_alpha`).
         beta: estimate β (Lanczos) and the step size; False skips both.
-        beta_points, lanczos_steps: β estimate (see :func:`~.chatterjee_estimates.estimate_beta`).
+        beta_points, lanczos_steps: β estimate (see :func:`~zeroloss.pl_estimates.estimate_beta`).
         seed: seed of the sampling.
 
     Raises:
