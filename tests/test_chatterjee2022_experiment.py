@@ -28,8 +28,8 @@ from zeroloss.papers.chatterjee2022.plots import plot
 from zeroloss.papers.chatterjee2022.runs import (
     FRACTIONS,
     INITS,
-    build_net,
     experiment_data,
+    initialised_net,
     radius_of,
     run_batch,
 )
@@ -240,7 +240,7 @@ def test_specs_cover_the_design():
     assert {len(s["widths"]) for s in paper} == {2, 3, 4, 6}
     for s in (s for s in tiny if s["init"].startswith("positive")):  # r below the smallest hidden weight drawn
         X, y = experiment_data(s["data"], s["centred"], s["n"], s["d"], s["data_seed"])
-        net, _ = build_net(s, X, y, torch.device("cpu"))
+        net, _ = initialised_net(s, X, y, torch.device("cpu"))
         hidden = min(float(getattr(net, f"W{ell}").detach().min()) for ell in range(2, net.depth + 1))
         assert radius_of(s) < hidden
 

@@ -15,7 +15,7 @@ from zeroloss.papers.chatterjee2022.claims import claims, problem_key, reduction
 from zeroloss.papers.chatterjee2022.conditioning import conditioning_claims, kappa_trend_claim
 from zeroloss.papers.chatterjee2022.experiments import CONDITIONING_EXPERIMENT
 from zeroloss.papers.chatterjee2022.reduction import least_squares_steps
-from zeroloss.papers.chatterjee2022.runs import FRACTIONS, INITS, build_net, experiment_data, run_batch
+from zeroloss.papers.chatterjee2022.runs import FRACTIONS, INITS, experiment_data, initialised_net, run_batch
 
 # ------------------------------------------------------------------------------- the reduction itself
 
@@ -28,7 +28,7 @@ def test_theta_at_the_positive_init_is_least_squares_in_x_plus_the_intercept():
     for bias, expect_exact in ((False, True), (True, False)):
         spec = {"widths": [6, 6], "activation": "tanh", "seed": 0, "hidden_bias": bias, "init": "positive_uniform",
                 "radius_fraction": 0.5}
-        net, _ = build_net(spec, X, y, torch.device("cpu"))
+        net, _ = initialised_net(spec, X, y, torch.device("cpu"))
         theta = gram(net, X, "all")[0].double()
         xx = X @ X.T
         delta2 = float((theta.trace() - 8) / xx.trace())

@@ -130,7 +130,8 @@ def radius_of(spec: Spec) -> float:
     return spec["radius_fraction"] * (0.5 if spec["init"] == "positive_uniform" else 1.0) / fan
 
 
-def build_net(spec: Spec, X: torch.Tensor, y: torch.Tensor, device: torch.device) -> tuple[FeedForward, dict]:
+def initialised_net(spec: Spec, X: torch.Tensor, y: torch.Tensor,
+                    device: torch.device) -> tuple[FeedForward, dict]:
     """The run's single-member net, initialised (float64); returns it and the init's facts."""
     net = FeedForward(X.shape[1], list(spec["widths"]), spec["activation"], 1, spec["seed"], torch.float64, device,
                       bias=spec["hidden_bias"], output_bias=True, init=None)
@@ -163,7 +164,7 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
     data_facts = {"lambda_min_xx": lam_min_xx, "kappa_xx": lam_max_xx / lam_min_xx,
                   "ls_steps_to_target": ls.steps_to_target, "ls_best_fraction": ls.best_fraction}
     X, y = X.to(dev), y.to(dev)
-    built = [build_net(spec, X, y, dev) for spec in specs]
+    built = [initialised_net(spec, X, y, dev) for spec in specs]
     found = best_steps([net for net, _ in built], X, y, list(first["fractions"]), first["budget"], first["target"])
     return [_output(spec, net, info, res, X, y, {**data_facts, **_least_squares_step_run(spec, net, info, res, X, y,
                                                                                          ls)})
