@@ -6,6 +6,7 @@ Import them as ``from helpers import ...`` (pytest puts this folder on ``sys.pat
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,23 @@ def tree_bytes(root: Path) -> dict[str, bytes | None]:
 def loss_output(values, **summary) -> RunOutput:
     """A run's output whose metrics are the loss ``values`` at steps 0, 1, …, with ``summary``."""
     return RunOutput(pd.DataFrame({"step": np.arange(len(values)), "metric": "loss", "value": values}), summary)
+
+
+def child_pids(parent: int, needle: bytes) -> list[int]:
+    """Pids of the live processes whose parent is ``parent`` (any parent when < 0) and whose command line contains
+    ``needle`` (``b"spawn_main"``: a spawn-context pool worker, not the resource tracker)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if (parent < 0 or int(stat.rsplit(")", 1)[1].split()[1]) == parent) and needle in cmdline:
+            pids.append(int(entry))
+    return pids
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:

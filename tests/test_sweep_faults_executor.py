@@ -21,7 +21,7 @@ import pytest
 
 import fake_experiment
 from fake_experiment import NAME
-from helpers import run_values
+from helpers import child_pids, run_values
 from zeroloss.store import run_id
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import MAX_ATTEMPTS, ProcessExecutor
@@ -31,19 +31,7 @@ pytestmark = pytest.mark.usefixtures("fake_registered")
 
 def _pool_workers(parent: int) -> list[int]:
     """Pids of the spawn-context pool workers whose parent is ``parent`` (not the resource tracker)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in cmdline:
-            pids.append(int(entry))
-    return pids
+    return child_pids(parent, b"spawn_main")
 
 
 def _alive(pid: int) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import child_pids
 from zeroloss.data import sphere_data
 from zeroloss.tiles import kernel_job, open_kernel
 
@@ -45,19 +46,6 @@ def _done(out: Path) -> int:
     return len([p for p in records.iterdir() if p.suffix == ".json"]) if records.is_dir() else 0
 
 
-def _children(parent: int, needle: bytes) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if (parent < 0 or int(stat.rsplit(")", 1)[1].split()[1]) == parent) and needle in cmdline:
-            pids.append(int(entry))
-    return pids
 
 
 def _env() -> dict[str, str]:
@@ -77,7 +65,7 @@ def test_kill_minus_9_of_the_driver_then_the_same_command_finishes_identically(t
     while _done(out) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, f"the job ended before it could be killed: {proc.stderr.read()!r}"
-    workers = _children(proc.pid, b"spawn_main")
+    workers = child_pids(proc.pid, b"spawn_main")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = _done(out)
@@ -101,7 +89,7 @@ def test_a_process_worker_killed_mid_job_is_replaced_and_the_kernel_is_identical
     def kill_one_worker() -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not killed:
-            workers = _children(os.getpid(), b"spawn_main")
+            workers = child_pids(os.getpid(), b"spawn_main")
             if workers and 1 <= _done(out) < TILES - 4:
                 os.kill(workers[0], signal.SIGKILL)
                 killed.append(_done(out))
@@ -142,7 +130,7 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_the_kernel_is_identical(tmp_
     def kill_one_worker() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
-            running = _children(-1, b"ray::run_tile")
+            running = child_pids(-1, b"ray::run_tile")
             if running and 1 <= _done(out) < TILES - 4:
                 os.kill(running[0], signal.SIGKILL)
                 killed.append(_done(out))
