@@ -26,6 +26,8 @@ PUBLIC = [
     # any nn.Module (issue 13): eNTK, linearisation, closed-form kernel predictions, the diagnosis
     "Diagnosis", "KernelPrediction", "Linearized", "Verdict", "WidthSweep", "diagnose", "diagnose_widths", "entk",
     "entk_memory_bytes", "linearize", "predict_gd_mse",
+    # issue 21: the method entk chose; inference with infinite-width kernels
+    "entk_method", "EnsemblePrediction", "GaussianPosterior", "gp_inference", "gradient_descent_mse_ensemble",
 ]
 
 PUBLIC_NETS = [

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zeroloss.errors import choice
+from zeroloss.budget import resolve_budget
+from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.ntk import ensemble, reference, rules, structured
 from zeroloss.ntk.blocks import Plan, assemble
@@ -23,6 +24,7 @@ from zeroloss.ntk.model import (
     FunctionalModel,
     cast_inputs,
     check_inputs,
+    check_per_sample,
     eval_mode,
     group_keys,
     prepare,
@@ -72,9 +74,11 @@ def entk(
         method: ``"structured"``, ``"jacobian"`` (per-sample Jacobians contracted), ``"ntvp"``
             (NTK-vector products), or ``"auto"``; see :mod:`zeroloss.ntk`.
         max_bytes: memory cap in bytes for the whole call (result included); the work is chunked over samples
-            to fit, and a request that cannot fit raises :class:`ZerolossInputError`. None: chunks within
-            :data:`~zeroloss.ntk.memory.DEFAULT_WORK_BYTES` beyond the result. :func:`entk_memory_bytes`
-            states the bytes in advance.
+            to fit, and a request that cannot fit raises :class:`ZerolossInputError` naming ``max_bytes``. None:
+            the budget of :mod:`zeroloss.budget` (``ZEROLOSS_MAX_BYTES``, else half the available memory), with
+            chunks of at most :data:`~zeroloss.ntk.memory.DEFAULT_WORK_BYTES` beyond the result; a request over
+            it is refused before anything is allocated, naming ``x1``. :func:`entk_memory_bytes` states the bytes
+            in advance.
         dtype: computation and result dtype, torch.float64 (default) or torch.float32. TF32 is off throughout.
 
     Returns:
@@ -130,6 +134,40 @@ def entk_memory_bytes(
     return job.plan().bytes
 
 
+def entk_method(
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    *,
+    params=None,
+    outputs: str = "trace",
+    by: str = "total",
+    method: str = "auto",
+    max_bytes: int | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> str:
+    """The method :func:`entk` with the same arguments uses: ``"structured"``, ``"jacobian"`` or ``"ntvp"``.
+
+    With ``method="auto"`` this is the choice described in :mod:`zeroloss.ntk` (the structured rules when their
+    plan fits the budget, the Jacobian method for a model none of whose weights takes the product form, ntvp
+    when nothing else fits and the model supports forward-mode AD); with a named method, that method once it is
+    known to fit. The choice depends only on the arguments and the memory budget, so a call with the same
+    arguments and the same ``max_bytes`` (or the same ``ZEROLOSS_MAX_BYTES``) computes with the method returned.
+    Like :func:`entk_memory_bytes` it measures one sample's forward pass and allocates nothing of the kernel's
+    size; it raises the same one-line errors as :func:`entk` when nothing fits.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> entk_method(nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1)), torch.randn(10, 3))
+        'structured'
+        >>> entk_method(nn.EmbeddingBag(50, 4), torch.randint(0, 50, (10, 3)), max_bytes=600_000)
+        'jacobian'
+    """
+    job = _Job(model, x1, x2, params, outputs, by, method, max_bytes, dtype)
+    return job.plan().method
+
+
 class _Job:
     """One eNTK request: validated arguments, the functional views, the plan, and the computation."""
 
@@ -149,10 +187,14 @@ class _Job:
         self.by = by
         self.method = method
         self.max_bytes = max_bytes
+        # without max_bytes the whole call must fit the budget of zeroloss.budget (ZEROLOSS_MAX_BYTES, else half
+        # the available memory), resolved once so that every method's plan is measured against the same bytes
+        self.ceiling = resolve_budget(None, "max_bytes") if max_bytes is None else None
         self.dtype = dtype
         self.analysis: structured.Analysis | None = None
         self.forms: dict[str, str] | None = None
         with eval_mode(model), no_tf32():
+            check_per_sample(self.views[0], self.x1, self.x2)
             for view in self.views:
                 view.k = probe_outputs(view, self.x1, "x1")
                 if self.x2 is not None:
@@ -190,6 +232,12 @@ class _Job:
         the Jacobian method runs without the hooks, the probe batch and the explicit im2col, so "jacobian" is
         tried first (0.20 s against structured's 0.33 s on the 4-layer CNN of benchmarks/bench_entk.py).
         """
+        if self.method == "ntvp":
+            gap = self._forward_mode_gap()
+            if gap is not None:
+                raise ZerolossInputError(
+                    f"method: 'ntvp' needs forward-mode AD, which the model's op {gap} does not support; use "
+                    "method='structured', 'jacobian' or 'auto'")
         if self.method != "auto":
             return self._plan(self.method)
         order = ["structured", "ntvp"]
@@ -199,11 +247,20 @@ class _Job:
                 order = ["jacobian", "structured", "ntvp"]
         refusals: dict[str, MemoryRefusal] = {}
         for method in order:
+            if method == "ntvp" and self._forward_mode_gap() is not None:
+                continue  # ntvp would fail (an op without forward-mode AD, e.g. nn.EmbeddingBag): never chosen
             try:
                 return self._plan(method)
             except MemoryRefusal as err:
                 refusals[method] = err
         raise refusals["structured"]  # nothing fits: the structured method's refusal says what it needs
+
+    def _forward_mode_gap(self) -> str | None:
+        """None when forward-mode AD runs through the model (one sample, checked once), else the op that stops it."""
+        if not hasattr(self, "_gap"):
+            with eval_mode(self.model), no_tf32():
+                self._gap = reference.forward_mode_gap(self.views[0], self.x1)
+        return self._gap
 
     def _plan(self, method: str) -> Plan:
         fp: Footprint = self.footprint
@@ -228,7 +285,7 @@ class _Job:
             col = row
             per_pair += products
         return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed,
-                           result, self.max_bytes, self.device)
+                           result, self.max_bytes, self.device, self.ceiling)
 
     def _structured_bytes(self) -> tuple[int, int, int]:
         """(factor bytes per sample, product-form bytes per pair, transient bytes per sample) of "structured".

@@ -11,7 +11,8 @@ The statement is a sum of explicit terms, each an upper estimate (itemsize = byt
 
 :func:`plan_chunks` adds them up for a chunk of c samples — keeping every sample's factors when they fit, else
 recomputing column factors — and picks the largest c that fits ``max_bytes`` (or, without ``max_bytes``, the working
-budget :data:`DEFAULT_WORK_BYTES` on top of the result); it says so in one line when even c = 1 does not fit.
+budget :data:`DEFAULT_WORK_BYTES` on top of the result, the whole within the budget of :mod:`zeroloss.budget`:
+``ZEROLOSS_MAX_BYTES`` or half the available memory); it says so in one line when even c = 1 does not fit.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
+from zeroloss.budget import ENV_VAR, Budget, resolve_budget
 from zeroloss.errors import ZerolossInputError
 from zeroloss.ntk.blocks import Plan
 from zeroloss.ntk.model import FunctionalModel
 
-#: Working memory (beyond the result) used for chunks when ``max_bytes`` is None, per device type. 4 GiB on the
+#: Working memory (beyond the result) used for chunks when ``max_bytes`` is None, per device type (the whole call
+#: must still fit the budget of :mod:`zeroloss.budget`). 4 GiB on the
 #: CPU keeps a CIFAR ResNet-18 kernel of 32 samples (k = 10, float32) in one chunk (its factors stated 4.0 GiB
 #: in all); at 1 GiB it took chunks of 6 samples and recomputed column factors 15 times.
 DEFAULT_WORK_BYTES = {"cpu": 4 << 30, "cuda": 8 << 30}
@@ -106,8 +109,15 @@ def plan_chunks(
     result: int,
     max_bytes: int | None,
     device: torch.device,
+    ceiling: Budget | None = None,
 ) -> Plan:
     """The plan whose stated memory fits the budget, with the largest chunks; see the module docstring.
+
+    The budget is ``max_bytes`` when given. Without it, the whole call must fit ``ceiling`` — the budget of
+    :mod:`zeroloss.budget` (``ZEROLOSS_MAX_BYTES``, else half the available memory; resolved here when None) — and
+    the chunks use at most :data:`DEFAULT_WORK_BYTES` beyond the result and the parameter copies. A request that
+    does not fit is refused in one line before anything is allocated, naming ``max_bytes`` when it was given and
+    the inputs ``x1`` (their number of samples) otherwise.
 
     Per sample: ``row_factor`` / ``col_factor`` bytes of factors kept for a sample of x1 / x2 (for a square kernel
     the row factors serve as column factors), ``transient`` bytes while a chunk's factors are computed; per pair of
@@ -121,9 +131,11 @@ def plan_chunks(
         ok = isinstance(max_bytes, int) and not isinstance(max_bytes, bool) and max_bytes > 0
         if not ok:
             raise ZerolossInputError(f"max_bytes: must be a positive integer (bytes) or None, got {max_bytes!r}")
-        budget = max_bytes
+        budget, source, field = max_bytes, "set by max_bytes", "max_bytes"
     else:
-        budget = fixed + result + DEFAULT_WORK_BYTES.get(device.type, DEFAULT_WORK_BYTES["cpu"])
+        ceiling = ceiling if ceiling is not None else resolve_budget(None, "max_bytes")
+        work = DEFAULT_WORK_BYTES.get(device.type, DEFAULT_WORK_BYTES["cpu"])
+        budget, source, field = min(ceiling.bytes, fixed + result + work), ceiling.source, "x1"
     free = budget - fixed - result
     n = max(n1, n2)
     kept = n1 * row_factor + (0 if square else n2 * col_factor)
@@ -135,10 +147,12 @@ def plan_chunks(
     c = _largest_chunk(free, per_sample, per_pair, n)
     if c < 1:
         need_one = fixed + result + per_sample + per_pair
+        size = f"{n1} x {n2} samples" if not square else f"{n1} samples"
         raise MemoryRefusal(
-            f"max_bytes: {method} needs at least {_gib(need_one)} ({_gib(result)} for the result, "
-            f"{_gib(fixed)} for parameter copies, {_gib(per_sample)} per sample of a chunk), got {_gib(max_bytes)}; "
-            "raise max_bytes, or ask for less (fewer samples, outputs='trace', by='total', fewer params)"
+            f"{field}: {method} needs at least {_gib(need_one)} for the eNTK of {size} "
+            f"({_gib(result)} for the result, {_gib(fixed)} for parameter copies, {_gib(per_sample)} per sample of a "
+            f"chunk), more than the memory budget of {_gib(budget)} ({source}); ask for less (fewer samples, "
+            f"outputs='trace', by='total', fewer params) or raise the budget (max_bytes, or {ENV_VAR})"
         )
     stated = fixed + result + c * per_sample + c * c * per_pair
     return Plan(method, min(c, n1), min(c, n2), False, int(stated), int(result))
