@@ -170,7 +170,7 @@ def test_bad_models_and_inputs_get_one_line_errors():
         (lambda: entk(model, x.long()), "x1: integer inputs (torch.int64) but the model does not accept them"),
         (lambda: entk(model, x, torch.randn(2, 4, dtype=torch.float64)), "x2: per-sample shape must equal x1's"),
         (lambda: entk(model, torch.randn(3, 7, dtype=torch.float64)), "x1: the model cannot be applied"),
-        (lambda: entk(model, x.numpy()), "x1: must be a torch.Tensor"),
+        (lambda: entk(model, "x"), "x1: must be a torch.Tensor or a NumPy array"),
         (lambda: entk("model", x), "model: must be a torch.nn.Module"),
         (lambda: entk(nn.BatchNorm1d(5, track_running_stats=False), x), "model: BatchNorm"),
         (lambda: zeroloss.gram(model, x), "net: gram takes a zeroloss net (zeroloss.nets), got Sequential; for any "

@@ -161,7 +161,7 @@ def entk_method(
         >>> from torch import nn
         >>> entk_method(nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1)), torch.randn(10, 3))
         'structured'
-        >>> entk_method(nn.EmbeddingBag(50, 4), torch.randint(0, 50, (10, 3)), max_bytes=600_000)
+        >>> entk_method(nn.EmbeddingBag(50, 4), torch.randint(0, 50, (10, 3)))  # no weight in the product form
         'jacobian'
     """
     job = _Job(model, x1, x2, params, outputs, by, method, max_bytes, dtype)
@@ -284,7 +284,11 @@ class _Job:
             row, products, transient = self._structured_bytes()
             col = row
             per_pair += products
-        return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed,
+        # the private copies of the inputs (cast_inputs) and, while one is made, its source in the computation dtype
+        inputs = 2 * sum(x.numel() * x.element_size() for x in (self.x1, self.x2) if x is not None)
+        per_input = self.x1[:1].numel() * self.x1.element_size()
+        transient += 2 * per_input  # FunctionalModel.fn hands each forward a fresh copy of its chunk
+        return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed + inputs,
                            result, self.max_bytes, self.device, self.ceiling)
 
     def _structured_bytes(self) -> tuple[int, int, int]:
