@@ -27,7 +27,8 @@ PUBLIC = [
     "Diagnosis", "KernelPrediction", "Linearized", "Verdict", "WidthSweep", "diagnose", "diagnose_widths", "entk",
     "entk_memory_bytes", "linearize", "predict_gd_mse",
     # issue 21: the method entk chose; inference with infinite-width kernels
-    "diagnose_memory_bytes", "entk_method", "EnsemblePrediction", "GaussianPosterior", "gp_inference", "gradient_descent_mse_ensemble",
+    "diagnose_memory_bytes", "entk_method", "EnsemblePrediction", "GaussianPosterior", "gp_inference",
+    "gradient_descent_mse_ensemble",
 ]
 
 PUBLIC_NETS = [

@@ -181,13 +181,12 @@ def diagnose(
 def _diagnose(o: dict[str, Any]) -> None:
     import torch
 
+    from zeroloss.budget import FLAG, resolve_budget
     from zeroloss.cli.common import parse_dtype, parse_int_list
     from zeroloss.diagnose.checks import OPTIMIZERS, check_problem
+    from zeroloss.diagnose.memory import check_diagnose_memory
     from zeroloss.errors import choice, positive_int
     from zeroloss.store import check_folder
-
-    from zeroloss.budget import FLAG, resolve_budget
-    from zeroloss.diagnose.memory import check_diagnose_memory
 
     torch_dtype = parse_dtype(o["dtype"])
     budget = resolve_budget(o["max_bytes"], FLAG)
