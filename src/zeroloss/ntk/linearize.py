@@ -13,8 +13,8 @@ backend), as in :func:`zeroloss.entk`. A model with an op that has no forward-mo
 (``nn.EmbeddingBag``'s ``_embedding_bag``) takes the reverse-mode route instead (``route == "jacobian"``): the
 per-sample Jacobians J(x; θ₀) (n, k, P) by ``vmap(jacrev)``, as :func:`zeroloss.entk`'s "jacobian" method, kept for
 the last inputs seen (a training loop reuses them every step), and f_lin = f(x; θ₀) + J(x; θ₀)(θ − θ₀) as an
-ordinary differentiable product. Its memory is n·k·P values of the parameters' dtype
-(:meth:`Linearized.jacobian_bytes`); it needs one input tensor and one output tensor, samples on axis 0.
+ordinary differentiable product. Its memory is n·k·P values of the parameters' dtype (counted by
+:func:`zeroloss.diagnose_memory_bytes`); it needs one input tensor and one output tensor, samples on axis 0.
 Tensor inputs are copied before the model sees them, so an in-place forward (``x.mul_(2)``) changes nothing of
 the caller's. Under gradient descent on the squared loss its outputs follow the
 closed form of :func:`zeroloss.predict_gd_mse` with the empirical NTK Θ₀ = J Jᵀ (docs/theory.md §1.3).
@@ -216,11 +216,6 @@ class Linearized(nn.Module):
         J = {k: torch.cat([p[k] for p in parts]) for k in self.names}
         self._cache = (x.detach().clone(), out, J)
         return out, J
-
-    def jacobian_bytes(self, n: int) -> int:
-        """Bytes of the Jacobians the reverse-mode route keeps for n samples: n·k·P values (k unknown: per output)."""
-        theta0 = self.theta0().values()
-        return int(n) * sum(t.numel() * t.element_size() for t in theta0)
 
     def _forward_jacobian(self, x: torch.Tensor) -> torch.Tensor:
         out, J = self._jacobian(x)
