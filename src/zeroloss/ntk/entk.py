@@ -55,6 +55,9 @@ def entk(
     (docs/theory.md §1.3). The model is evaluated through ``torch.func.functional_call`` on copies of its
     parameters and buffers cast to ``dtype``, with every submodule in eval mode (BatchNorm uses its running
     statistics, dropout is off); its ``training`` flags, parameters and buffers are left exactly as they were.
+    A forward pass that couples the samples of a batch (batch statistics, centring over the batch) or is random is
+    refused up front (:func:`zeroloss.ntk.model.check_per_sample`): its eNTK per sample would be silently wrong.
+    Which method ``"auto"`` takes: :func:`entk_method`.
 
     Args:
         model: any ``nn.Module`` mapping a batch (n, *shape) to outputs (n, *out) in which sample i's outputs
@@ -62,7 +65,9 @@ def entk(
             A zeroloss ensemble net (:mod:`zeroloss.nets`, predictions (S, n)) is S independent models: the
             result carries a leading members axis S, member s's kernel taken over member s's parameters
             (the cross-member terms are zero: members share no parameter).
-        x1: inputs (n1, *shape), floating, or integer token ids (kept integer).
+        x1: inputs (n1, *shape), a tensor or a NumPy array, floating, or integer token ids (kept integer).
+            They are copied: a forward pass that writes into its input (``x.mul_(2)``) sees a fresh copy at every
+            call, so neither the kernel nor the caller's tensor is affected.
         x2: inputs (n2, *shape) for a cross kernel (train × test); None for the square kernel Θ(x1, x1).
         params: which parameters count: None (every parameter with ``requires_grad``), a list of names from
             ``model.named_parameters()``, or a predicate ``(name, parameter) -> bool``.
