@@ -233,15 +233,15 @@ def main() -> None:
     torch.manual_seed(0)
     model = factory().to(device=device, dtype=dtype).eval()
     X = torch.randn(n, *shape, generator=torch.Generator().manual_seed(1), dtype=dtype).to(device)
-    max_bytes = None if args.max_bytes is None else int(args.max_bytes * 2**30)
+    budget = None if args.max_bytes is None else int(args.max_bytes * 2**30)
     P = sum(p.numel() for p in model.parameters())
     print(f"command: python -m benchmarks.bench_entk --case {args.case} (n={n}, {str(dtype)[6:]}, {device})")
     print(f"machine: {machine()}")
-    stated = entk_memory_bytes(model, X, max_bytes=max_bytes, dtype=dtype)
+    stated = entk_memory_bytes(model, X, memory_budget=budget, dtype=dtype)
     print(f"model: {P / 1e6:.2f} M parameters; entk states {stated / 2**30:.2f} GiB before computing")
 
     def ours() -> torch.Tensor:
-        return entk(model, X, max_bytes=max_bytes, dtype=dtype, method=args.method)
+        return entk(model, X, memory_budget=budget, dtype=dtype, method=args.method)
 
     with no_tf32():
         if sync:
@@ -253,7 +253,7 @@ def main() -> None:
             peak = torch.cuda.max_memory_allocated()
             print(f"CUDA peak allocated {peak / 2**30:.2f} GiB (stated {stated / 2**30:.2f} GiB)")
         t_ours = best_time(ours, args.repeats, sync)
-        chosen = _Job(model, X, None, None, "trace", "total", args.method, max_bytes, dtype).plan().method
+        chosen = _Job(model, X, None, None, "trace", "total", args.method, budget, dtype).plan().method
         label = f"auto = {chosen}" if args.method == "auto" else chosen
         print(f"zeroloss.entk ({label}): {t_ours:.4f} s (first call {first:.3f} s)")
         if args.profile:

@@ -135,8 +135,8 @@ def test_integer_inputs_stay_integer_and_float32_is_available():
         ({"params": ["nope"]}, "params: no parameter named 'nope'"),
         ({"params": 3}, "params: must be None"),
         ({"dtype": torch.float16}, "dtype: must be torch.float32 or torch.float64"),
-        ({"max_bytes": -1}, "max_bytes: must be a positive integer"),
-        ({"max_bytes": 1000}, "max_bytes: jacobian needs at least"),
+        ({"memory_budget": -1}, "memory_budget: must be a positive size"),
+        ({"memory_budget": 1000}, "memory_budget: jacobian needs at least"),
     ],
 )
 def test_bad_arguments_get_one_line_errors(kwargs, message):
@@ -170,7 +170,7 @@ def test_bad_models_and_inputs_get_one_line_errors():
         (lambda: entk(model, x.long()), "x1: integer inputs (torch.int64) but the model does not accept them"),
         (lambda: entk(model, x, torch.randn(2, 4, dtype=torch.float64)), "x2: per-sample shape must equal x1's"),
         (lambda: entk(model, torch.randn(3, 7, dtype=torch.float64)), "x1: the model cannot be applied"),
-        (lambda: entk(model, x.numpy()), "x1: must be a torch.Tensor"),
+        (lambda: entk(model, "x"), "x1: must be a torch.Tensor or a NumPy array"),
         (lambda: entk("model", x), "model: must be a torch.nn.Module"),
         (lambda: entk(nn.BatchNorm1d(5, track_running_stats=False), x), "model: BatchNorm"),
         (lambda: zeroloss.gram(model, x), "net: gram takes a zeroloss net (zeroloss.nets), got Sequential; for any "

@@ -153,12 +153,12 @@ def test_a_chunk_that_breaks_the_probes_decision_restarts_on_the_fallback_path()
 
 def _small_budget(model, x, rows: int, method: str = "structured", x2=None, outputs: str = "trace",
                   by: str = "total") -> int:
-    """The smallest max_bytes whose plan has chunks of ``rows`` samples (bisection on the planner, which is cheap
+    """The smallest memory_budget whose plan has chunks of ``rows`` samples (bisection on the planner, which is cheap
     once the job has measured the model)."""
     job = _Job(model, x, x2, None, outputs, by, method, None, torch.float64)
     lo, hi = 1, 1 << 32
     while lo < hi:
-        job.max_bytes = mid = (lo + hi) // 2
+        job.memory_budget = mid = (lo + hi) // 2
         try:
             got = job.plan().rows
         except ZerolossInputError:
@@ -179,9 +179,9 @@ def test_chunked_kernels_equal_the_one_chunk_kernels(method):
     # one-sample chunks for the structured method; the references' per-chunk vmap set-up makes them slow there
     for rows in (1, 3) if method == "structured" else (3,):
         small = _small_budget(model, x, rows, method, outputs="full")
-        assert_close_rel(entk(model, x, outputs="full", method=method, max_bytes=small), whole_sq, rtol=1e-13)
+        assert_close_rel(entk(model, x, outputs="full", method=method, memory_budget=small), whole_sq, rtol=1e-13)
         small = _small_budget(model, x, rows, method, x2=x2, by="module")
-        parts = entk(model, x, x2, method=method, by="module", max_bytes=small)
+        parts = entk(model, x, x2, method=method, by="module", memory_budget=small)
         for key in whole_x:
             assert_close_rel(parts[key], whole_x[key], rtol=1e-13)
 

@@ -28,6 +28,9 @@ PUBLIC = [
     "entk_memory_bytes", "linearize", "predict_gd_mse",
     # kernels of whole data sets (issue 22): tiled, resumable jobs and what reads them
     "StoredKernel", "kernel_job", "open_kernel", "tiles",
+    # issue 21: the method entk chose; inference with infinite-width kernels
+    "diagnose_memory_bytes", "entk_method", "EnsemblePrediction", "GaussianPosterior", "gp_inference",
+    "gradient_descent_mse_ensemble",
 ]
 
 PUBLIC_NETS = [

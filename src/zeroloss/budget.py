@@ -274,3 +274,16 @@ def renamed_block_bytes(block_bytes: int | str | None, max_bytes: int | str | No
         raise ZerolossInputError("max_bytes: the old name of block_bytes; give block_bytes alone")
     warnings.warn("max_bytes (the size of one block) is now called block_bytes", DeprecationWarning, stacklevel=3)
     return max_bytes
+
+
+def renamed_budget(memory_budget: int | str | None, max_bytes: int | str | None) -> int | str | None:
+    """``memory_budget``, or the value given under its old name ``max_bytes`` (entk; with a DeprecationWarning)."""
+    if max_bytes is None:
+        return memory_budget
+    import warnings
+
+    if memory_budget is not None:
+        raise ZerolossInputError("max_bytes: the old name of memory_budget; give memory_budget alone")
+    warnings.warn("entk's max_bytes (the budget of the whole call) is now called memory_budget", DeprecationWarning,
+                  stacklevel=3)
+    return max_bytes

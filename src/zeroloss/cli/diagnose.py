@@ -12,8 +12,10 @@ with a width, ``make_net()`` without), trains it, its linearisation and the kern
     DIR/diagnose.html      self-contained page: verdicts, losses, drift/movement, spectrum of Θ₀, width slopes
 
 ``FILE.npz`` holds arrays ``X`` (n, ...) and ``y`` (n,) or (n, k), optionally ``X_test`` and ``y_test``. Every
-input is checked before anything is written; bad input gives one line ``error: <field>: ...`` and exit status 2,
-and DIR is created only complete.
+input is checked before anything is written, the stated memory (:mod:`zeroloss.diagnosis.memory`) included, against
+``--max-bytes`` (default ``ZEROLOSS_MAX_BYTES``, else half the available memory); bad input gives one line
+``error: <field>: ...`` and exit status 2, and DIR is created only complete. A model that fails while it is trained
+(an error raised by torch inside its forward or backward pass) gives one line naming ``--model``, not a traceback.
 
 Top-level imports are typer and the standard library only: torch and zeroloss internals load inside the command.
 """
@@ -167,6 +169,8 @@ def diagnose(
     threads: int = typer.Option(0, help="torch intra-op threads (0: torch's default)"),
     out: Path = typer.Option(..., help="directory to create"),
     overwrite: bool = typer.Option(False, help="replace --out if it is an earlier diagnose output"),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget, e.g. 8GiB (default: "
+                                         "ZEROLOSS_MAX_BYTES, else half the available memory)"),
 ) -> None:
     """Train your model, its linearisation and the kernel prediction side by side; write runs and a page."""
     from zeroloss.cli.common import cli_errors
@@ -177,12 +181,16 @@ def diagnose(
 def _diagnose(o: dict[str, Any]) -> None:
     import torch
 
+    from zeroloss.budget import FLAG, resolve_budget
     from zeroloss.cli.common import parse_dtype, parse_int_list
     from zeroloss.diagnosis.checks import OPTIMIZERS, check_problem
+    from zeroloss.diagnosis.memory import check_diagnose_memory
     from zeroloss.errors import choice, positive_int
     from zeroloss.store import check_folder
 
     torch_dtype = parse_dtype(o["dtype"])
+    budget = resolve_budget(o["max_bytes"], FLAG)
+    size_field = "--n" if o["data"] in DATA else "--data"
     choice(o["optimizer"], "--optimizer", OPTIMIZERS)
     for key in ("n", "d", "steps", "repeats"):
         positive_int(o[key], f"--{key}")
@@ -213,8 +221,14 @@ def _diagnose(o: dict[str, Any]) -> None:
         X, y = X.to(device), y.to(device)
         X_test = X_test.to(device) if X_test is not None else None
         y_test = y_test.to(device) if y_test is not None else None
-        check_problem(m, X, y, X_test, y_test, dtype=torch_dtype, fields=("--model", "--data", "--data"))
-    _run_and_write(o, factory, shown, sweep_widths, X, y, X_test, y_test, torch_dtype)
+        prob = check_problem(m, X, y, X_test, y_test, dtype=torch_dtype, fields=("--model", "--data", "--data"))
+        # the stated memory against the budget, before anything is trained or written
+        check_diagnose_memory(prob.model, prob.X, prob.names, prob.outputs, prob.X_test, budget, field=size_field,
+                              flag=FLAG)
+    try:
+        _run_and_write(o, factory, shown, sweep_widths, X, y, X_test, y_test, torch_dtype)
+    except (RuntimeError, NotImplementedError) as exc:  # the user's model failed while training: one line
+        raise _error(f"--model: the diagnosis failed while running the model: {_first_line(exc)}") from exc
 
 
 def _run_and_write(o: dict[str, Any], factory: Any, shown: str, sweep_widths: list[int] | None, X: Any, y: Any,
@@ -235,7 +249,7 @@ def _run_and_write(o: dict[str, Any], factory: Any, shown: str, sweep_widths: li
     sweep = None
     if sweep_widths is None:
         model = build_model(factory, o["width"] or None, o["seed"], shown)
-        d = run_diagnose(model, X, y, steps=o["steps"], alpha=o["alpha"], **common)
+        d = run_diagnose(model, X, y, steps=o["steps"], alpha=o["alpha"], memory_budget=o["max_bytes"], **common)
         runs = [({**base_spec, "width": o["width"] or None, "repeat": 0}, d)]
         labels = [shown if not o["width"] else f"{shown}({o['width']})"]
     else:

@@ -25,6 +25,7 @@ TEMPLATE = """<!DOCTYPE html>
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ccc; }
 pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: .85rem; }
+pre.verdict { white-space: pre-wrap; overflow-wrap: anywhere; overflow-x: visible; }
 .figs { display: flex; flex-wrap: wrap; gap: 1rem; } .figs figure { margin: 0; }
 figure svg { max-width: 34rem; height: auto; } figcaption { font-size: .85rem; color: #555; }
 table { border-collapse: collapse; font-size: .85rem; } td, th { border: 1px solid #ccc; padding: .2rem .5rem; }
@@ -33,6 +34,9 @@ table { border-collapse: collapse; font-size: .85rem; } td, th { border: 1px sol
 <h1>{{ title }}</h1>
 <p>Real model, its linearisation f_lin(x; θ) = f(x; θ₀) + J₀(θ − θ₀) and the closed-form kernel prediction,
 trained side by side from the same θ₀ on L = ½Σ‖f − y‖².
+Training ran in eval mode: every module's <code>eval()</code> behaviour throughout (BatchNorm with its running
+statistics, dropout off), so the model trained is the deterministic function x ↦ f(x; θ) whose empirical NTK the
+theory describes, not what <code>model.train()</code> would compute.
 Thresholds and their reasons: <code>zeroloss.diagnosis.verdict</code>.</p>
 {% if sweep %}
 <h2>Width sweep</h2>
@@ -48,7 +52,7 @@ Thresholds and their reasons: <code>zeroloss.diagnosis.verdict</code>.</p>
 {% for run in runs %}
 <h2>{{ run.label }} — lazy:
 <span class="{{ 'yes' if run.lazy else 'no' }}">{{ 'yes' if run.lazy else 'no' }}</span></h2>
-<pre>{{ run.verdict }}</pre>
+<pre class="verdict">{{ run.verdict }}</pre>
 <div class="figs">{% for cap, svg in run.figures %}<figure>{{ svg }}<figcaption>{{ cap }}</figcaption></figure>
 {% endfor %}</div>
 {% endfor %}

@@ -12,7 +12,8 @@ Three trajectories from the same θ₀, on the squared loss L = ½ Σ_i ‖f(x_i
 
 The model is a deep copy of the user's (cast to ``dtype``), applied in eval mode throughout (BatchNorm running
 statistics, no dropout), as the empirical NTK of :func:`zeroloss.entk` is: the theory is about the deterministic
-function x ↦ f(x; θ).
+function x ↦ f(x; θ). The memory is stated and checked against the budget before training
+(:mod:`zeroloss.diagnosis.memory`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from zeroloss.budget import resolve_budget
 from zeroloss.diagnosis.checks import (
     Problem,
     check_fraction,
@@ -46,6 +48,7 @@ from zeroloss.diagnosis.measures import (
     movement,
     rate_statistics,
 )
+from zeroloss.diagnosis.memory import check_diagnose_memory
 from zeroloss.diagnosis.verdict import Verdict, decide
 from zeroloss.errors import ZerolossInputError
 from zeroloss.ntk.linearize import Linearized, linearize
@@ -172,6 +175,7 @@ def diagnose(
     seed: int = 0,
     threads: int | None = None,
     progress: bool | None = None,
+    memory_budget: int | str | None = None,
 ) -> Diagnosis:
     """Is this model in the regime the convergence theorems describe? Train it, its linearisation and the kernel
     prediction side by side and measure.
@@ -208,6 +212,10 @@ def diagnose(
         threads: torch intra-op threads while it runs (restored after); None leaves torch's setting. Small models
             on a busy CPU run far faster with 1 (each tiny op otherwise waits for the other threads).
         progress: tqdm bar (None: only on a terminal).
+        memory_budget: the most the diagnosis may state (bytes or a size such as ``"8GiB"``; None:
+            ``ZEROLOSS_MAX_BYTES``, else half the available memory, :mod:`zeroloss.budget`). The statement
+            (:func:`zeroloss.diagnosis.memory.diagnose_memory_bytes`, in ``info["memory_bytes"]``) is checked before
+            training; over the budget nothing runs and a one-line error names ``X``.
 
     Returns:
         :class:`Diagnosis` (``str()`` of it is the verdict).
@@ -237,8 +245,12 @@ def diagnose(
     t_start = time.perf_counter()
     with torch.enable_grad(), intra_op_threads(threads):
         prob = check_problem(model, X, y, X_test, y_test, params=params, dtype=dtype)
-        return _run(prob, steps, lr, lr_fraction, optimizer, make, probe_every, alpha,
-                    (alpha_samples, alpha_starts, alpha_steps, seed), progress, t_start)
+        budget = resolve_budget(memory_budget, "memory_budget")
+        need = check_diagnose_memory(prob.model, prob.X, prob.names, prob.outputs, prob.X_test, budget)
+        d = _run(prob, steps, lr, lr_fraction, optimizer, make, probe_every, alpha,
+                 (alpha_samples, alpha_starts, alpha_steps, seed), progress, t_start)
+        d.info["memory_bytes"] = need
+        return d
 
 
 def _run(prob: Problem, steps: int, lr: float | None, lr_fraction: float, optimizer: Any, make: Any,

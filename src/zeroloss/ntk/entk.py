@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zeroloss.errors import choice
+from zeroloss.budget import renamed_budget, resolve_budget
+from zeroloss.errors import ZerolossInputError, choice
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.ntk import ensemble, reference, rules, structured
 from zeroloss.ntk.blocks import Plan, assemble
@@ -23,6 +24,7 @@ from zeroloss.ntk.model import (
     FunctionalModel,
     cast_inputs,
     check_inputs,
+    check_per_sample,
     eval_mode,
     group_keys,
     prepare,
@@ -44,8 +46,9 @@ def entk(
     outputs: str = "trace",
     by: str = "total",
     method: str = "auto",
-    max_bytes: int | None = None,
+    memory_budget: int | str | None = None,
     dtype: torch.dtype = torch.float64,
+    max_bytes: int | None = None,
 ) -> torch.Tensor | dict[str, torch.Tensor] | dict[int, torch.Tensor]:
     """The empirical NTK Θ(x1, x2) = J(x1) J(x2)ᵀ of a model at its current parameters.
 
@@ -53,6 +56,9 @@ def entk(
     (docs/theory.md §1.3). The model is evaluated through ``torch.func.functional_call`` on copies of its
     parameters and buffers cast to ``dtype``, with every submodule in eval mode (BatchNorm uses its running
     statistics, dropout is off); its ``training`` flags, parameters and buffers are left exactly as they were.
+    A forward pass that couples the samples of a batch (batch statistics, centring over the batch) or is random is
+    refused up front (:func:`zeroloss.ntk.model.check_per_sample`): its eNTK per sample would be silently wrong.
+    Which method ``"auto"`` takes: :func:`entk_method`.
 
     Args:
         model: any ``nn.Module`` mapping a batch (n, *shape) to outputs (n, *out) in which sample i's outputs
@@ -60,7 +66,9 @@ def entk(
             A zeroloss ensemble net (:mod:`zeroloss.nets`, predictions (S, n)) is S independent models: the
             result carries a leading members axis S, member s's kernel taken over member s's parameters
             (the cross-member terms are zero: members share no parameter).
-        x1: inputs (n1, *shape), floating, or integer token ids (kept integer).
+        x1: inputs (n1, *shape), a tensor or a NumPy array, floating, or integer token ids (kept integer).
+            They are copied: a forward pass that writes into its input (``x.mul_(2)``) sees a fresh copy at every
+            call, so neither the kernel nor the caller's tensor is affected.
         x2: inputs (n2, *shape) for a cross kernel (train × test); None for the square kernel Θ(x1, x1).
         params: which parameters count: None (every parameter with ``requires_grad``), a list of names from
             ``model.named_parameters()``, or a predicate ``(name, parameter) -> bool``.
@@ -71,11 +79,15 @@ def entk(
             :func:`zeroloss.gram` ``layer=h`` does. The contributions sum to the total.
         method: ``"structured"``, ``"jacobian"`` (per-sample Jacobians contracted), ``"ntvp"``
             (NTK-vector products), or ``"auto"``; see :mod:`zeroloss.ntk`.
-        max_bytes: memory cap in bytes for the whole call (result included); the work is chunked over samples
-            to fit, and a request that cannot fit raises :class:`ZerolossInputError`. None: chunks within
-            :data:`~zeroloss.ntk.memory.DEFAULT_WORK_BYTES` beyond the result. :func:`entk_memory_bytes`
-            states the bytes in advance.
+        memory_budget: the budget of the whole call (result included), in bytes or a size such as ``"2GiB"``; the
+            work is chunked over samples to fit, and a request that cannot fit raises
+            :class:`ZerolossInputError` naming ``memory_budget``. None:
+            the budget of :mod:`zeroloss.budget` (``ZEROLOSS_MAX_BYTES``, else half the available memory), with
+            chunks of at most :data:`~zeroloss.ntk.memory.DEFAULT_WORK_BYTES` beyond the result; a request over
+            it is refused before anything is allocated, naming ``x1``. :func:`entk_memory_bytes` states the bytes
+            in advance.
         dtype: computation and result dtype, torch.float64 (default) or torch.float32. TF32 is off throughout.
+        max_bytes: the old name of ``memory_budget`` (deprecated).
 
     Returns:
         (n1, n2) or (n1, n2, k, k) tensor — with a leading (S,) on an ensemble net — or a dict of them (``by``).
@@ -98,7 +110,7 @@ def entk(
         >>> bool(torch.allclose(parts["0"] + parts["2"], K))
         True
     """
-    job = _Job(model, x1, x2, params, outputs, by, method, max_bytes, dtype)
+    job = _Job(model, x1, x2, params, outputs, by, method, renamed_budget(memory_budget, max_bytes), dtype)
     return job.run()
 
 
@@ -111,13 +123,14 @@ def entk_memory_bytes(
     outputs: str = "trace",
     by: str = "total",
     method: str = "auto",
-    max_bytes: int | None = None,
+    memory_budget: int | str | None = None,
     dtype: torch.dtype = torch.float64,
+    max_bytes: int | None = None,
 ) -> int:
     """The bytes :func:`entk` with the same arguments will need (an upper estimate), stated before computing.
 
     It measures one sample's forward pass (a few milliseconds) and plans the chunks; nothing of the size of the
-    kernel is allocated. Raises :class:`ZerolossInputError`, like :func:`entk`, when ``max_bytes`` is too small.
+    kernel is allocated. Raises :class:`ZerolossInputError`, like :func:`entk`, when ``memory_budget`` is too small.
 
     Examples:
         >>> import torch
@@ -126,14 +139,49 @@ def entk_memory_bytes(
         >>> entk_memory_bytes(model, torch.randn(100, 3)) > 100 * 100 * 8  # the result and the work
         True
     """
-    job = _Job(model, x1, x2, params, outputs, by, method, max_bytes, dtype)
+    job = _Job(model, x1, x2, params, outputs, by, method, renamed_budget(memory_budget, max_bytes), dtype)
     return job.plan().bytes
+
+
+def entk_method(
+    model: nn.Module,
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    *,
+    params=None,
+    outputs: str = "trace",
+    by: str = "total",
+    method: str = "auto",
+    memory_budget: int | str | None = None,
+    dtype: torch.dtype = torch.float64,
+    max_bytes: int | None = None,
+) -> str:
+    """The method :func:`entk` with the same arguments uses: ``"structured"``, ``"jacobian"`` or ``"ntvp"``.
+
+    With ``method="auto"`` this is the choice described in :mod:`zeroloss.ntk` (the structured rules when their
+    plan fits the budget, the Jacobian method for a model none of whose weights takes the product form, ntvp
+    when nothing else fits and the model supports forward-mode AD); with a named method, that method once it is
+    known to fit. The choice depends only on the arguments and the memory budget, so a call with the same
+    arguments and the same ``memory_budget`` (or the same ``ZEROLOSS_MAX_BYTES``) computes with the method returned.
+    Like :func:`entk_memory_bytes` it measures one sample's forward pass and allocates nothing of the kernel's
+    size; it raises the same one-line errors as :func:`entk` when nothing fits.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> entk_method(nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1)), torch.randn(10, 3))
+        'structured'
+        >>> entk_method(nn.EmbeddingBag(50, 4), torch.randint(0, 50, (10, 3)))  # no weight in the product form
+        'jacobian'
+    """
+    job = _Job(model, x1, x2, params, outputs, by, method, renamed_budget(memory_budget, max_bytes), dtype)
+    return job.plan().method
 
 
 class _Job:
     """One eNTK request: validated arguments, the functional views, the plan, and the computation."""
 
-    def __init__(self, model, x1, x2, params, outputs, by, method, max_bytes, dtype) -> None:
+    def __init__(self, model, x1, x2, params, outputs, by, method, memory_budget, dtype) -> None:
         choice(outputs, "outputs", OUTPUTS)
         choice(by, "by", BY)
         choice(method, "method", METHODS)
@@ -148,11 +196,15 @@ class _Job:
         self.full = outputs == "full"
         self.by = by
         self.method = method
-        self.max_bytes = max_bytes
+        self.memory_budget = memory_budget
+        # without memory_budget the whole call must fit the budget of zeroloss.budget (ZEROLOSS_MAX_BYTES, else half
+        # the available memory), resolved once so that every method's plan is measured against the same bytes
+        self.ceiling = resolve_budget(None, "memory_budget") if memory_budget is None else None
         self.dtype = dtype
         self.analysis: structured.Analysis | None = None
         self.forms: dict[str, str] | None = None
         with eval_mode(model), no_tf32():
+            check_per_sample(self.views[0], self.x1, self.x2)
             for view in self.views:
                 view.k = probe_outputs(view, self.x1, "x1")
                 if self.x2 is not None:
@@ -190,6 +242,12 @@ class _Job:
         the Jacobian method runs without the hooks, the probe batch and the explicit im2col, so "jacobian" is
         tried first (0.20 s against structured's 0.33 s on the 4-layer CNN of benchmarks/bench_entk.py).
         """
+        if self.method == "ntvp":
+            gap = self._forward_mode_gap()
+            if gap is not None:
+                raise ZerolossInputError(
+                    f"method: 'ntvp' needs forward-mode AD, which the model's op {gap} does not support; use "
+                    "method='structured', 'jacobian' or 'auto'")
         if self.method != "auto":
             return self._plan(self.method)
         order = ["structured", "ntvp"]
@@ -199,11 +257,20 @@ class _Job:
                 order = ["jacobian", "structured", "ntvp"]
         refusals: dict[str, MemoryRefusal] = {}
         for method in order:
+            if method == "ntvp" and self._forward_mode_gap() is not None:
+                continue  # ntvp would fail (an op without forward-mode AD, e.g. nn.EmbeddingBag): never chosen
             try:
                 return self._plan(method)
             except MemoryRefusal as err:
                 refusals[method] = err
         raise refusals["structured"]  # nothing fits: the structured method's refusal says what it needs
+
+    def _forward_mode_gap(self) -> str | None:
+        """None when forward-mode AD runs through the model (one sample, checked once), else the op that stops it."""
+        if not hasattr(self, "_gap"):
+            with eval_mode(self.model), no_tf32():
+                self._gap = reference.forward_mode_gap(self.views[0], self.x1)
+        return self._gap
 
     def _plan(self, method: str) -> Plan:
         fp: Footprint = self.footprint
@@ -227,8 +294,12 @@ class _Job:
             row, products, transient = self._structured_bytes()
             col = row
             per_pair += products
-        return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed,
-                           result, self.max_bytes, self.device)
+        # the private copies of the inputs (cast_inputs) and, while one is made, its source in the computation dtype
+        inputs = 2 * sum(x.numel() * x.element_size() for x in (self.x1, self.x2) if x is not None)
+        per_input = self.x1[:1].numel() * self.x1.element_size()
+        transient += 2 * per_input  # FunctionalModel.fn hands each forward a fresh copy of its chunk
+        return plan_chunks(method, self.n1, self.n2, self.x2 is None, row, col, transient, per_pair, fp.fixed + inputs,
+                           result, self.memory_budget, self.device, self.ceiling)
 
     def _structured_bytes(self) -> tuple[int, int, int]:
         """(factor bytes per sample, product-form bytes per pair, transient bytes per sample) of "structured".

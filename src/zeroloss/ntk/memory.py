@@ -10,8 +10,9 @@ The statement is a sum of explicit terms, each an upper estimate (itemsize = byt
 - per pair of samples in a block, the block's temporaries.
 
 :func:`plan_chunks` adds them up for a chunk of c samples — keeping every sample's factors when they fit, else
-recomputing column factors — and picks the largest c that fits ``max_bytes`` (or, without ``max_bytes``, the working
-budget :data:`DEFAULT_WORK_BYTES` on top of the result); it says so in one line when even c = 1 does not fit.
+recomputing column factors — and picks the largest c that fits ``memory_budget`` (or, without it, the working
+budget :data:`DEFAULT_WORK_BYTES` on top of the result, the whole within the budget of :mod:`zeroloss.budget`:
+``ZEROLOSS_MAX_BYTES`` or half the available memory); it says so in one line when even c = 1 does not fit.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
+from zeroloss.budget import ENV_VAR, Budget, parse_size, resolve_budget
 from zeroloss.errors import ZerolossInputError
 from zeroloss.ntk.blocks import Plan
 from zeroloss.ntk.model import FunctionalModel
 
-#: Working memory (beyond the result) used for chunks when ``max_bytes`` is None, per device type. 4 GiB on the
+#: Working memory (beyond the result) used for chunks when ``memory_budget`` is None, per device type (the whole call
+#: must still fit the budget of :mod:`zeroloss.budget`). 4 GiB on the
 #: CPU keeps a CIFAR ResNet-18 kernel of 32 samples (k = 10, float32) in one chunk (its factors stated 4.0 GiB
 #: in all); at 1 GiB it took chunks of 6 samples and recomputed column factors 15 times.
 DEFAULT_WORK_BYTES = {"cpu": 4 << 30, "cuda": 8 << 30}
@@ -90,7 +93,7 @@ def result_bytes(n1: int, n2: int, k: int, full: bool, keys: int, itemsize: int)
 
 
 class MemoryRefusal(ZerolossInputError):
-    """``max_bytes`` cannot hold a method's smallest plan (the message says how much it needs)."""
+    """``memory_budget`` cannot hold a method's smallest plan (the message says how much it needs)."""
 
 
 def plan_chunks(
@@ -104,10 +107,17 @@ def plan_chunks(
     per_pair: int,
     fixed: int,
     result: int,
-    max_bytes: int | None,
+    memory_budget: int | None,
     device: torch.device,
+    ceiling: Budget | None = None,
 ) -> Plan:
     """The plan whose stated memory fits the budget, with the largest chunks; see the module docstring.
+
+    The budget is ``memory_budget`` when given. Without it, the whole call must fit ``ceiling`` — the budget of
+    :mod:`zeroloss.budget` (``ZEROLOSS_MAX_BYTES``, else half the available memory; resolved here when None) — and
+    the chunks use at most :data:`DEFAULT_WORK_BYTES` beyond the result and the parameter copies. A request that
+    does not fit is refused in one line before anything is allocated, naming ``memory_budget`` when it was given and
+    the inputs ``x1`` (their number of samples) otherwise.
 
     Per sample: ``row_factor`` / ``col_factor`` bytes of factors kept for a sample of x1 / x2 (for a square kernel
     the row factors serve as column factors), ``transient`` bytes while a chunk's factors are computed; per pair of
@@ -117,13 +127,14 @@ def plan_chunks(
     - recompute: only a row chunk's and a column chunk's factors live — fixed + result + c·(row + col + transient)
       + c²·per_pair, and column factors are recomputed for every row chunk.
     """
-    if max_bytes is not None:
-        ok = isinstance(max_bytes, int) and not isinstance(max_bytes, bool) and max_bytes > 0
-        if not ok:
-            raise ZerolossInputError(f"max_bytes: must be a positive integer (bytes) or None, got {max_bytes!r}")
-        budget = max_bytes
+    if memory_budget is not None:
+        budget = parse_size(memory_budget, "memory_budget") if not isinstance(memory_budget, int) or isinstance(
+            memory_budget, bool) or memory_budget <= 0 else memory_budget
+        budget, source, field = budget, "set by memory_budget", "memory_budget"
     else:
-        budget = fixed + result + DEFAULT_WORK_BYTES.get(device.type, DEFAULT_WORK_BYTES["cpu"])
+        ceiling = ceiling if ceiling is not None else resolve_budget(None, "memory_budget")
+        work = DEFAULT_WORK_BYTES.get(device.type, DEFAULT_WORK_BYTES["cpu"])
+        budget, source, field = min(ceiling.bytes, fixed + result + work), ceiling.source, "x1"
     free = budget - fixed - result
     n = max(n1, n2)
     kept = n1 * row_factor + (0 if square else n2 * col_factor)
@@ -135,10 +146,12 @@ def plan_chunks(
     c = _largest_chunk(free, per_sample, per_pair, n)
     if c < 1:
         need_one = fixed + result + per_sample + per_pair
+        size = f"{n1} x {n2} samples" if not square else f"{n1} samples"
         raise MemoryRefusal(
-            f"max_bytes: {method} needs at least {_gib(need_one)} ({_gib(result)} for the result, "
-            f"{_gib(fixed)} for parameter copies, {_gib(per_sample)} per sample of a chunk), got {_gib(max_bytes)}; "
-            "raise max_bytes, or ask for less (fewer samples, outputs='trace', by='total', fewer params)"
+            f"{field}: {method} needs at least {_gib(need_one)} for the eNTK of {size} "
+            f"({_gib(result)} for the result, {_gib(fixed)} for parameter copies, {_gib(per_sample)} per sample of a "
+            f"chunk), more than the memory budget of {_gib(budget)} ({source}); ask for less (fewer samples, "
+            f"outputs='trace', by='total', fewer params) or raise the budget (memory_budget, or {ENV_VAR})"
         )
     stated = fixed + result + c * per_sample + c * c * per_pair
     return Plan(method, min(c, n1), min(c, n2), False, int(stated), int(result))

@@ -17,6 +17,7 @@ each member is its own model, so :func:`prepare` gives one :class:`FunctionalMod
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -86,6 +87,7 @@ class FunctionalModel:
 
     def fn(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """The model's outputs (c, k) on a batch x (c, *shape) at parameters ``params`` (the others fixed)."""
+        x = x.clone()  # a forward that writes into its input (x.mul_(2)) must not reach the inputs of a later call
         if self.member is not None:
             net = self.model
             assert isinstance(net, EnsembleNet)
@@ -144,14 +146,26 @@ def check_model(model: object) -> nn.Module:
     return model
 
 
+def _as_input(x: object, name: str) -> torch.Tensor:
+    """A tensor as given, or a NumPy array (or nested list of numbers) as a tensor; anything else is an error."""
+    if isinstance(x, torch.Tensor):
+        return x
+    if type(x).__module__ == "numpy" or isinstance(x, (list, tuple)):
+        try:
+            return torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    raise ZerolossInputError(f"{name}: must be a torch.Tensor or a NumPy array of numbers with the samples on "
+                             f"axis 0, got {type(x).__name__}")
+
+
 def check_inputs(x1: object, x2: object) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Tensors with a leading sample axis; x2's trailing shape must equal x1's."""
+    """Tensors (or NumPy arrays, converted) with a leading sample axis; x2's trailing shape must equal x1's."""
+    x1 = _as_input(x1, "x1")
+    x2 = None if x2 is None else _as_input(x2, "x2")
     for name, x in (("x1", x1), ("x2", x2)):
-        if x is None and name == "x2":
+        if x is None:
             continue
-        if not isinstance(x, torch.Tensor):
-            raise ZerolossInputError(f"{name}: must be a torch.Tensor with the samples on axis 0, "
-                                     f"got {type(x).__name__}")
         if x.ndim < 1 or x.shape[0] == 0:
             raise ZerolossInputError(f"{name}: must have at least one sample (axis 0), got shape {tuple(x.shape)}")
         if x.is_complex() or x.dtype == torch.bool:
@@ -173,9 +187,13 @@ def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def cast_inputs(x: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Floating inputs in the computation dtype; integer inputs (token ids) unchanged."""
+    """A private copy of the inputs: floating ones in the computation dtype, integer ones (token ids) unchanged.
+
+    Always a copy, never the caller's storage: nothing the model's forward does to its input can reach the
+    caller's tensor (:meth:`FunctionalModel.fn` moreover hands every forward call a fresh copy of its batch).
+    """
     x = x.detach().to(device)
-    return x.to(dtype) if x.is_floating_point() else x
+    return (x.to(dtype) if x.is_floating_point() else x).clone()
 
 
 def owner_of(name: str) -> str:
@@ -223,6 +241,57 @@ def probe_outputs(view: FunctionalModel, x: torch.Tensor, field_name: str) -> in
         raise ZerolossInputError(f"{field_name}: the model cannot be applied to a batch of shape "
                                  f"(n, {', '.join(map(str, x.shape[1:]))}): {first}") from None
     return out.shape[1]
+
+
+#: Samples of the probe batch of :func:`check_per_sample` (at most this many, from x1 then x2).
+COUPLING_PROBE = 3
+
+
+def check_per_sample(view: FunctionalModel, x1: torch.Tensor, x2: torch.Tensor | None) -> None:
+    """Refuse a forward pass that couples the samples of a batch (one line naming ``model``).
+
+    The eNTK Θ(x_i, x_j) = J(x_i) J(x_j)ᵀ needs f(x_i) to depend on x_i alone: every method evaluates the model on
+    chunks (and the per-sample methods on batches of one), so a forward that mixes samples — a batch statistic such
+    as ``F.batch_norm(..., training=True)`` or ``h - h.mean(0)``, which on one sample is identically zero — would
+    give a silently wrong kernel (zero, for the centring). Checked on a probe batch of up to
+    :data:`COUPLING_PROBE` samples: the outputs on the batch must equal the outputs on each sample alone to
+    √eps of the computation dtype relative to the outputs' size (round-off of a batched against an unbatched
+    product is a few eps; a coupling changes the outputs at the scale of the outputs themselves). A random forward
+    (dropout forced on) fails the same comparison and is refused too. Needs two samples; with one it checks nothing.
+    """
+    xs = x1[:COUPLING_PROBE]
+    if x2 is not None and xs.shape[0] < COUPLING_PROBE:
+        xs = torch.cat([xs, x2[: COUPLING_PROBE - xs.shape[0]]])
+    if xs.shape[0] < 2 or view.member is not None:
+        return
+    with torch.no_grad():
+        try:
+            batch = view.fn(view.params, xs)
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            return  # probe_outputs, on one sample, reports a model that cannot be applied to the inputs
+        try:
+            alone = torch.cat([view.fn(view.params, xs[i : i + 1]) for i in range(xs.shape[0])])
+        except (RuntimeError, TypeError, ValueError, IndexError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ZerolossInputError(
+                f"model: its forward pass works on a batch of {xs.shape[0]} samples but fails on one sample alone "
+                f"({first}), so a sample's outputs depend on the other samples of the batch (a batch statistic, "
+                "e.g. batch norm with training=True); the eNTK is defined per sample: use running statistics"
+            ) from None
+    if batch.shape != alone.shape:
+        raise ZerolossInputError(f"model: its outputs on a batch of {xs.shape[0]} samples have shape "
+                                 f"{tuple(batch.shape)}, but {tuple(alone.shape)} sample by sample; the eNTK needs "
+                                 "per-sample outputs (batch first)")
+    scale = float(torch.maximum(batch.abs().max(), alone.abs().max()))
+    diff = float((batch - alone).abs().max())
+    tol = math.sqrt(torch.finfo(batch.dtype).eps) * scale if batch.is_floating_point() else 0.0
+    if diff > tol:
+        raise ZerolossInputError(
+            f"model: a sample's outputs depend on the other samples of the batch (outputs on a batch of "
+            f"{xs.shape[0]} differ from those on each sample alone by {diff:.3g}, outputs of size {scale:.3g}), or "
+            "the forward pass is random; the eNTK is defined per sample: remove batch statistics (batch norm with "
+            "training=True, centring over the batch) and randomness from the forward pass"
+        )
 
 
 def group_keys(view: FunctionalModel, by: str) -> dict[str, str]:

@@ -113,6 +113,58 @@ def _flatten_kernel(K: torch.Tensor, name: str, rows: str) -> tuple[torch.Tensor
     raise ZerolossInputError(f"{name}: must have shape ({rows}, n) or ({rows}, n, k, k), got {tuple(K.shape)}")
 
 
+@dataclass
+class Eigendecomposition:
+    """A symmetric PSD kernel K = V diag(λ) Vᵀ (float64), its null eigenvalues set to exactly 0, plus a ridge.
+
+    Every closed form of this module and of :mod:`zeroloss.ntk.inference` is a spectral function of the training
+    kernel, g(K) B = V diag(g(λ)) Vᵀ B: this is the one place where the training kernel is decomposed and applied,
+    so that a kernel held elsewhere (on disk, in tiles) needs a replacement of this class only.
+
+    Attributes:
+        lam: (N,) eigenvalues, ascending, + ridge; |λ| ≤ N·eps·λ_max are null (0 before the ridge).
+        V: (N, N) orthonormal eigenvectors.
+        null: how many eigenvalues are exactly 0 (null and no ridge).
+    """
+
+    lam: torch.Tensor
+    V: torch.Tensor
+    null: int
+
+    def apply(self, g: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """V diag(g) Vᵀ B for B (N, c) and g (N,) or (T, N): (N, c) or (T, N, c), contracted without an N × N × T
+        intermediate (Vᵀ B first, then the scaling, then V)."""
+        coeff = self.V.T @ B  # (N, c)
+        return torch.matmul(self.V, g.unsqueeze(-1) * coeff)
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        """K⁺ B = V diag(1/λ) Vᵀ B (the pseudo-inverse: null eigenvalues contribute 0), B (N, c)."""
+        return self.apply(inverse(self.lam), B)
+
+
+def inverse(lam: torch.Tensor) -> torch.Tensor:
+    """1/λ with 0 for λ = 0 (the pseudo-inverse's spectrum)."""
+    safe = torch.where(lam == 0, torch.ones_like(lam), lam)
+    return torch.where(lam == 0, torch.zeros_like(lam), 1.0 / safe)
+
+
+def decompose(K: torch.Tensor, eps: float, ridge: float, field: str) -> Eigendecomposition:
+    """The :class:`Eigendecomposition` of the symmetric part of K (float64, (N, N)) plus ``ridge``·I.
+
+    Eigenvalues with |λ| ≤ N·eps·λ_max (eps of the dtype the kernel came in) are null; one below −N·eps·λ_max is
+    refused: the kernel is not positive semi-definite (one line naming ``field``).
+    """
+    lam, V = torch.linalg.eigh(0.5 * (K + K.T))
+    lam_max = float(lam.abs().max()) if lam.numel() else 0.0
+    tol = K.shape[0] * eps * lam_max
+    if lam.numel() and float(lam[0]) < -tol:
+        raise ZerolossInputError(
+            f"{field}: must be positive semi-definite; smallest eigenvalue {float(lam[0]):.3e} is below "
+            f"−n·eps·λ_max = {-tol:.3e}")
+    lam = torch.where(lam.abs() <= tol, torch.zeros_like(lam), lam) + ridge
+    return Eigendecomposition(lam, V, int((lam == 0).sum()))
+
+
 def _schedule(steps: object, time: object) -> tuple[torch.Tensor, str, bool]:
     """(times (T,) float64, kind, scalar?) from exactly one of steps / time."""
     if (steps is None) == (time is None):
@@ -164,8 +216,7 @@ def residual_factor(lam: torch.Tensor, lr: float, times: torch.Tensor, kind: str
 
 def _over_lambda(h: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """h/λ, with 0 for null eigenvalues (their test contribution is exactly zero, see the module docstring)."""
-    safe = torch.where(lam == 0, torch.ones_like(lam), lam)
-    return torch.where(lam == 0, torch.zeros_like(h), h / safe)
+    return h * inverse(lam)
 
 
 def predict_gd_mse(
@@ -254,18 +305,11 @@ def predict_gd_mse(
     R0 = (F0 - Y2) if k_full is None else (F0 - Y2).reshape(-1, 1)
 
     with no_tf32():
-        lam, V = torch.linalg.eigh(0.5 * (K + K.T))
-        lam_max = float(lam.abs().max()) if lam.numel() else 0.0
-        tol = K.shape[0] * eps * lam_max
-        if float(lam[0]) < -tol:
-            raise ZerolossInputError(
-                f"k_train: must be positive semi-definite; smallest eigenvalue {float(lam[0]):.3e} is below "
-                f"−n·eps·λ_max = {-tol:.3e}")
-        lam = torch.where(lam.abs() <= tol, torch.zeros_like(lam), lam) + ridge
-        null = int((lam == 0).sum())
+        spec = decompose(K, eps, ridge, "k_train")
+        lam, V, null = spec.lam, spec.V, spec.null
         coeff = V.T @ R0  # (N, c)
         h = residual_factor(lam, float(lr), times, kind)  # (T, N)
-        train = F0.reshape(R0.shape).unsqueeze(0) + torch.einsum("nm,tm,mc->tnc", V, h, coeff)
+        train = F0.reshape(R0.shape).unsqueeze(0) + spec.apply(h, R0)
         residual = train - (Y2 if k_full is None else Y2.reshape(-1, 1)).unsqueeze(0)
         loss = 0.5 * residual.pow(2).sum(dim=(1, 2))
         test = None
@@ -298,7 +342,8 @@ def _predict_test(k_test_train: torch.Tensor, f0_test: torch.Tensor | None, V: t
         if tuple(F0t.shape) != shape:
             raise ZerolossInputError(f"f0_test: must have shape {shape} (y_train's layout), got {tuple(F0t.shape)}")
         F0t = F0t.reshape(m, k)
-    # test(t) = f0_test + Kt V diag(h/λ) Vᵀ r0 (layout of Kt: (m, c) or (m·k, 1))
-    delta = torch.einsum("an,nm,tm,mc->tac", Kt, V, h_over, coeff)
+    # test(t) = f0_test + Kt V diag(h/λ) Vᵀ r0 (layout of Kt: (m, c) or (m·k, 1)); contracted pairwise, smallest
+    # first: (Kt V) (m, N) once, then per time (m, N)·(N, c), never an (m or N) × N × T intermediate
+    delta = torch.matmul(Kt @ V, h_over.unsqueeze(-1) * coeff.unsqueeze(0))
     test = F0t.reshape(delta.shape[1], delta.shape[2]).unsqueeze(0) + delta
     return test.reshape(h_over.shape[0], *shape)

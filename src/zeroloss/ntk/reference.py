@@ -23,6 +23,7 @@ but ``torch.func`` support; where ``vmap`` over samples fails (``nn.GRU``), :fun
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -123,6 +124,30 @@ def ntvp_pair(
         block = pushed.reshape(c1, k, x2.shape[0], k).permute(0, 2, 1, 3)
         out[key] = block if full else block.diagonal(dim1=2, dim2=3).sum(-1)
     return out
+
+
+def forward_mode_gap(view: FunctionalModel, x: torch.Tensor) -> str | None:
+    """None when forward-mode AD (``jvp``, what ``"ntvp"`` and :func:`zeroloss.linearize` use) runs through the
+    model on one sample of x; else the op that stops it (``"_embedding_bag"``: ``nn.EmbeddingBag`` has no
+    forward-mode derivative in torch), or the first line of the error when torch names none."""
+    f = _single(view)
+    tangent = {name: torch.zeros_like(p) for name, p in view.params.items()}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is", category=DeprecationWarning)
+            jvp(lambda p: f(p, x[0]), (view.params,), (tangent,))
+    except (NotImplementedError, RuntimeError) as err:
+        return forward_mode_op(err)
+    return None
+
+
+def forward_mode_op(err: BaseException) -> str:
+    """The op named in torch's "Trying to use forward AD with OP that does not support it" (else the first line)."""
+    text = str(err).strip()
+    found = re.search(r"forward AD with (\S+)", text)
+    if found:
+        return found.group(1)
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _out_dtype(view: FunctionalModel) -> torch.dtype:
