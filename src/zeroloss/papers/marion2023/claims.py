@@ -16,7 +16,7 @@ spec and summary columns; see :mod:`zeroloss.papers.marion2023.experiments` for 
 Examples:
     >>> import pandas as pd
     >>> runs = pd.DataFrame({"run_id": ["a", "b"], "eps": [0.1, 1.0], "plateau_risk": [0.01, 0.1],
-    ...                      "mid_risk": [0.01, 0.1], "t_max": [3.0, 3.0], "closing_time": [0.1, 0.1],
+    ...                      "mid_risk": [0.01, 0.1], "t_max": [3.0, 3.0], "h": 1e-4, "closing_time": [0.1, 0.1],
     ...                      "step": 0, "metric": "risk", "value": 0.0})
     >>> claim, = sweep_claims(runs)
     >>> claim.verdict, claim.measured
