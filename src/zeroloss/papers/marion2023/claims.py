@@ -246,7 +246,10 @@ def _floor_claims(label: str, two: pd.DataFrame, name: str = "marion2023.regimes
             name, f"{label}: the ε → 0 limit reaches the O(η) floor by its horizon",
             round(float(limit_ratio.max()), 3), f"≤ {FLOOR_FACTOR:g} (worst seed: limit risk at τ_max / {floor_text})",
             bool(limit_ratio.max() <= FLOOR_FACTOR),
-            f"{len(two)} seeds, per seed {', '.join(f'{r:.3g}' for r in limit_ratio)}; {horizons}",
+            f"{len(two)} seeds, per seed {', '.join(f'{r:.3g}' for r in limit_ratio)}; {horizons}. Partly by "
+            "construction: the horizon is built so that the limit reaches its floor (1.5 × the sharp closing time, "
+            "the margin calibrated on held-out seeds 1000–1009); this checks that the calibration carries over to "
+            "these seeds, and that the smoothed limit closes when the sharp one does",
             provenance=Provenance("lab", _FLOOR_SOURCE)))
         censored = _censored(two)
     else:
@@ -317,8 +320,9 @@ def _eps_one_claim(label: str, two: pd.DataFrame, one: pd.DataFrame) -> Claim:
         round(one_median / two_median, 3), f"≥ {REGIME_RATIO:g} (ratio of median plateau risks, last fifth of τ_max)",
         verdict, f"medians: ε = 1 {one_median:.4g} (τ_max = {one['t_max'].iloc[0]:g}, h = {one['h'].iloc[0]:g}), "
                  f"ε = {two['eps'].iloc[0]:g} {two_median:.4g}; ε = 1 late/middle risk {descent:.2f}",
-        provenance=Provenance("lab", f"{_MARION}, §5: outside the two-timescale regime a jump stays uncovered and "
-                                     f"the error plateaus higher; factor {REGIME_RATIO:g}: beyond seed spread"),
+        provenance=Provenance("lab", f"{_MARION}, §5 and its ε = 1 figure: outside the two-timescale regime a jump "
+                                     f"stays uncovered and the error plateaus higher [paper]; factor "
+                                     f"{REGIME_RATIO:g}: beyond seed spread [lab]"),
         reason=reason)
 
 
@@ -559,13 +563,18 @@ def official_claims(df: pd.DataFrame) -> list[Claim]:
     claims.append(_covered_claim(name, label, runs, df))
     if "population_final_risk" in runs:
         floors = _floors(runs)
-        ratio = _high(runs["population_plateau_risk"]) / floors
+        # Deterministic, like the limit: its risk at τ_max is read, not a window mean (which damps SGD's label
+        # noise; over the official horizon's last fifth, which starts at this start's closing time 0.028, a window
+        # mean also averages the last arrivals: 2.49× the floor at the tiny scale, the final risk 1.06×).
+        ratio = _high(runs["population_final_risk"]) / floors
+        window = _high(runs["population_plateau_risk"]) / floors
         claims.append(Claim(
             name, f"{label}: the deterministic population run (two-timescale GD on the exact risk) ends at the O(η) "
                   "floor", round(float(ratio.max()), 3),
-            f"≤ {FLOOR_FACTOR:g} (mean risk over the last fifth of τ_max / Σ Δf² η/28; no label noise, no excess)",
+            f"≤ {FLOOR_FACTOR:g} (risk at τ_max / Σ Δf² η/28; no label noise, no excess)",
             bool(ratio.max() <= FLOOR_FACTOR),
-            f"population GD a-step {runs['population_h'].iloc[0]:g}, ε = {runs['population_eps'].iloc[0]:g}",
+            f"population GD a-step {runs['population_h'].iloc[0]:g}, ε = {runs['population_eps'].iloc[0]:g}; mean "
+            f"over the last fifth of τ_max {float(window.max()):.3g}× the floor (the last arrivals fall in it)",
             provenance=Provenance("lab", _FLOOR_SOURCE)))
         claims.append(_tracking_claim(label, runs, df, name=name, metric="population_risk",
                                       what="the population run"))
