@@ -250,6 +250,13 @@ def test_appendix_claim(two, standard, descent, diverged, expected):
     assert "paper's two-timescale median ≈ 0.0039" in claim.details
 
 
+def test_the_papers_median_is_compared_only_at_its_sample_size():
+    table = appendix_table(0.02, 0.03)
+    table["d"] = 10  # the paper's 10-D median is at n = 10⁴; this table has n = 1000
+    claim, = appendix_claims(table)
+    assert "≈ 0.005 is at n = 10000 (not comparable here)" in claim.details
+
+
 def test_appendix_medians_apart_but_groups_overlapping_is_inconclusive():
     """Medians 17 % apart (the 10-D paper-scale gap) inside a ±40 % spread: the rank test decides neither way."""
     claim, = appendix_claims(appendix_table(0.0047, 0.0056, spread=0.4))

@@ -3,16 +3,25 @@
 Registered experiments (each with ``tiny`` and ``paper`` scales):
 
 - ``marion2023.regimes``: online SGD on the univariate net in the two-timescale regime (ε = 2·10⁻⁵) against its
-  ε → 0 limit from the same u₀, for both targets (the paper's text and the official code's), and the same u₀ trained
+  ε → 0 limit from the same u₀, for both targets (the text target, from a third-party text, and the official code's),
+  and the same u₀ trained
   with ε = 1 (one step h = 10⁻⁵ for both a and u, τ_max = 10). Each two-timescale run's slow-time horizon is its own:
   1.5 × the sharp flow's closing time of its u₀
   (:func:`~zeroloss.papers.marion2023.twotimescale.limit_horizon`, docs/theory.md §3.3),
   so that the limit has reached its O(η) floor Σ Δf² η/28 — the official code's τ_max = 0.035 was tuned for the
-  code's target and leaves the paper-text target's limit short of it for most seeds.
-- ``marion2023.eps_sweep``: ε ∈ {0.01, 0.1, 1}, repeats per ε, τ_max = 3.
+  code's target and leaves the text target's limit short of it for most seeds.
+- ``marion2023.eps_sweep``: ε ∈ {0.01, 0.1, 1}, repeats per ε, at equal slow time τ_max = 3 and at equal samples.
 - ``marion2023.appendix``: full-batch GD with two optimisers on the additive 2-D and 10-D models and the ReLU
   model; standard regime (lr 1.0 for a and u) vs two-timescale (lr_a = 1.0, lr_u = 0.01), both for 5000 epochs
   (the official code stops the standard regime at 300; its value there is reported too).
+- ``marion2023.eta_scaling``: η ∈ {1, 2, 4, 8}·10⁻³ at fixed ε = 2·10⁻⁵, no label noise: the O(η) slope.
+- ``marion2023.neurons``: m ∈ {12, 20, 40} (12: the smallest valid count).
+- ``marion2023.official``: the official figure's configuration (code target, ``np.random.seed(42)`` start,
+  τ_max = 0.035) with its limit and the deterministic population run (two-timescale GD on the exact risk).
+
+The runs themselves (:func:`~zeroloss.papers.marion2023.runs.run_sgd_batch`,
+:func:`~zeroloss.papers.marion2023.runs.run_gd_batch`) live in :mod:`zeroloss.papers.marion2023.runs`, so that a
+claim's edit does not change the stored runs' result version.
 
 Claims, thresholds and their provenance: :mod:`zeroloss.papers.marion2023.claims`; figures:
 :mod:`zeroloss.papers.marion2023.plots`. Each experiment carries a cost model (``estimate_seconds``) for
@@ -109,7 +118,7 @@ ETAS = (1e-3, 2e-3, 4e-3, 8e-3)
 
 
 def _eta_specs(seeds: int, h: float) -> list[Spec]:
-    """η sweep at ε = 2·10⁻⁵, m = 20, paper-text target, each seed at its own horizon (which does not depend on η:
+    """η sweep at ε = 2·10⁻⁵, m = 20, text target, each seed at its own horizon (which does not depend on η:
     the sharp closing time). No label noise (``noise`` 0): its O(h) excess h σ_ξ² tr G does not depend on η and would
     hide the O(η) term (at h = 10⁻³ it is one floor at η = 4·10⁻³ and four at 10⁻³)."""
     return [_sgd_spec("paper", 2e-5, h, two_timescale_horizon("paper", s), s, eta=eta, noise=0.0)
@@ -224,7 +233,7 @@ register(Experiment(
 
 register(Experiment(
     name="marion2023.eps_sweep", paper=PAPER,
-    description="Online SGD for ε ∈ {0.01, 0.1, 1} up to slow time τ = 3 on the paper-text target (paper: h = 10⁻⁵, "
+    description="Online SGD for ε ∈ {0.01, 0.1, 1} up to slow time τ = 3 on the text target (paper: h = 10⁻⁵, "
                 "20 repeats; tiny: h = 10⁻⁴, 5 repeats).",
     specs={"tiny": _sweep_specs(5, 1e-4), "paper": _sweep_specs(20, 1e-5)},
     run_batch=run_sgd_batch, plot=sweep_plot, claims=sweep_claims, estimate_seconds=estimate_seconds,
@@ -253,7 +262,7 @@ def validate_sgd_spec(spec: Spec) -> None:
 
 register(Experiment(
     name="marion2023.eta_scaling", paper=PAPER,
-    description="The O(η) scaling: online SGD without label noise at ε = 2·10⁻⁵ on the paper-text target, m = 20, "
+    description="The O(η) scaling: online SGD without label noise at ε = 2·10⁻⁵ on the text target, m = 20, "
                 "η ∈ {1, 2, 4, 8}·10⁻³, each seed to its own horizon (1.5 × its u₀'s sharp closing time, which does "
                 "not depend on η); final risk against η, fitted slope and constant beside Σ Δf² η/28. Paper: "
                 "h = 10⁻⁴, 10 seeds; tiny: h = 10⁻³, 2 seeds.",
@@ -263,7 +272,7 @@ register(Experiment(
 
 register(Experiment(
     name="marion2023.neurons", paper=PAPER,
-    description="Two-timescale SGD (ε = 2·10⁻⁵, label noise 1) on the paper-text target with m ∈ {12, 20, 40} "
+    description="Two-timescale SGD (ε = 2·10⁻⁵, label noise 1) on the text target with m ∈ {12, 20, 40} "
                 "neurons (12: the smallest count that can put 2 in each of the 6 constant pieces), each seed to its "
                 "own horizon. Paper: h = 10⁻⁵ and the ε → 0 limit, 5 seeds; tiny: h = 10⁻³, 2 seeds, no limit.",
     specs={"tiny": _neurons_specs(2, 1e-3, limit=False), "paper": _neurons_specs(5, 1e-5, limit=True)},

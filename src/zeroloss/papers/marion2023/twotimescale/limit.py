@@ -276,9 +276,10 @@ def latest_closing_time(u0: np.ndarray, target) -> np.ndarray:
 CALIBRATION_SEEDS = tuple(range(1000, 1010))
 #: The horizon is this multiple of the latest sharp closing time. Calibrated with :func:`calibrate_horizon` on the
 #: held-out :data:`CALIBRATION_SEEDS` (general limit, η = 4·10⁻³, m = 20, both preset targets; docs/reproductions.md
-#: gives the table): at 0.8× the closing time the limit's risk is still well above the floor for most seeds, at 1.0×
-#: it is within a few per cent of it for all, and it stays there afterwards; the margin of one half covers online
-#: SGD's arrival times, which scatter around the limit's with the label noise.
+#: gives the table): at 0.8× the closing time the limit's risk is 1.3–4.9× the floor (text target) and 1.6–24×
+#: (code target), at 1.0× it is 0.998–1.06×, at 1.2× and 1.5× 0.989–0.997× for all 20 (target, seed) pairs; the
+#: margin of one half beyond 1.0 covers online SGD's arrival times, which scatter around the limit's with the label
+#: noise.
 HORIZON_MARGIN = 1.5
 
 
