@@ -14,10 +14,10 @@ from zeroloss.papers.marion2023.claims import (
     FLOOR_FACTOR,
     REGIME_RATIO,
     TRACK_FACTOR,
-    appendix_claims,
     regimes_claims,
     sweep_claims,
 )
+from zeroloss.papers.marion2023.claims_appendix import appendix_claims
 from zeroloss.papers.marion2023.twotimescale import floor_risk, target_preset
 
 ETA = 4e-3

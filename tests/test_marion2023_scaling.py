@@ -13,12 +13,10 @@ from zeroloss.errors import ZerolossInputError
 from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
 from zeroloss.papers.marion2023.claims import (
     FLOOR_FACTOR,
-    SLOPE_TOL,
-    eta_claims,
     neurons_claims,
     official_claims,
-    slope_fit,
 )
+from zeroloss.papers.marion2023.claims_scaling import SLOPE_TOL, eta_claims, slope_fit
 from zeroloss.papers.marion2023.runs import official_start, run_sgd_batch
 from zeroloss.papers.marion2023.twotimescale import floor_risk, general_limit, target_preset
 from zeroloss.papers.marion2023.twotimescale.population import population_gd

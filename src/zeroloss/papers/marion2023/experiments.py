@@ -40,14 +40,9 @@ from __future__ import annotations
 
 from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError
 from zeroloss.papers.base import Experiment, Spec, register
-from zeroloss.papers.marion2023.claims import (
-    appendix_claims,
-    eta_claims,
-    neurons_claims,
-    official_claims,
-    regimes_claims,
-    sweep_claims,
-)
+from zeroloss.papers.marion2023.claims import neurons_claims, official_claims, regimes_claims, sweep_claims
+from zeroloss.papers.marion2023.claims_appendix import appendix_claims
+from zeroloss.papers.marion2023.claims_scaling import eta_claims
 from zeroloss.papers.marion2023.plots import appendix_plot, eta_plot, regimes_plot, sweep_plot
 from zeroloss.papers.marion2023.runs import (
     MID_WINDOW,
