@@ -54,7 +54,7 @@ def test_cli_dry_run_prints_the_plan_and_json(tmp_path):
     assert "marion2023.regimes: 16 runs, 0 done, 16 to run" in text.stdout and "estimated total" in text.stdout
     as_json = runner.invoke(app, ["reproduce", "marion2023", "--dry-run", "--json", "--out", str(out)])
     record = json.loads(as_json.stdout)
-    assert record["scale"] == "tiny" and record["seconds"] > 0 and len(record["experiments"]) == 3
+    assert record["scale"] == "tiny" and record["seconds"] > 0 and len(record["experiments"]) == 6
     assert not out.exists()
 
 

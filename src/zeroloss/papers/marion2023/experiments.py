@@ -3,16 +3,25 @@
 Registered experiments (each with ``tiny`` and ``paper`` scales):
 
 - ``marion2023.regimes``: online SGD on the univariate net in the two-timescale regime (ε = 2·10⁻⁵) against its
-  ε → 0 limit from the same u₀, for both targets (the paper's text and the official code's), and the same u₀ trained
+  ε → 0 limit from the same u₀, for both targets (the text target, from a third-party text, and the official code's),
+  and the same u₀ trained
   with ε = 1 (one step h = 10⁻⁵ for both a and u, τ_max = 10). Each two-timescale run's slow-time horizon is its own:
   1.5 × the sharp flow's closing time of its u₀
   (:func:`~zeroloss.papers.marion2023.twotimescale.limit_horizon`, docs/theory.md §3.3),
   so that the limit has reached its O(η) floor Σ Δf² η/28 — the official code's τ_max = 0.035 was tuned for the
-  code's target and leaves the paper-text target's limit short of it for most seeds.
-- ``marion2023.eps_sweep``: ε ∈ {0.01, 0.1, 1}, repeats per ε, τ_max = 3.
+  code's target and leaves the text target's limit short of it for most seeds.
+- ``marion2023.eps_sweep``: ε ∈ {0.01, 0.1, 1}, repeats per ε, at equal slow time τ_max = 3 and at equal samples.
 - ``marion2023.appendix``: full-batch GD with two optimisers on the additive 2-D and 10-D models and the ReLU
   model; standard regime (lr 1.0 for a and u) vs two-timescale (lr_a = 1.0, lr_u = 0.01), both for 5000 epochs
   (the official code stops the standard regime at 300; its value there is reported too).
+- ``marion2023.eta_scaling``: η ∈ {1, 2, 4, 8}·10⁻³ at fixed ε = 2·10⁻⁵, no label noise: the O(η) slope.
+- ``marion2023.neurons``: m ∈ {12, 20, 40} (12: the smallest valid count).
+- ``marion2023.official``: the official figure's configuration (code target, ``np.random.seed(42)`` start,
+  τ_max = 0.035) with its limit and the deterministic population run (two-timescale GD on the exact risk).
+
+The runs themselves (:func:`~zeroloss.papers.marion2023.runs.run_sgd_batch`,
+:func:`~zeroloss.papers.marion2023.runs.run_gd_batch`) live in :mod:`zeroloss.papers.marion2023.runs`, so that a
+claim's edit does not change the stored runs' result version.
 
 Claims, thresholds and their provenance: :mod:`zeroloss.papers.marion2023.claims`; figures:
 :mod:`zeroloss.papers.marion2023.plots`. Each experiment carries a cost model (``estimate_seconds``) for
@@ -23,27 +32,31 @@ the closing time are defined for every repeat; the SGD run with the same seed st
 
 Examples:
     >>> spec = _sgd_spec("code", 2e-5, 1e-3, 0.02, seed=0, limit=True)
-    >>> _sgd_steps(spec), round(estimate_seconds(spec), 1) > 0
+    >>> sgd_steps(spec), round(estimate_seconds(spec), 1) > 0
     (1000000, True)
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import pandas as pd
-
-from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED
-from zeroloss.papers.base import Experiment, RunOutput, Spec, register
-from zeroloss.papers.marion2023.claims import appendix_claims, regimes_claims, sweep_claims
-from zeroloss.papers.marion2023.plots import appendix_plot, regimes_plot, sweep_plot
+from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError
+from zeroloss.papers.base import Experiment, Spec, register
+from zeroloss.papers.marion2023.claims import neurons_claims, official_claims, regimes_claims, sweep_claims
+from zeroloss.papers.marion2023.claims_appendix import appendix_claims
+from zeroloss.papers.marion2023.claims_scaling import eta_claims
+from zeroloss.papers.marion2023.plots import appendix_plot, eta_plot, regimes_plot, sweep_plot
+from zeroloss.papers.marion2023.runs import (
+    MID_WINDOW,
+    PLATEAU_WINDOW,
+    STARTS,
+    limit_euler_steps,
+    run_gd_batch,
+    run_sgd_batch,
+    sgd_steps,
+    window_mean,
+)
 from zeroloss.papers.marion2023.twotimescale import (
-    euler_steps,
     general_limit,
     init_positions,
-    label_noise_excess,
-    latest_closing_time,
     limit_horizon,
     online_sgd,
     target_preset,
@@ -52,104 +65,12 @@ from zeroloss.papers.marion2023.twotimescale import (
 from zeroloss.papers.marion2023.twotimescale.targets import PRESET_VALUES
 from zeroloss.sweep.checks import declare_checks, one_of
 
+__all__ = ["MID_WINDOW", "PLATEAU_WINDOW", "run_gd_batch", "run_sgd_batch", "window_mean"]  # re-exported
+
 PAPER = "marion2023"
-#: Slow-time windows, as fractions of a run's horizon, over which risks are averaged: the plateau (the last fifth:
-#: for a two-timescale run past 1.2× its closing time, so every jump carries a neuron in the limit) and the middle
-#: (used to tell a run that is still descending from one on its plateau). Averaging over a window rather than taking
-#: the last log damps the label-noise fluctuation of a single reading (tens of per cent at h = 10⁻³).
-PLATEAU_WINDOW = (0.8, 1.0)
-MID_WINDOW = (0.4, 0.6)
-
-
-def _tidy(steps: np.ndarray, metrics: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Tidy (step, metric, value) from per-log arrays of equal length."""
-    frames = [pd.DataFrame({"step": steps, "metric": name, "value": values}) for name, values in metrics.items()]
-    return pd.concat(frames, ignore_index=True)
-
-
-def window_mean(tau: np.ndarray, values: np.ndarray, window: tuple[float, float]) -> float:
-    """Mean of ``values`` over the logs whose τ/τ_max lies in ``window`` (NaN when the window holds no log).
-
-    Examples:
-        >>> window_mean(np.array([0.0, 0.5, 0.9, 1.0]), np.array([9.0, 5.0, 2.0, 4.0]), (0.8, 1.0))
-        3.0
-    """
-    frac = tau / tau[-1]
-    inside = (frac >= window[0] - 1e-12) & (frac <= window[1] + 1e-12)
-    return float(np.mean(values[inside])) if inside.any() else float("nan")
-
-
-# ------------------------------------------------------------------------------------------ online SGD
-#: Fractions of the slow-time horizon at which (u, a) are stored for the snapshot panels (0 and the end included).
-SNAPSHOT_FRACTIONS = (0.0, 0.1, 0.4, 1.0)
-
-
-def _snapshot_indices(tau: np.ndarray) -> list[int]:
-    """Log indices nearest to :data:`SNAPSHOT_FRACTIONS` of the horizon (the last log always included)."""
-    return sorted({int(np.argmin(np.abs(tau - f * tau[-1]))) for f in SNAPSHOT_FRACTIONS})
-
-
-def _parameters_frame(step: int, u: np.ndarray, a: np.ndarray, prefix: str = "") -> pd.DataFrame:
-    """Tidy rows ``{prefix}u_j`` (j < m) and ``{prefix}a_j`` (j ≤ m, a_0 the bias) at ``step``."""
-    names = [f"{prefix}u_{j}" for j in range(u.size)] + [f"{prefix}a_{j}" for j in range(a.size)]
-    return pd.DataFrame({"step": int(step), "metric": names, "value": np.concatenate([u, a])})
-
-
-def _sgd_steps(spec: Spec) -> int:
-    """SGD steps p = τ_max/(hε) of a spec."""
-    return max(1, int(round(spec["t_max"] / (spec["h"] * spec["eps"]))))
-
-
-def run_sgd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
-    """One online-SGD run per spec, plus its ε → 0 limit from the same u₀ when the spec asks (``limit``).
-
-    Metrics per log: ``risk``, ``tau`` (and ``limit_risk``); at the snapshot steps the parameters ``u_j``, ``a_j``
-    (and the limit's ``limit_u_j``, ``limit_a_j``). Summary: ``final_risk``, ``plateau_risk`` and ``mid_risk``
-    (window means, :data:`PLATEAU_WINDOW`, :data:`MID_WINDOW`), ``noise_excess`` (the O(h) label-noise excess at the
-    final positions, :func:`~zeroloss.papers.marion2023.twotimescale.label_noise_excess`),
-    ``closing_time`` (the sharp flow's, of u₀),
-    ``limit_final_risk``, ``diverged``, ``steps_done``, ``seconds``.
-    """
-    outputs = []
-    # Each repeat draws its samples from its own stream: run them one by one (numba makes this cheap) so that
-    # a run's result does not depend on which other seeds share its batch.
-    for spec in specs:
-        target = target_preset(spec["target"])
-        u0 = init_positions(spec["neurons"], 1, spec["seed"], valid_for=target)
-        noise = spec.get("noise", 1.0)  # label noise ξ ∼ U[−noise, noise]; the paper's 1 unless the spec says
-        run = online_sgd(target, eps=spec["eps"], h=spec["h"], steps=_sgd_steps(spec), eta=spec["eta"],
-                         seed=spec["seed"], u0=u0, logs=spec.get("logs", 100), noise=noise,
-                         derivative=spec.get("derivative", "exact"))
-        risk = run.risk[:, 0]
-        final_u = run.u[-1]
-        finite = bool(np.all(np.isfinite(risk)) and np.all(np.isfinite(final_u)))
-        summary = {"final_risk": float(risk[-1]), "plateau_risk": window_mean(run.tau, risk, PLATEAU_WINDOW),
-                   "mid_risk": window_mean(run.tau, risk, MID_WINDOW), "diverged": not finite,
-                   "noise_excess": float(label_noise_excess(final_u, spec["eta"], spec["h"], noise, target)[0])
-                   if finite else float("nan"),
-                   "closing_time": float(latest_closing_time(u0, target)[0]),
-                   "steps_done": run.steps, "seconds": run.seconds}
-        metrics = {"risk": risk, "tau": run.tau}
-        limit = None
-        if spec.get("limit", False):
-            limit = general_limit(u0, spec["eta"], target, spec["t_max"], n_steps=euler_steps(spec["t_max"]),
-                                  logs=len(run.tau) - 1)
-            metrics["limit_risk"] = np.interp(run.tau, limit.tau, limit.risk[:, 0])
-            summary["limit_final_risk"] = float(limit.final_risk[0])
-        frame = _tidy(run.log_steps, metrics)
-        shots = _snapshot_indices(run.tau)
-        snapshots = [_parameters_frame(run.log_steps[i], run.u[i, 0], run.a[i, 0]) for i in shots]
-        if limit is not None:  # the limit's (u, a*(u)) at the log nearest in slow time to each snapshot
-            for i in shots:
-                j = int(np.argmin(np.abs(limit.tau - run.tau[i])))
-                snapshots.append(_parameters_frame(run.log_steps[i], limit.u[j, 0], limit.a[j, 0], "limit_"))
-        outputs.append(RunOutput(pd.concat([frame, *snapshots], ignore_index=True), summary))
-    return outputs
-
-
-def _sgd_spec(target: str, eps: float, h: float, t_max: float, seed: int, limit: bool = False) -> Spec:
+def _sgd_spec(target: str, eps: float, h: float, t_max: float, seed: int, limit: bool = False, **extra) -> Spec:
     return {"model": "univariate", "target": target, "neurons": 20, "eta": 4e-3, "eps": eps, "h": h,
-            "t_max": t_max, "seed": seed, "limit": limit}
+            "t_max": t_max, "seed": seed, "limit": limit, **extra}
 
 
 #: The two targets of docs/theory.md §3.2: the paper's text (default) and the official code's teacher.
@@ -174,38 +95,52 @@ def _regimes_specs(seeds: int, h_two_timescale: float) -> list[Spec]:
     return specs
 
 
+#: The ε sweep's common slow time (the official code's τ_max = 3) and its ε values.
+SWEEP_T_MAX, SWEEP_EPS = 3.0, (0.01, 0.1, 1.0)
+
+
 def _sweep_specs(repeats: int, h: float) -> list[Spec]:
-    return [_sgd_spec("paper", eps, h, 3.0, s) for eps in (0.01, 0.1, 1.0) for s in range(repeats)]
+    """At equal slow time τ_max = 3 (the official protocol: ε = 0.01 gets 100× the SGD steps of ε = 1) and at equal
+    samples: every ε gets the steps of the smallest, 3/(h·0.01), i.e. τ_max = 3ε/0.01 (the ε = 0.01 runs are shared)."""
+    slow = [_sgd_spec("paper", eps, h, SWEEP_T_MAX, s) for eps in SWEEP_EPS for s in range(repeats)]
+    samples = [_sgd_spec("paper", eps, h, SWEEP_T_MAX * eps / SWEEP_EPS[0], s) for eps in SWEEP_EPS[1:]
+               for s in range(repeats)]
+    return slow + samples
+
+
+#: η values of the O(η) scaling experiment (a factor 8).
+ETAS = (1e-3, 2e-3, 4e-3, 8e-3)
+
+
+def _eta_specs(seeds: int, h: float) -> list[Spec]:
+    """η sweep at ε = 2·10⁻⁵, m = 20, text target, each seed at its own horizon (which does not depend on η:
+    the sharp closing time). No label noise (``noise`` 0): its O(h) excess h σ_ξ² tr G does not depend on η and would
+    hide the O(η) term (at h = 10⁻³ it is one floor at η = 4·10⁻³ and four at 10⁻³)."""
+    return [_sgd_spec("paper", 2e-5, h, two_timescale_horizon("paper", s), s, eta=eta, noise=0.0)
+            for eta in ETAS for s in range(seeds)]
+
+
+#: Neuron counts: 12 is the smallest valid count for the six constant pieces of the targets (2 per piece).
+NEURONS = (12, 20, 40)
+
+
+def _neurons_specs(seeds: int, h: float, limit: bool) -> list[Spec]:
+    return [_sgd_spec("paper", 2e-5, h, two_timescale_horizon("paper", s, m), s, limit=limit, neurons=m)
+            for m in NEURONS for s in range(seeds)]
+
+
+#: The official figure (``main.py``, ``tt_config_paper`` / ``tt_config_quick``): code target, ``np.random.seed(42)``
+#: start, τ_max = 0.035. The deterministic population run beside it: two-timescale GD on the exact risk with step
+#: 0.05 for a (stable while λ_max(G) < 20; λ_max ≈ 10 at this start) and ratio ``population_eps``.
+OFFICIAL_SEED, OFFICIAL_T_MAX, POPULATION_H = 42, 0.035, 0.05
+
+
+def _official_specs(h: float, population_eps: float) -> list[Spec]:
+    return [_sgd_spec("code", 2e-5, h, OFFICIAL_T_MAX, OFFICIAL_SEED, limit=True, start="official",
+                      population=True, population_h=POPULATION_H, population_eps=population_eps)]
 
 
 # ------------------------------------------------------------------------------------------- appendix
-
-def run_gd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
-    """Full-batch GD with two optimisers, one spec at a time (each repeat its own sample and initialisation).
-
-    Summary: ``final_criterion`` (NaN when diverged), ``plateau_criterion`` and ``mid_criterion`` (window means),
-    ``criterion_at_300`` (the official code's stopping epoch for the standard regime, when logged), ``diverged``,
-    ``seconds``.
-    """
-    outputs = []
-    for spec in specs:
-        logs = spec.get("logs", 50)
-        run = two_optimizer_gd(spec["model"], spec["d"], spec["n"], spec["lr_a"], spec["lr_u"], spec["epochs"],
-                               neurons=10, eta=0.01, repeats=1, seed=spec["seed"], logs=logs)
-        crit = run.criterion[:, 0]
-        metrics = _tidy(run.epochs, {"criterion": crit})
-        positions = run.u[0].reshape(-1)
-        final = pd.DataFrame({"step": spec["epochs"], "metric": [f"u_{j}" for j in range(positions.size)],
-                              "value": positions})
-        tau = run.epochs.astype(np.float64)
-        at_300 = crit[run.epochs == 300]
-        outputs.append(RunOutput(pd.concat([metrics, final], ignore_index=True), {
-            "final_criterion": float(crit[-1]), "plateau_criterion": window_mean(tau, crit, PLATEAU_WINDOW),
-            "mid_criterion": window_mean(tau, crit, MID_WINDOW),
-            "criterion_at_300": float(at_300[0]) if at_300.size else float("nan"),
-            "diverged": bool(run.diverged[0]), "seconds": run.seconds}))
-    return outputs
-
 
 #: Both regimes run this many epochs: the two-timescale budget of the official code. The code stops the standard
 #: regime at 300 epochs, where it is still descending (its criterion falls another 10–20 % over the next 100 at tiny
@@ -230,15 +165,20 @@ def _appendix_specs(settings: list[tuple[str, int, int]], repeats: int) -> list[
 #: online-SGD step (m = 20, numba); one logged exact risk; one Euler step of the general
 #: limit (a*(u) by least squares and ∇_u L, m = 20); one GD epoch: a fixed part plus a part per element of the
 #: (n, J, d) sample × neuron array.
-COSTS = {"sgd_step": 5.8e-8, "sgd_log": 7.0e-5, "euler_step": 2.3e-4, "gd_epoch": 1.0e-4, "gd_element": 4.8e-9}
+COSTS = {"sgd_step": 5.8e-8, "sgd_log": 7.0e-5, "euler_step": 2.3e-4, "gd_epoch": 1.0e-4, "gd_element": 4.8e-9,
+         "population_step": 2.6e-4}
 
 
 def estimate_seconds(spec: Spec) -> float:
     """Seconds one run of ``spec`` takes on the calibration machine (see :data:`COSTS`)."""
     if spec.get("model") == "univariate":
-        seconds = _sgd_steps(spec) * COSTS["sgd_step"] + spec.get("logs", 100) * COSTS["sgd_log"]
+        scale = spec.get("neurons", 20) / 20  # per-step costs grow about linearly with m
+        seconds = scale * sgd_steps(spec) * COSTS["sgd_step"] + spec.get("logs", 100) * COSTS["sgd_log"]
         if spec.get("limit", False):
-            seconds += euler_steps(spec["t_max"]) * COSTS["euler_step"]
+            seconds += scale * limit_euler_steps(spec["t_max"], spec["eta"]) * COSTS["euler_step"]
+        if spec.get("population", False):
+            steps = spec["t_max"] / (spec["population_h"] * spec["population_eps"])
+            seconds += scale * steps * COSTS["population_step"]
         return seconds
     elements = spec["n"] * 10 * spec["d"]
     return spec["epochs"] * (COSTS["gd_epoch"] + elements * COSTS["gd_element"])
@@ -288,7 +228,7 @@ register(Experiment(
 
 register(Experiment(
     name="marion2023.eps_sweep", paper=PAPER,
-    description="Online SGD for ε ∈ {0.01, 0.1, 1} up to slow time τ = 3 on the paper-text target (paper: h = 10⁻⁵, "
+    description="Online SGD for ε ∈ {0.01, 0.1, 1} up to slow time τ = 3 on the text target (paper: h = 10⁻⁵, "
                 "20 repeats; tiny: h = 10⁻⁴, 5 repeats).",
     specs={"tiny": _sweep_specs(5, 1e-4), "paper": _sweep_specs(20, 1e-5)},
     run_batch=run_sgd_batch, plot=sweep_plot, claims=sweep_claims, estimate_seconds=estimate_seconds,
@@ -307,13 +247,55 @@ register(Experiment(
     run_batch=run_gd_batch, plot=appendix_plot, claims=appendix_claims, estimate_seconds=estimate_seconds,
 ))
 
+def validate_sgd_spec(spec: Spec) -> None:
+    """Keys that only matter together: a population run needs its step and ratio."""
+    if spec.get("population", False):
+        for key in ("population_h", "population_eps"):
+            if key not in spec:
+                raise ZerolossInputError(f"{key}: required when population is true (a positive number)")
+
+
+register(Experiment(
+    name="marion2023.eta_scaling", paper=PAPER,
+    description="The O(η) scaling: online SGD without label noise at ε = 2·10⁻⁵ on the text target, m = 20, "
+                "η ∈ {1, 2, 4, 8}·10⁻³, each seed to its own horizon (1.5 × its u₀'s sharp closing time, which does "
+                "not depend on η); final risk against η, fitted slope and constant beside Σ Δf² η/28. Paper: "
+                "h = 10⁻⁴, 10 seeds; tiny: h = 10⁻³, 2 seeds.",
+    specs={"tiny": _eta_specs(2, 1e-3), "paper": _eta_specs(10, 1e-4)},
+    run_batch=run_sgd_batch, plot=eta_plot, claims=eta_claims, estimate_seconds=estimate_seconds,
+))
+
+register(Experiment(
+    name="marion2023.neurons", paper=PAPER,
+    description="Two-timescale SGD (ε = 2·10⁻⁵, label noise 1) on the text target with m ∈ {12, 20, 40} "
+                "neurons (12: the smallest count that can put 2 in each of the 6 constant pieces), each seed to its "
+                "own horizon. Paper: h = 10⁻⁵ and the ε → 0 limit, 5 seeds; tiny: h = 10⁻³, 2 seeds, no limit.",
+    specs={"tiny": _neurons_specs(2, 1e-3, limit=False), "paper": _neurons_specs(5, 1e-5, limit=True)},
+    run_batch=run_sgd_batch, plot=regimes_plot, claims=neurons_claims, estimate_seconds=estimate_seconds,
+))
+
+register(Experiment(
+    name="marion2023.official", paper=PAPER,
+    description="The official figure's configuration run once: code target, the official start "
+                "(np.random.seed(42); sorted U[0, 1]^20), ε = 2·10⁻⁵, τ_max = 0.035, with its ε → 0 limit and the "
+                "deterministic population run (two-timescale GD on the exact risk, no sampling and no label noise, "
+                "a-step 0.05) from the same u₀. Paper: h = 10⁻⁵ (tt_config_paper), population ε = 2·10⁻⁵; tiny: "
+                "h = 10⁻³ (tt_config_quick), population ε = 10⁻⁴.",
+    specs={"tiny": _official_specs(1e-3, 1e-4), "paper": _official_specs(1e-5, 2e-5)},
+    run_batch=run_sgd_batch, plot=regimes_plot, claims=official_claims, estimate_seconds=estimate_seconds,
+    validate_spec=validate_sgd_spec,
+))
+
 _SGD_CHECKS = {
     "model": one_of("univariate"), "target": one_of(*PRESET_VALUES), "neurons": POSITIVE_INT, "eta": POSITIVE_NUMBER,
     "eps": POSITIVE_NUMBER, "h": POSITIVE_NUMBER, "t_max": POSITIVE_NUMBER, "seed": SEED, "limit": BOOLEAN,
-    "logs": POSITIVE_INT, "derivative": one_of("exact", "box"),
+    "logs": POSITIVE_INT, "derivative": one_of("exact", "box"), "start": one_of(*STARTS), "population": BOOLEAN,
+    "population_h": POSITIVE_NUMBER, "population_eps": POSITIVE_NUMBER,
+    "noise": Rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"),
+                  "must be a number ≥ 0 (finite)"),
 }
-declare_checks("marion2023.regimes", _SGD_CHECKS)
-declare_checks("marion2023.eps_sweep", _SGD_CHECKS)
+for _name in ("regimes", "eps_sweep", "eta_scaling", "neurons", "official"):
+    declare_checks(f"marion2023.{_name}", _SGD_CHECKS)
 declare_checks("marion2023.appendix", {
     "model": one_of("additive", "relu"), "d": POSITIVE_INT, "n": POSITIVE_INT,
     "regime": one_of("standard", "two-timescale"), "lr_a": POSITIVE_NUMBER, "lr_u": POSITIVE_NUMBER,

@@ -123,25 +123,52 @@ def _snapshots(df: pd.DataFrame, runs: pd.DataFrame, target: str):
 
 
 def sweep_plot(df: pd.DataFrame) -> dict[str, Any]:
-    """Final (plateau) risk per ε, every repeat drawn over its box."""
+    """Final (plateau) risk per ε, every repeat drawn over its box: at equal slow time and at equal samples."""
     runs = runs_table(df)
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    eps_values = sorted(runs["eps"].unique())
-    data = [runs[runs["eps"] == e]["plateau_risk"].to_numpy() for e in eps_values]
-    ax.boxplot(data, tick_labels=[f"{e:g}" for e in eps_values])
-    for i, values in enumerate(data, start=1):
-        ax.plot(np.full(values.size, i), values, ".", color="C0", alpha=0.6)
+    steps = (runs["t_max"] / (runs["h"] * runs["eps"])).round()
+    common_tau = runs.groupby("t_max")["eps"].nunique().idxmax() if not runs.empty else 0.0
+    groups = {f"equal slow time τ_max = {common_tau:g}": runs[runs["t_max"] == common_tau]}
     if not runs.empty:
-        target = str(runs["target"].iloc[0]) if "target" in runs else "paper"
-        ax.axhline(floor_risk(target_preset(target), float(runs["eta"].iloc[0])), color="k", lw=1,
-                   label="O(η) floor Σ Δf² η/28")
-        ax.legend(fontsize=7)
-    ax.set_yscale("log")
-    ax.set_xlabel("ε (ratio of the u-step to the a-step)")
-    ax.set_ylabel("risk, mean over the last fifth of τ_max")
-    ax.set_title(f"ε sweep at τ_max = {runs['t_max'].max():g}: final risk per repeat")
+        same = runs[steps == steps[runs["eps"] == runs["eps"].min()].max()]
+        if same["t_max"].nunique() > 1:
+            groups[f"equal samples ({steps[same.index].iloc[0]:.3g} SGD steps)"] = same
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False, sharey=True)
+    for ax, (title, group) in zip(axes[0], groups.items(), strict=True):
+        eps_values = sorted(group["eps"].unique())
+        data = [group[group["eps"] == e]["plateau_risk"].to_numpy() for e in eps_values]
+        ax.boxplot(data, tick_labels=[f"{e:g}" for e in eps_values])
+        for i, values in enumerate(data, start=1):
+            ax.plot(np.full(values.size, i), values, ".", color="C0", alpha=0.6)
+        if not group.empty:
+            target = str(group["target"].iloc[0]) if "target" in group else "paper"
+            ax.axhline(floor_risk(target_preset(target), float(group["eta"].iloc[0])), color="k", lw=1,
+                       label="O(η) floor Σ Δf² η/28")
+            ax.legend(fontsize=7)
+        ax.set_yscale("log")
+        ax.set_xlabel("ε (ratio of the u-step to the a-step)")
+        ax.set_title(f"ε sweep at {title}", fontsize=9)
+    axes[0][0].set_ylabel("risk, mean over the last fifth of τ_max")
     fig.tight_layout()
     return {"final risk against ε (box-plot)": fig}
+
+
+def eta_plot(df: pd.DataFrame) -> dict[str, Any]:
+    """Final (plateau) risk against η, per seed, with the floor Σ Δf² η/28 (log-log: slope 1 is O(η))."""
+    runs = runs_table(df)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for i, (seed, group) in enumerate(runs.groupby("seed")):
+        group = group.sort_values("eta")
+        ax.loglog(group["eta"], group["plateau_risk"], "o-", color=f"C{i % 10}", lw=1, ms=4, label=f"seed {seed}")
+    if not runs.empty:
+        grid = np.sort(runs["eta"].unique())
+        target = target_preset(str(runs["target"].iloc[0]))
+        ax.loglog(grid, [floor_risk(target, e) for e in grid], "k--", lw=1.5, label="floor Σ Δf² η/28 (slope 1)")
+    ax.set_xlabel("smoothing width η")
+    ax.set_ylabel("risk, mean over the last fifth of τ_max")
+    ax.set_title("the O(η) scaling at fixed ε", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return {"final risk against η": fig}
 
 
 def _setting(row: Any) -> str:

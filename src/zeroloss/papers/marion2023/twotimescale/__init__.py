@@ -7,6 +7,8 @@
 - :mod:`limit`: the ε → 0 limit, general (least squares + ODE) and sharp-step (closed form with snapping); the
   closing time, the horizon built from it and the O(η) floor Σ Δf² η/28.
 - :mod:`gd`: full-batch GD with two optimisers (the appendix's additive and ReLU models).
+- :mod:`population`: two-timescale GD on the exact population risk (no sample, no label noise), SGD's deterministic
+  twin.
 
 Examples:
     >>> from zeroloss import twotimescale as tt
@@ -18,6 +20,7 @@ Examples:
 from zeroloss.papers.marion2023.twotimescale.gd import GDRunTT, two_optimizer_gd
 from zeroloss.papers.marion2023.twotimescale.limit import (
     LimitRun,
+    calibrate_horizon,
     check_validity,
     euler_steps,
     floor_risk,
@@ -29,6 +32,7 @@ from zeroloss.papers.marion2023.twotimescale.limit import (
     sharp_risk,
 )
 from zeroloss.papers.marion2023.twotimescale.model import forward, init_positions, neurons_per_piece
+from zeroloss.papers.marion2023.twotimescale.population import PopulationRun, population_gd
 from zeroloss.papers.marion2023.twotimescale.risk import exact_risk, label_noise_excess, optimal_outer, risk_and_grad
 from zeroloss.papers.marion2023.twotimescale.targets import PiecewiseConstant, relu_teacher, sum_of_steps, target_preset
 
@@ -48,7 +52,9 @@ __all__ = [
     "GDRunTT",
     "LimitRun",
     "PiecewiseConstant",
+    "PopulationRun",
     "SGDRun",
+    "calibrate_horizon",
     "check_validity",
     "euler_steps",
     "exact_risk",
@@ -62,6 +68,7 @@ __all__ = [
     "neurons_per_piece",
     "online_sgd",
     "optimal_outer",
+    "population_gd",
     "relu_teacher",
     "risk_and_grad",
     "sharp_closing_time",

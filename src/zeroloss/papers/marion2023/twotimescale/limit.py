@@ -271,11 +271,45 @@ def latest_closing_time(u0: np.ndarray, target) -> np.ndarray:
     return out
 
 
-#: The horizon is this multiple of the latest sharp closing time. Measured with the general (η = 4·10⁻³) limit on
-#: 10 seeds of each preset target: at 0.8× the closing time the risk is still 1.9–11× the floor, at 1.0× it is within
-#: 2 % of it, and it stays there afterwards; the margin of one half covers online SGD's arrival times, which scatter
-#: around the limit's with the label noise.
+#: Seeds of the horizon calibration (:func:`calibrate_horizon`): no experiment's claim uses them (the claims' runs
+#: use seeds 0–19 and the official code's 42), so the margin is not fitted to the runs it is judged on.
+CALIBRATION_SEEDS = tuple(range(1000, 1010))
+#: The horizon is this multiple of the latest sharp closing time. Calibrated with :func:`calibrate_horizon` on the
+#: held-out :data:`CALIBRATION_SEEDS` (general limit, η = 4·10⁻³, m = 20, both preset targets; docs/reproductions.md
+#: gives the table): at 0.8× the closing time the limit's risk is 1.3–4.9× the floor (text target) and 1.6–24×
+#: (code target), at 1.0× it is 0.998–1.06×, at 1.2× and 1.5× 0.989–0.997× for all 20 (target, seed) pairs; the
+#: margin of one half beyond 1.0 covers online SGD's arrival times, which scatter around the limit's with the label
+#: noise.
 HORIZON_MARGIN = 1.5
+
+
+def calibrate_horizon(target, seeds=CALIBRATION_SEEDS, fractions=(0.8, 1.0, 1.2, 1.5), neurons: int = 20,
+                      eta: float = 4e-3) -> np.ndarray:
+    """The general limit's risk / the floor at each fraction × the sharp closing time, per held-out seed.
+
+    Args:
+        target: the piecewise-constant f*.
+        seeds: seeds of the u₀ draws (conditioned on validity, as the experiments draw them).
+        fractions: multiples of each u₀'s :func:`latest_closing_time` at which the risk is read.
+        neurons, eta: m and η.
+
+    Returns:
+        (len(seeds), len(fractions)) ratios L(a*(u(τ)), u(τ)) / (Σ Δf² η/28).
+    """
+    from zeroloss.papers.marion2023.twotimescale.model import init_positions
+
+    fractions = np.asarray(fractions, dtype=np.float64)
+    out = np.empty((len(seeds), fractions.size))
+    floor = floor_risk(target, eta)
+    for i, seed in enumerate(seeds):
+        u0 = init_positions(neurons, 1, seed, valid_for=target)
+        closing = float(latest_closing_time(u0, target)[0])
+        t_max = float(fractions.max()) * closing
+        steps = euler_steps(t_max)
+        run = general_limit(u0, eta, target, t_max, n_steps=steps, logs=steps)
+        for k, f in enumerate(fractions):
+            out[i, k] = float(run.risk[int(np.argmin(np.abs(run.tau - f * closing))), 0]) / floor
+    return out
 
 
 def limit_horizon(u0: np.ndarray, target, margin: float = HORIZON_MARGIN) -> np.ndarray:
