@@ -68,6 +68,42 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
+# ------------------------------------------------------------------- marion2023: synthetic result tables
+
+#: Logged slow times of a synthetic marion2023 run (11 points).
+TAU = np.linspace(0.0, 1.0, 11)
+
+
+def run_rows(run_id: str, spec: dict, summary: dict, metrics: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One run's tidy rows (as ``zeroloss.load`` gives them): each metric over the steps of :data:`TAU`."""
+    frames = [pd.DataFrame({"step": np.arange(len(TAU)), "metric": name, "value": values})
+              for name, values in metrics.items()]
+    frame = pd.concat(frames, ignore_index=True)
+    for key, value in {"run_id": run_id, **spec, **summary}.items():
+        frame[key] = value
+    return frame
+
+
+def positions_rows(run_id: str, step: int, u: np.ndarray, prefix: str = "") -> pd.DataFrame:
+    """The final snapshot of a run's positions (``{prefix}u_j``), as run_sgd_batch stores it."""
+    return pd.DataFrame({"run_id": run_id, "step": step, "metric": [f"{prefix}u_{j}" for j in range(u.size)],
+                         "value": u})
+
+
+#: Final positions: a neuron on every jump (plus spread ones), and the same with the jump at 0.5 left 10η away.
+COVERING = np.array([0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9])
+UNCOVERING = np.where(COVERING == 0.5, 0.5 + 10 * 4e-3, COVERING)  # η = 4·10⁻³
+
+
+def with_positions(frame: pd.DataFrame, u: np.ndarray, prefix: str = "") -> pd.DataFrame:
+    """Append the final snapshot ``u`` to one run's rows (spec and summary columns copied)."""
+    rows = positions_rows(frame["run_id"].iloc[0], int(frame["step"].max()), u, prefix)
+    for col in frame.columns:
+        if col not in rows:
+            rows[col] = frame[col].iloc[0]
+    return pd.concat([frame, rows], ignore_index=True)
+
+
 # ---------------------------------------------------------------------------------------------- the entk zoo
 # The entk zoo (used by the test_ntk_entk* files): an MLP with biases; 1-d, 2-d and 3-d CNNs with stride,
 # padding (zeros, circular, 'same'), dilation and groups; a small ResNet with BatchNorm (running statistics set away

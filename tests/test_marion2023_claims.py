@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import COVERING, TAU, UNCOVERING, run_rows, with_positions
 from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
 from zeroloss.papers.marion2023.claims import (
     DESCENT_RATIO,
@@ -24,27 +25,6 @@ ETA = 4e-3
 TEXT = "text target (third-party text)"
 FLOOR = floor_risk(target_preset("paper"), ETA)  # 29 η/28
 EXCESS = 0.5 * FLOOR  # a label-noise excess of the size the tiny scale has
-TAU = np.linspace(0.0, 1.0, 11)
-
-
-def _run_rows(run_id: str, spec: dict, summary: dict, metrics: dict[str, np.ndarray]) -> pd.DataFrame:
-    frames = [pd.DataFrame({"step": np.arange(len(TAU)), "metric": name, "value": values})
-              for name, values in metrics.items()]
-    frame = pd.concat(frames, ignore_index=True)
-    for key, value in {"run_id": run_id, **spec, **summary}.items():
-        frame[key] = value
-    return frame
-
-
-def positions_rows(run_id: str, step: int, u: np.ndarray, prefix: str = "") -> pd.DataFrame:
-    """The final snapshot of a run's positions (``{prefix}u_j``), as run_sgd_batch stores it."""
-    return pd.DataFrame({"run_id": run_id, "step": step, "metric": [f"{prefix}u_{j}" for j in range(u.size)],
-                         "value": u})
-
-
-#: Final positions: a neuron on every jump (plus spread ones), and the same with the jump at 0.5 left 10η away.
-COVERING = np.array([0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9])
-UNCOVERING = np.where(COVERING == 0.5, 0.5 + 10 * ETA, COVERING)
 
 
 def regimes_table(seeds: int = 4, limit_final: float = 1.0, sgd_plateau: float = 1.0, track: float = 1.0,
@@ -63,23 +43,14 @@ def regimes_table(seeds: int = 4, limit_final: float = 1.0, sgd_plateau: float =
         summary = {"limit_final_risk": limit_final * floor, "plateau_risk": plateau, "mid_risk": 3 * plateau,
                    "noise_excess": EXCESS, "closing_time": 0.1 / 1.5}
         metrics = {"tau": TAU * 0.1, "risk": track * (limit_curve + EXCESS), "limit_risk": limit_curve}
-        frames.append(_with_positions(_run_rows(f"two{target}{s}", spec, summary, metrics), two_u))
+        frames.append(with_positions(run_rows(f"two{target}{s}", spec, summary, metrics), two_u))
         spec = {**spec, "eps": 1.0, "h": 1e-5, "t_max": 10.0}
         one = one_ratio * plateau
-        frames.append(_with_positions(
-            _run_rows(f"one{target}{s}", spec, {"plateau_risk": one, "mid_risk": one / one_descent,
+        frames.append(with_positions(
+            run_rows(f"one{target}{s}", spec, {"plateau_risk": one, "mid_risk": one / one_descent,
                                                 "noise_excess": EXCESS, "closing_time": 0.05},
                       {"tau": TAU * 10, "risk": np.full(len(TAU), one)}), one_u))
     return pd.concat(frames, ignore_index=True)
-
-
-def _with_positions(frame: pd.DataFrame, u: np.ndarray, prefix: str = "") -> pd.DataFrame:
-    """Append the final snapshot ``u`` to one run's rows (spec and summary columns copied)."""
-    rows = positions_rows(frame["run_id"].iloc[0], int(frame["step"].max()), u, prefix)
-    for col in frame.columns:
-        if col not in rows:
-            rows[col] = frame[col].iloc[0]
-    return pd.concat([frame, rows], ignore_index=True)
 
 
 def _by_claim(claims) -> dict[str, str]:
@@ -184,7 +155,7 @@ def sweep_table(medians: dict[float, float], descent: dict[float, float] | None 
         for s in range(repeats):
             late = value * (1 + 0.05 * (s - 1))  # spread around the median
             mid = late / (descent or {}).get(eps, 1.0)
-            frames.append(_run_rows(f"e{eps}s{s}", {"target": "paper", "eta": ETA, "eps": eps, "h": 1e-4,
+            frames.append(run_rows(f"e{eps}s{s}", {"target": "paper", "eta": ETA, "eps": eps, "h": 1e-4,
                                                       "t_max": t_max, "seed": s},
                                     {"plateau_risk": late, "mid_risk": mid, "closing_time": closing},
                                     {"tau": TAU * t_max, "risk": np.full(len(TAU), late)}))
@@ -227,7 +198,7 @@ def appendix_table(two: float, standard: float, descent: dict[str, float] | None
         for s in range(3):
             final = np.nan if (diverged_standard and regime == "standard") else value * (1 + spread * (s - 1))
             mid = final / (descent or {}).get(regime, 1.0)
-            frames.append(_run_rows(f"{regime}{s}", {"model": "additive", "d": 2, "n": 1000, "regime": regime,
+            frames.append(run_rows(f"{regime}{s}", {"model": "additive", "d": 2, "n": 1000, "regime": regime,
                                                      "epochs": 5000, "seed": s},
                                     {"final_criterion": final, "plateau_criterion": final, "mid_criterion": mid,
                                      "criterion_at_300": 1.1 * value},

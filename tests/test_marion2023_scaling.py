@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_marion2023_claims import COVERING, UNCOVERING, _run_rows, _with_positions
+from helpers import COVERING, UNCOVERING, run_rows, with_positions
 from zeroloss.errors import ZerolossInputError
 from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
 from zeroloss.papers.marion2023.claims import (
@@ -31,7 +31,7 @@ def eta_table(risk_of_eta, seeds: int = 3) -> pd.DataFrame:
     for s in range(seeds):
         for eta in ETAS:
             value = risk_of_eta(eta, s)
-            frames.append(_run_rows(f"e{eta}s{s}", {"target": "paper", "eta": eta, "eps": 2e-5, "h": 1e-3,
+            frames.append(run_rows(f"e{eta}s{s}", {"target": "paper", "eta": eta, "eps": 2e-5, "h": 1e-3,
                                                      "t_max": 0.1, "seed": s, "noise": 0.0},
                                     {"plateau_risk": value, "mid_risk": value},
                                     {"tau": TAU * 0.1, "risk": np.full(len(TAU), value)}))
@@ -79,7 +79,7 @@ def neurons_table(plateau_factor: dict[int, float], limit: bool = True) -> pd.Da
             summary = {"plateau_risk": factor * (floor + 0.5 * floor), "mid_risk": 1.0, "noise_excess": 0.5 * floor}
             if limit:
                 summary["limit_final_risk"] = floor
-            frames.append(_run_rows(f"m{m}s{s}", {"target": "paper", "eta": 4e-3, "eps": 2e-5, "h": 1e-3,
+            frames.append(run_rows(f"m{m}s{s}", {"target": "paper", "eta": 4e-3, "eps": 2e-5, "h": 1e-3,
                                                    "t_max": 0.1, "seed": s, "neurons": m},
                                     summary, {"tau": TAU * 0.1, "risk": np.full(len(TAU), 0.01)}))
     return pd.concat(frames, ignore_index=True)
@@ -107,8 +107,8 @@ def official_table(population_factor: float = 1.0, population_u: np.ndarray = CO
                "population_plateau_risk": population_factor * floor}
     metrics = {"tau": TAU * 0.035, "risk": limit_curve + 0.3 * floor, "limit_risk": limit_curve,
                "population_risk": population_factor * limit_curve}
-    frame = _with_positions(_run_rows("official", spec, summary, metrics), COVERING)
-    return _with_positions(frame, population_u, "population_")
+    frame = with_positions(run_rows("official", spec, summary, metrics), COVERING)
+    return with_positions(frame, population_u, "population_")
 
 
 def test_official_claims_and_the_population_twin():
