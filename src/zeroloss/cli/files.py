@@ -61,7 +61,7 @@ def regular_file(path: Path | str, field: str) -> Path:
         raise ZerolossInputError(f"{field}: {str(path)!r} is a folder; give a .npy file")
     if not stat.S_ISREG(info.st_mode):
         raise ZerolossInputError(f"{field}: {str(path)!r} is not a regular file (a FIFO, socket or device, which "
-                                 "would block the read); give a .npy file")
+                                 "would block the read); give a regular file")
     if not os.access(path, os.R_OK):
         raise ZerolossInputError(f"{field}: cannot read {str(path)!r}: permission denied")
     return path

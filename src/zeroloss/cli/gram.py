@@ -133,7 +133,8 @@ def gram(
     net_bytes = 8 * sum(p.numel() for p in model.parameters())
     need = gram_command_bytes(gram_memory_bytes(model, n, layer_sel), net_bytes, n, members)
     check_memory(need, budget, field="--members" if members > 1 else "--inputs",
-                 what=f"a Gram matrix of {members} member(s) on n = {n} inputs", hint="use fewer inputs or a smaller net")
+                 what=f"a Gram matrix of {members} member(s) on n = {n} inputs",
+                 hint="use fewer inputs or a smaller net")
     prepare_output_file(out, "--out", overwrite)
     G = gram_fn(model, X, layer=layer_sel, memory_budget=budget.bytes).cpu()
     buffer = io.BytesIO()

@@ -54,6 +54,7 @@ from zeroloss.ntk.linearize import Linearized, linearize
 from zeroloss.ntk.predict import predict_gd_mse
 from zeroloss.precision import no_tf32
 from zeroloss.train.gd import DIVERGENCE_FACTOR
+from zeroloss.usercode import user_code
 
 #: Default step as a fraction of the stability edge 2/λ_max(Θ₀): η = 1/λ_max. The top kernel mode of the
 #: linearised GD then converges in one step (1 − ηλ_max = 0) and the step keeps a factor-2 margin to the edge for
@@ -249,7 +250,7 @@ def diagnose(
             raise ZerolossInputError(f"{name}: must be a non-negative integer, got {value!r}")
     threads = check_positive_int(threads, "threads", allow_none=True)
     t_start = time.perf_counter()
-    with torch.enable_grad(), torch_threads(threads):
+    with torch.enable_grad(), torch_threads(threads), user_code("model", "the model"):
         prob = check_problem(model, X, y, X_test, y_test, params=params, dtype=dtype)
         return _run(prob, steps, lr, lr_fraction, optimizer, make, probe_every, alpha,
                     (alpha_samples, alpha_starts, alpha_steps, seed), progress, t_start)
@@ -269,6 +270,9 @@ def _run(prob: Problem, steps: int, lr: float | None, lr_fraction: float, optimi
     L0 = 0.5 * r0**2
     with no_tf32():
         K0 = kernel_matrix(real, X, names, k)
+        if not torch.isfinite(K0).all():
+            raise ZerolossInputError("model: its empirical NTK on X at initialisation has NaN or inf entries (the "
+                                     "gradients of its outputs are not finite)")
         eig0 = torch.linalg.eigvalsh(0.5 * (K0 + K0.T))
         Kt = kernel_matrix(real, prob.X_test, names, k, X2=X) if prob.X_test is not None else None
     lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])
