@@ -162,3 +162,28 @@ def print_claims(claims: list[dict], html_path: Path, errors: list[str], json_ou
 def echo_err(message: str) -> None:
     """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
     print(message, file=sys.stderr)
+
+
+def import_extra_experiments() -> None:
+    """Import the modules named in ``ZEROLOSS_EXTRA_EXPERIMENTS`` (the registry imports them again, a no-op) so that
+    a bad value or a plugin that fails on import is one line naming the variable, exit status 2.
+
+    Each entry must be a module name (``package.module``); a plugin that raises anything, or calls ``sys.exit``,
+    while it is imported is reported with its exception's first line.
+    """
+    import importlib
+    import os
+
+    env = "ZEROLOSS_EXTRA_EXPERIMENTS"
+    for module in filter(None, (m.strip() for m in os.environ.get(env, "").split(","))):
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ZerolossInputError(f"{env}: must be comma-separated module names (like mypackage.experiments), "
+                                     f"got {module!r}")
+        try:
+            importlib.import_module(module)
+        except ZerolossInputError:
+            raise
+        except (Exception, SystemExit) as exc:  # the plugin's own code
+            text = (str(exc).strip().splitlines() or [""])[0]
+            raise ZerolossInputError(f"{env}: importing {module!r} failed: {type(exc).__name__}"
+                                     f"{': ' + text if text else ''}") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err, print_claims
+from zeroloss.cli.common import cli_errors, echo_err, import_extra_experiments, print_claims
 
 
 @cli_errors
@@ -29,6 +29,7 @@ def reproduce(
                                                         "on stdout"),
 ) -> None:
     """Reproduce a paper's experiments: sweeps, claims.json, report.html, and the claims table."""
+    import_extra_experiments()
     if dry_run:
         import json
 

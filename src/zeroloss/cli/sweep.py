@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err
+from zeroloss.cli.common import cli_errors, echo_err, import_extra_experiments
 from zeroloss.errors import ZerolossInputError
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def sweep(
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 
+    import_extra_experiments()
     if example is not None:
         from zeroloss.cli.experiments import example_sweep
         from zeroloss.experiments.registry import load_experiments

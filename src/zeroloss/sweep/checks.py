@@ -37,6 +37,9 @@ from zeroloss.errors import ZerolossInputError
 KeyCheck = Callable[[Any], str | None]
 #: experiment name → key → check.
 CHECKS: dict[str, dict[str, KeyCheck]] = {}
+#: experiment name → checks of a whole run spec (keys that constrain each other, the run's memory): each returns
+#: None, or a message that starts with the key it is about.
+RUN_CHECKS: dict[str, list[Callable[[Mapping[str, Any]], str | None]]] = {}
 #: Seeds go to torch and numpy generators, which take 0 ≤ seed < 2⁶³ (member k of an ensemble uses seed + k).
 MAX_SEED = 2**63 - 1
 
@@ -44,6 +47,11 @@ MAX_SEED = 2**63 - 1
 def declare_checks(experiment: str, checks: Mapping[str, KeyCheck]) -> None:
     """Add (or replace) per-key checks for ``experiment``'s run specs."""
     CHECKS.setdefault(experiment, {}).update(checks)
+
+
+def declare_run_check(experiment: str, check: Callable[[Mapping[str, Any]], str | None]) -> None:
+    """Add a check of whole run specs of ``experiment`` (after the per-key checks have passed)."""
+    RUN_CHECKS.setdefault(experiment, []).append(check)
 
 
 def _is_int(value: Any) -> bool:
@@ -157,6 +165,10 @@ def validate_runs(experiment: Any, specs: Sequence[Mapping[str, Any]]) -> None:
                 problem = check(spec[key])
                 if problem:
                     raise ZerolossInputError(f"{key}: {problem}, got {spec[key]!r} ({where})")
+        for check in RUN_CHECKS.get(name, []):
+            problem = check(spec)
+            if problem:
+                raise ZerolossInputError(f"{problem} ({where})")
         if callable(own):
             own(spec)
 
@@ -188,8 +200,48 @@ def _targets() -> Sequence[str]:
     return list(PRESET_VALUES)
 
 
+def depth(value: Any) -> str | None:
+    from zeroloss.budget import MAX_DEPTH
+
+    return None if _is_int(value) and 1 <= value <= MAX_DEPTH else f"must be an integer from 1 to {MAX_DEPTH}"
+
+
+def _du_run(spec: Mapping[str, Any]) -> str | None:
+    """A du2019 run's keys together: the data its net needs, inputs that can be non-parallel, and its memory (the
+    budget the run itself will have: ``ZEROLOSS_MAX_BYTES`` or half the available memory), all before anything is
+    written."""
+    from zeroloss.budget import resolve_budget, train_memory_bytes
+
+    net = spec.get("net")
+    if net == "conv-resnet":
+        missing = [k for k in ("channels", "positions") if k not in spec]
+        if missing:
+            return f"{missing[0]}: a conv-resnet run needs channels and positions (its patch inputs' shape)"
+    elif net is not None and "d" in spec and spec["d"] < 2 and spec.get("n", 2) > 1:
+        return (f"d: must be at least 2 for n = {spec.get('n')} inputs (on the sphere S^0 every two inputs are "
+                f"parallel, so λ₀ = 0), got {spec['d']}")
+    if not all(k in spec for k in ("net", "width", "depth", "n")):
+        return None  # a missing key is reported by the sweep's key check
+    steps = spec.get("max_steps", 100_000)
+    conv = net == "conv-resnet"
+    need = train_memory_bytes(net=net, n=spec["n"], width=spec["width"], depth=spec["depth"], members=1,
+                              steps=steps, probe_every=max(1, steps // 200), d=1 if conv else spec.get("d", 1),
+                              channels=spec.get("channels", 1) if conv else 1,
+                              positions=spec.get("positions", 1) if conv else 1,
+                              itemsize=4 if spec.get("dtype") == "float32" else 8)
+    budget = resolve_budget(None)
+    if need > budget.bytes:
+        from zeroloss.budget import format_bytes
+
+        sizes = {k: spec[k] for k in ("width", "n", "d", "channels", "max_steps") if _is_int(spec.get(k))}
+        key = max(sizes, key=lambda k: sizes[k]) if sizes else "width"
+        return (f"{key}: the run needs about {format_bytes(need)}, more than the memory budget of "
+                f"{format_bytes(budget.bytes)} ({budget.source}); use smaller values or set ZEROLOSS_MAX_BYTES")
+    return None
+
+
 _DU = {
-    "net": one_of("fc", "resnet", "conv-resnet"), "width": positive_int, "depth": positive_int, "n": positive_int,
+    "net": one_of("fc", "resnet", "conv-resnet"), "width": positive_int, "depth": depth, "n": positive_int,
     "d": positive_int, "channels": positive_int, "positions": positive_int, "steps": positive_int,
     "probe_every": positive_int, "seed": seed, "data_seed": seed, "lr": positive_number,
     "lr_scale": positive_number, "activation": one_of_lazy(_activations), "labels": one_of("random", "gaussian",
@@ -199,6 +251,7 @@ _DU = {
 }
 for _name in ("du2019.kernel", "du2019.depth", "du2019.conv"):
     declare_checks(_name, _DU)
+    declare_run_check(_name, _du_run)
 
 declare_checks("chatterjee2022.init_comparison", {
     "data": one_of("digits", "gaussian"), "n": positive_int, "d": positive_int, "data_seed": seed, "seed": seed,
