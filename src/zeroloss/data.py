@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from zeroloss.errors import ZerolossInputError, choice, positive_int
+from zeroloss.errors import ZerolossInputError, boolean, choice, positive_int
 
 LABELS = ("random", "gaussian", "teacher")
 #: Two unit vectors whose |cosine| exceeds this are reported as parallel (λ₀ would be 0 up to round-off).
@@ -28,6 +28,23 @@ NORM_TOLERANCE = 1e-5
 def _normalise_rows(X: torch.Tensor) -> torch.Tensor:
     flat = X.reshape(X.shape[0], -1)
     return (flat / flat.norm(dim=1, keepdim=True)).reshape(X.shape)
+
+
+def _as_native_tensor(X: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """``X`` as a tensor; a NumPy array in another byte order, or of ``longdouble``/``float16``, is converted first
+    (torch reads neither), and anything that is not real numbers is refused."""
+    if isinstance(X, np.ndarray):
+        if X.dtype.kind not in "fiu":
+            raise ZerolossInputError(f"{name}: must be real numbers (floats or integers), got dtype {X.dtype}")
+        if X.dtype.kind == "f" and X.dtype.itemsize not in (4, 8):
+            with np.errstate(over="ignore"):
+                X = X.astype(np.float64)
+        elif not X.dtype.isnative:
+            X = X.astype(X.dtype.newbyteorder("="))
+    try:
+        return torch.as_tensor(X)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ZerolossInputError(f"{name}: must be a tensor or a numeric array ({exc})") from None
 
 
 def validate_inputs(
@@ -50,7 +67,9 @@ def validate_inputs(
         ZerolossInputError: NaN/inf, wrong rank, a zero input, non-unit norms, parallel or duplicate points —
             the message names the rows.
     """
-    X = torch.as_tensor(X)
+    unit_norm, normalise = boolean(unit_norm, "unit_norm"), boolean(normalise, "normalise")
+    check_parallel = boolean(check_parallel, "check_parallel")
+    X = _as_native_tensor(X, name)
     if X.ndim not in (2, 3):
         raise ZerolossInputError(f"{name}: must have shape (n, d) or (n, channels, positions), got {tuple(X.shape)}")
     if X.shape[0] < 1 or X[0].numel() < 1:

@@ -49,7 +49,7 @@ from zeroloss.diagnose.measures import (
     rate_statistics,
 )
 from zeroloss.diagnose.verdict import Verdict, decide
-from zeroloss.errors import ZerolossInputError
+from zeroloss.errors import ZerolossInputError, boolean
 from zeroloss.ntk.linearize import Linearized, linearize
 from zeroloss.ntk.predict import predict_gd_mse
 from zeroloss.precision import no_tf32
@@ -249,6 +249,7 @@ def diagnose(
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ZerolossInputError(f"{name}: must be a non-negative integer, got {value!r}")
     threads = check_positive_int(threads, "threads", allow_none=True)
+    alpha = boolean(alpha, "alpha")
     t_start = time.perf_counter()
     with torch.enable_grad(), torch_threads(threads), user_code("model", "the model"):
         prob = check_problem(model, X, y, X_test, y_test, params=params, dtype=dtype)
