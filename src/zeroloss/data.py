@@ -79,6 +79,9 @@ def validate_inputs(
         bad = int(torch.nonzero(~torch.isfinite(X.reshape(X.shape[0], -1)).all(dim=1))[0])
         raise ZerolossInputError(f"{name}: contains NaN or inf (first in row {bad})")
     norms = X.reshape(X.shape[0], -1).norm(dim=1)
+    if not torch.isfinite(norms).all():  # entries near 1e308: the sum of squares overflows float64
+        raise ZerolossInputError(f"{name}: row {int(torch.nonzero(~torch.isfinite(norms))[0])} has a norm beyond "
+                                 "float64's range (entries near 1e308); scale the inputs down")
     if (norms == 0).any():
         raise ZerolossInputError(f"{name}: row {int(torch.nonzero(norms == 0)[0])} is zero; inputs must be non-zero")
     if normalise:
