@@ -112,7 +112,7 @@ def _check_not_parallel(X: torch.Tensor, name: str, block: int | None = None) ->
     block = block or max(1, min(4096, PARALLEL_BLOCK_BYTES // (8 * n)))
     for start in range(0, n, block):
         cos = U[start : start + block] @ U.T  # (b, n)
-        rows = torch.arange(start, min(start + block, n))
+        rows = torch.arange(start, min(start + block, n), device=U.device)
         cos[rows - start, rows] = 0.0
         hit = cos.abs() > PARALLEL_COSINE
         if hit.any():
@@ -147,9 +147,9 @@ def make_labels(X: torch.Tensor, labels: str, seed: int) -> torch.Tensor:
     n = X.shape[0]
     gen = torch.Generator().manual_seed(seed + 1)
     if labels == "random":
-        return torch.randint(0, 2, (n,), generator=gen).to(torch.float64) * 2.0 - 1.0
+        return torch.randint(0, 2, (n,), generator=gen, device="cpu").to(torch.float64) * 2.0 - 1.0
     if labels == "gaussian":
-        return torch.randn(n, generator=gen, dtype=torch.float64)
+        return torch.randn(n, generator=gen, dtype=torch.float64, device="cpu")
     return teacher_labels(X, seed=seed)
 
 
@@ -161,7 +161,7 @@ def sphere_data(n: int, d: int, seed: int = 0, labels: str = "random") -> tuple[
     """
     n, d = positive_int(n, "n"), positive_int(d, "d")
     gen = torch.Generator().manual_seed(seed)
-    X = _normalise_rows(torch.randn(n, d, generator=gen, dtype=torch.float64))
+    X = _normalise_rows(torch.randn(n, d, generator=gen, dtype=torch.float64, device="cpu"))  # data made on the host
     return X, make_labels(X, labels, seed)
 
 
@@ -175,7 +175,7 @@ def patch_data(n: int, channels: int, positions: int, seed: int = 0,
     n, channels, positions = (positive_int(v, f) for v, f in ((n, "n"), (channels, "channels"),
                                                               (positions, "positions")))
     gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n, channels, positions + 2, generator=gen, dtype=torch.float64)
+    raw = torch.randn(n, channels, positions + 2, generator=gen, dtype=torch.float64, device="cpu")
     smooth = 0.25 * raw[..., :-2] + 0.5 * raw[..., 1:-1] + 0.25 * raw[..., 2:]
     X = _normalise_rows(smooth)
     return X, make_labels(X, labels, seed)
@@ -209,7 +209,7 @@ def digits_data(n: int = 64, seed: int = 0, labels: str = "parity") -> tuple[tor
     if n > len(keep):
         raise ZerolossInputError(f"n: digits has {len(keep)} distinct images, got n={n}")
     gen = torch.Generator().manual_seed(seed)
-    pick = keep[torch.randperm(len(keep), generator=gen)[:n]]
+    pick = keep[torch.randperm(len(keep), generator=gen, device="cpu")[:n]]
     X = unit[pick]
     if labels == "parity":
         y = 1.0 - 2.0 * (targets[pick] % 2).to(torch.float64)
