@@ -241,6 +241,9 @@ def check_diagnose_size(o: dict[str, Any], budget: Any) -> None:
     if o["data"] not in DATA:
         from zeroloss.cli.files import headers
 
+        if Path(o["data"]).suffix != ".npz":
+            raise _error(f"--data: must be sphere, digits or a FILE.npz, got {o['data']!r}")
+
         found = headers(Path(o["data"]), "--data")
         if "X" not in found:
             return  # load_data names what is missing
