@@ -88,16 +88,30 @@ def arrays(draw):
         return base.astype(dtype) if dtype.kind != "U" else base.astype(str).astype(dtype)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(array=arrays(), kind=st.sampled_from(["npy", "npz", "npz-two", "truncated", "text", "empty"]))
+FILE_KINDS = ["npy", "npz", "npz-two", "truncated", "text", "empty", "fifo", "folder", "link-to-fifo", "missing"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(array=arrays(), kind=st.sampled_from(FILE_KINDS))
 def test_any_array_file_is_read_natively_or_refused_in_one_line(tmp_path, array, kind):
     """read_array returns a native-order numeric array (float64 for long and half floats) or raises the one input
-    error type: never numpy's or torch's own exceptions."""
-    path = tmp_path / f"a.{kind}"
+    error type: never numpy's or torch's own exceptions, and never blocks (FIFOs, even behind a link)."""
+    import uuid
+
+    path = tmp_path / f"{uuid.uuid4().hex}.{kind}"
     buffer = io.BytesIO()
     np.save(buffer, array)
     data = buffer.getvalue()
-    if kind == "npy":
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "link-to-fifo":
+        os.mkfifo(tmp_path / f"{path.name}.target")
+        path.symlink_to(tmp_path / f"{path.name}.target")
+    elif kind == "missing":
+        pass
+    elif kind == "npy":
         path.write_bytes(data)
     elif kind == "npz":
         np.savez(path, X=array)
@@ -140,6 +154,19 @@ def test_kernel_takes_any_float_layout_or_refuses_in_one_line(tmp_path_factory, 
     else:
         assert _one_line_exit_2(res).startswith("error: --inputs: ")
         assert not (folder / "K.npy").exists()
+
+
+def test_an_unreadable_input_file_is_one_line(tmp_path, monkeypatch):
+    """A file without read permission (simulated: the tests may run as root, who reads anything) is one line naming
+    the option, before anything is opened (typer's own readability check drew a multi-line box, issue 19.7)."""
+    np.save(tmp_path / "X.npy", _unit_rows(6, 4))
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p).endswith("X.npy") else
+                        real_access(p, mode, **kw))
+    line = _one_line_exit_2(CliRunner().invoke(app, ["gram", "--inputs", str(tmp_path / "X.npy"), "--out",
+                                                     str(tmp_path / "G.npy"), "--device", "cpu"]))
+    assert line.startswith("error: --inputs: ") and ("not readable" in line or "permission denied" in line)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy"]
 
 
 def test_a_coarse_quadrature_that_gives_a_negative_eigenvalue_is_refused(tmp_path):
