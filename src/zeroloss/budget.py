@@ -179,10 +179,20 @@ def du_net_parameters(net: str, *, width: int, depth: int, d: int = 1, channels:
     return m * d + (H - 1) * m * m + m
 
 
-def du_net_memory_bytes(parameters: int, members: int) -> int:
+#: Bytes per member of building a Du net besides its weights: the member's own torch.Generator (its Mersenne
+#: Twister state: 2.7 KB measured as resident growth over 10⁵ generators, rounded up) ...
+MEMBER_GENERATOR_BYTES = 4096
+#: ... and per parameter tensor of a member, the drawn tensor's own object (0.7 KB measured the same way, rounded
+#: up). A million members of a width-8 net took 6.4 GB resident where the weights alone are 1.7 GB (issue 19.4).
+MEMBER_TENSOR_BYTES = 1024
+
+
+def du_net_memory_bytes(parameters: int, members: int, tensors: int = 3) -> int:
     """Peak memory of building a Du net: every member's weights are drawn in float64 on the CPU, then stacked
-    (:func:`zeroloss.nets.base.member_normal_draws`), so two float64 copies of all parameters."""
-    return 2 * 8 * int(parameters) * int(members)
+    (:func:`zeroloss.nets.base.member_normal_draws`), so two float64 copies of all parameters, plus each member's
+    generator and its ``tensors`` drawn tensor objects (:data:`MEMBER_GENERATOR_BYTES`, :data:`MEMBER_TENSOR_BYTES`).
+    """
+    return int(members) * (2 * 8 * int(parameters) + MEMBER_GENERATOR_BYTES + MEMBER_TENSOR_BYTES * int(tensors))
 
 
 #: Bytes per member and step of a training run's loss history: the (steps + 1, S) float64 loss array, its tidy
@@ -217,7 +227,7 @@ def train_memory_bytes(*, net: str, n: int, width: int, depth: int, members: int
              if gram_probes else 0)
     probe_steps = int(steps) // max(1, int(probe_every)) + 2
     histories = TRAIN_BYTES_PER_STEP * S * (int(steps) + 1) + TRAIN_BYTES_PER_RECORD * S * probe_steps * (2 * H + 8)
-    return max(du_net_memory_bytes(params, S), training + grams + histories)
+    return max(du_net_memory_bytes(params, S, H + 1), training + grams + histories)
 
 
 def two_timescale_memory_bytes(*, repeats: int, neurons: int, logs: int, steps: int) -> int:

@@ -112,8 +112,8 @@ def gram(
         def estimate(v: dict[str, int]) -> int:
             params = du_net_parameters(net, width=v["--width"], depth=v["--depth"], d=shape[1], channels=shape[1],
                                        positions=shape[-1])
-            return max(du_net_memory_bytes(params, v["--members"]), 8 * v["--members"] * (params + 3 * n * n)) \
-                + n * per_input * (itemsize + 8)
+            return max(du_net_memory_bytes(params, v["--members"], v["--depth"] + 1),
+                       8 * v["--members"] * (params + 3 * n * n)) + n * per_input * (itemsize + 8)
 
         values = {"--width": width, "--depth": depth, "--members": members}
         field = largest_cause(estimate, values, {"--width": 512, "--depth": 2, "--members": 1}, "--inputs")
