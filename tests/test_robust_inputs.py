@@ -353,3 +353,21 @@ def test_diagnose_refuses_a_truthy_string_for_alpha():
     X, y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
     with pytest.raises(ZerolossInputError, match=r"^alpha: must be True or False"):
         diagnose(net, X, y, steps=2, alpha="no", progress=False)
+
+
+def test_every_registered_run_passes_the_new_run_checks_and_extremes_do_not():
+    """The whole-run checks (du2019 memory and inputs, marion2023 length and memory) accept every registered run at
+    every scale, and refuse an ε that underflows h·ε and a neuron count no budget holds."""
+    from zeroloss.experiments.registry import load_experiments
+    from zeroloss.sweep.checks import validate_runs
+
+    registry = load_experiments()
+    for experiment in registry.values():
+        for specs in experiment.specs.values():
+            validate_runs(experiment, specs)
+    regimes = registry["marion2023.regimes"]
+    base = dict(regimes.specs["tiny"][0])
+    with pytest.raises(ZerolossInputError, match=r"^t_max: t_max/\(h·eps\) must give between 1 and 1e10 steps"):
+        validate_runs(regimes, [{**base, "eps": 1e-320}])
+    with pytest.raises(ZerolossInputError, match=r"^neurons: the run needs about"):
+        validate_runs(regimes, [{**base, "neurons": 10**12}])

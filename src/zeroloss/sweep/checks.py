@@ -267,8 +267,33 @@ _MARION_SGD = {
     "eps": positive_number, "h": positive_number, "t_max": positive_number, "seed": seed, "limit": boolean,
     "logs": positive_int, "derivative": one_of("exact", "box"),
 }
+
+
+def _marion_run(spec: Mapping[str, Any]) -> str | None:
+    """A two-timescale SGD run's length t_max/(h·ε) (at most 10¹⁰ steps, as the command's) and its logged states
+    against the run's memory budget, before anything is written."""
+    from zeroloss.budget import format_bytes, resolve_budget, two_timescale_memory_bytes
+
+    if not all(_is_number(spec.get(k)) for k in ("t_max", "h", "eps")):
+        return None
+    steps = spec["t_max"] / spec["h"] / spec["eps"]  # divided in turn: h·ε may underflow
+    if not (math.isfinite(steps) and 0.5 <= steps < 1e10 + 0.5):
+        return f"t_max: t_max/(h·eps) must give between 1 and 1e10 steps, got {steps:.4g}"
+    if _is_int(spec.get("neurons")) and _is_int(spec.get("logs", 100)):
+        need = two_timescale_memory_bytes(repeats=1, neurons=spec["neurons"], logs=spec.get("logs", 100),
+                                          steps=int(round(steps)))
+        budget = resolve_budget(None)
+        if need > budget.bytes:
+            key = "neurons" if spec["neurons"] > spec.get("logs", 100) else "logs"
+            return (f"{key}: the run needs about {format_bytes(need)}, more than the memory budget of "
+                    f"{format_bytes(budget.bytes)} ({budget.source}); use smaller values or set ZEROLOSS_MAX_BYTES")
+    return None
+
+
 declare_checks("marion2023.regimes", _MARION_SGD)
 declare_checks("marion2023.eps_sweep", _MARION_SGD)
+declare_run_check("marion2023.regimes", _marion_run)
+declare_run_check("marion2023.eps_sweep", _marion_run)
 declare_checks("marion2023.appendix", {
     "model": one_of("additive", "relu"), "d": positive_int, "n": positive_int,
     "regime": one_of("standard", "two-timescale"), "lr_a": positive_number, "lr_u": positive_number,
