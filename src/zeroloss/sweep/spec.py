@@ -176,11 +176,12 @@ MAX_KEY_PARTS = 32
 MAX_NESTING = 64
 
 
-def check_key_depth(dotted: str, field: str) -> None:
-    """Refuse a dotted key of more than :data:`MAX_KEY_PARTS` parts."""
+def check_key_depth(dotted: str, field: str, shown: str | None = None) -> None:
+    """Refuse a dotted key of more than :data:`MAX_KEY_PARTS` parts (``shown``: the key, quoted shortened)."""
     parts = dotted.count(".") + 1
     if parts > MAX_KEY_PARTS:
-        raise ZerolossInputError(f"{field}: a key has at most {MAX_KEY_PARTS} dotted parts, got {parts}")
+        where = f" ({shown[:40]}{'…' if len(shown) > 40 else ''})" if shown else ""
+        raise ZerolossInputError(f"{field}: a key has at most {MAX_KEY_PARTS} dotted parts, got {parts}{where}")
 
 
 def set_dotted(target: dict[str, Any], dotted: str, value: Any, field: str = "--set") -> None:
@@ -317,7 +318,7 @@ class SweepSpec(BaseModel):
     @classmethod
     def _key_depth(cls, mapping: dict[str, Any], info: Any) -> dict[str, Any]:
         for key in mapping:
-            check_key_depth(key, f"{info.field_name}.{key[:40]}{'…' if len(key) > 40 else ''}")
+            check_key_depth(key, info.field_name, key)
         return mapping
 
     @field_validator("seeds", mode="before")
