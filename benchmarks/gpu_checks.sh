@@ -38,6 +38,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; "$PYTHON" -c \
   "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"; } \
   >>"$OUT/summary.txt" 2>&1
+step meta_device_tests 120 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_devices_meta.py
 step accelerator_tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_accelerator.py
 step gram_h100_row 90 "$PYTHON" -m benchmarks.bench_gram --device cuda --width 2048 --depth 4 --dtype float32
 step gram_n8192 90 "$PYTHON" -m benchmarks.bench_gram --device cuda --n 8192 --width 4096 --depth 4 \

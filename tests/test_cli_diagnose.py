@@ -138,7 +138,7 @@ BAD = [
      "must be sphere, digits or a FILE.npz"),
     (lambda m, t: ["--model", f"{m}:make_net", "--width", "8", "--widths", "8,16"], "--widths", "give either"),
     (lambda m, t: ["--model", f"{m}:make_net", "--widths", "8,8"], "--widths", "a sweep needs at least two"),
-    (lambda m, t: ["--model", f"{m}:make_net", "--lr", "-1"], "--lr", "must be a positive number"),
+    (lambda m, t: ["--model", f"{m}:make_net", "--lr", "-1"], "--lr", "must be auto or a positive number"),
     (lambda m, t: ["--model", f"{m}:make_net", "--optimizer", "sgd"], "--optimizer", "must be one of gd, adam"),
     (lambda m, t: ["--model", f"{m}:make_net", "--labels", "parity"], "--labels", "must be one of"),
 ]

@@ -35,6 +35,8 @@ CERTIFY = ["certify", "--widths", "8", "--inputs", "{w}/X_indep.npy", "--labels"
 TWO = ["two-timescale", "--t-max", "0.002", "--eps", "1", "--h", "1e-3", "--logs", "2", "--out", "{w}/tt"]
 SWEEP = ["sweep", "{w}/ok.yaml", "--out", "{w}/sw", "--device", "cpu"]
 REPRODUCE = ["reproduce", "du2019", "--out", "{w}/rep", "--device", "cpu"]
+DIAGNOSE = ["diagnose", "--model", "{w}/models.py:make", "--n", "6", "--d", "3", "--steps", "2", "--no-alpha",
+            "--out", "{w}/diag"]
 
 
 
@@ -135,6 +137,52 @@ CASES = [
     case(["report", "{w}/a_dir"], "", id="report an empty folder"),
     case(["report", "{w}/foreign"], "", id="report a foreign folder"),
     case(["report", "{w}/corrupt"], "", id="report a corrupt run"),
+    # ------------------------------------------------------------------ issue 19: inputs, sizes, hangs, models
+    *(case(GRAM[:2] + [f"{{w}}/{name}"] + GRAM[3:], "--inputs", id=f"gram --inputs {name}") for name in [
+        "fifo.npy", "pickled.npy", "truncated.npy", "X_complex.npy", "corrupt.npz", "two_arrays.npz"]),
+    case(GRAM[:2] + ["{w}/huge_header.npz"] + GRAM[3:] + ["--max-bytes", "1G"], "--inputs",
+         id="gram an .npz whose X states 50000 x 10000: refused from its header"),
+    case(KERNEL[:2] + ["{w}/fifo.npy"] + KERNEL[3:], "--inputs", id="kernel --inputs a FIFO"),
+    case(CERTIFY[:4] + ["{w}/fifo.npy"] + CERTIFY[5:], "--inputs", id="certify --inputs a FIFO"),
+    case(CERTIFY[:6] + ["{w}/pickled.npy"] + CERTIFY[7:], "--labels", id="certify --labels pickled"),
+    case(GRAM + ["--members", "1000000", "--width", "512"], "--members", id="gram a million members"),
+    case(GRAM + ["--depth", "1000000"], "--depth", id="gram depth 1e6"),
+    case(TRAIN + ["--members", "4294967296"], "--members"),
+    case(TRAIN + ["--d", "1000000000"], "--d"),
+    case(TRAIN[:-2] + ["--net", "conv-resnet", "--data", "patches", "--channels", "100000", "--width", "512",
+                       "--n", "32"] + TRAIN[-2:],
+         "--channels", id="train conv-resnet --channels 100000"),
+    case(TRAIN + ["--depth", "1000000"], "--depth"),
+    case(TRAIN + ["--d", "1"], "--d", id="train d=1: every two inputs parallel"),
+    case(TRAIN + ["--width", "abc"], "--width", id="train --width abc: a parse error in one line"),
+    case(TRAIN + ["--no-such-option", "1"], "--no-such-option", id="train an unknown option in one line"),
+    case(KERNEL + ["--depth", "1000000"], "--depth"),
+    case(KERNEL + ["--nodes", "1"], "--nodes"),
+    case(KERNEL[:2] + ["{w}/X3.npy"] + KERNEL[3:] + ["--net", "conv-resnet", "--kernel-size", "1000000001"],
+         "--kernel-size", id="kernel --kernel-size 1000000001 on 5 positions"),
+    case(CERTIFY + ["--samples", str(10**12)], "--samples"),
+    case(CERTIFY[:2] + [str(10**20)] + CERTIFY[3:], "--widths", id="certify --widths 1e20"),
+    case(CERTIFY + ["--descent-steps", str(10**12)], "--descent-steps"),
+    case(CERTIFY + ["--samples", "1e12"], "--samples", id="certify --samples 1e12: a parse error in one line"),
+    case(TWO + ["--eps", "1e-320"], "--t-max", id="two-timescale --eps 1e-320"),
+    *(case(["sweep", f"{{w}}/{name}.yaml", "--out", "{w}/sw", "--device", "cpu"], field, id=f"sweep {name}")
+      for name, field in [("du_huge_width", "width"), ("du_conv_in_kernel", "channels"), ("du_d1", "d"),
+                          ("du_grid_duplicate", "grid.width"), ("deep_key", "base")]),
+    case(SWEEP + ["--set", "base." + ".".join(["a"] * 3000) + "=1"], "--set", id="sweep a 3000-part --set key"),
+    case(SWEEP + ["--executor", "ray", "--address", "not-an-address:abc"], "--address",
+         id="sweep a malformed ray address"),
+    case(SWEEP + ["--executor", "ray", "--address", "127.0.0.1:1"], "--address",
+         id="sweep a ray address where nothing listens"),
+    *(case(DIAGNOSE[:2] + [f"{{w}}/models.py:{factory}"] + DIAGNOSE[3:], "--model", id=f"diagnose model {factory}")
+      for factory in ("raises_assertion", "raises_attribute", "nan_output", "inf_output", "exits_in_forward",
+                      "meta_params", "exits_in_factory")),
+    case(DIAGNOSE[:2] + ["{w}/exits_on_import.py:make"] + DIAGNOSE[3:], "--model", id="diagnose model file exits"),
+    case(DIAGNOSE + ["--n", str(10**9)], "--n"),
+    case(DIAGNOSE + ["--steps", str(10**12)], "--steps"),
+    case(DIAGNOSE + ["--data", "{w}/corrupt.npz"], "--data"),
+    case(DIAGNOSE + ["--data", "{w}/huge_header.npz", "--max-bytes", "1G"], "--data",
+         id="diagnose an .npz whose X states 50000 x 10000"),
+    case(DIAGNOSE + ["--data", "{w}/fifo.npy"], "--data", id="diagnose --data a FIFO"),
 ]
 
 
@@ -142,6 +190,10 @@ def _unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
     X = np.random.default_rng(seed).standard_normal((n, d))
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
+
+#: A du2019.kernel run (every key its registered runs set), with ``net`` and more keys to fill in.
+DU_BASE = ("experiment: du2019.kernel\nbase: {{net: {net}, depth: 2, n: 6, activation: softplus, labels: random, "
+           "data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss], {extra}}}\nseeds: 1\n")
 
 SWEEP_FILES = {
     "ok": "experiment: fake.decay\nbase: {lr: 0.1}\ngrid: {width: [1]}\nseeds: 1\n",
@@ -159,7 +211,89 @@ SWEEP_FILES = {
     "unknown_key": "experiment: fake.decay\nbase: {lr: 0.1}\ngrid: {width: [1]}\nextra: 1\n",
     "unknown_experiment": "experiment: nope.nope\nbase: {lr: 0.1}\n",
     "tab": "experiment: fake.decay\nbase:\n\tlr: 0.1\n",
+    "du_huge_width": DU_BASE.format(net="fc", extra="d: 4") + "grid: {width: [100000000000000000000000000000]}\n",
+    "du_conv_in_kernel": DU_BASE.format(net="conv-resnet", extra="width: 8, d: 4"),
+    "du_d1": DU_BASE.format(net="fc", extra="d: 1, width: 8"),
+    "du_grid_duplicate": DU_BASE.format(net="fc", extra="d: 4") + "grid: {width: [16, 16]}\n",
+    "deep_key": "experiment: fake.decay\nbase: {lr: 0.1, width: 1, " + ".".join(["k"] * 40) + ": 1}\n",
 }
+
+#: Models for ``diagnose --model``: each factory fails in one way (issue 19.3).
+MODELS = """
+import sys
+import torch
+from torch import nn
+
+
+def make():
+    return nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+
+
+class Failing(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.lin = nn.Linear(3, 1).double()
+
+    def forward(self, x):
+        if self.how == "assert":
+            assert x.shape[1] == 99, "this model expects 99 features"
+        if self.how == "attribute":
+            return self.no_such_layer(x)
+        if self.how == "exit":
+            sys.exit(3)
+        return self.lin(x) * {"nan": float("nan"), "inf": float("inf")}[self.how]
+
+
+def raises_assertion():
+    return Failing("assert")
+
+
+def raises_attribute():
+    return Failing("attribute")
+
+
+def nan_output():
+    return Failing("nan")
+
+
+def inf_output():
+    return Failing("inf")
+
+
+def exits_in_forward():
+    return Failing("exit")
+
+
+def meta_params():
+    with torch.device("meta"):
+        return nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+
+
+def exits_in_factory():
+    sys.exit(0)
+"""
+
+
+def _npz_with_stated_shape(path: Path, shape: tuple[int, ...]) -> None:
+    """An .npz whose member X.npy has a header stating ``shape`` (float64) and a few bytes of data: loading it would
+    ask for the stated size, so only a check of the header before decompression refuses it cheaply."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("X.npy", header.getvalue() + bytes(64))
+        zf.writestr("y.npy", _npy_bytes(np.zeros(shape[0])))
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +325,15 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (w / "foreign" / "report.html").write_text("<p>mine</p>")
     for name, text in SWEEP_FILES.items():
         (w / f"{name}.yaml").write_text(text)
+    os.mkfifo(w / "fifo.npy")  # reading it would block forever: refused before it is opened
+    np.save(w / "pickled.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    (w / "truncated.npy").write_bytes(_npy_bytes(X)[:-40])
+    np.save(w / "X_complex.npy", X.astype(np.complex128))
+    (w / "corrupt.npz").write_bytes(b"PK\x03\x04" + bytes(100))
+    np.savez(w / "two_arrays.npz", A=X, B=X)
+    _npz_with_stated_shape(w / "huge_header.npz", (50_000, 10_000))
+    (w / "models.py").write_text(MODELS)
+    (w / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
     (w / "latin1.yaml").write_bytes("experiment: fake.decay\ndescription: caf\u00e9\n".encode("latin-1"))
     corrupt = w / "corrupt"
     with pytest.MonkeyPatch.context() as patch:
@@ -217,14 +360,14 @@ def _tree(root: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("base", [TRAIN, GRAM, KERNEL, CERTIFY, TWO, SWEEP],
-                         ids=["train", "gram", "kernel", "certify", "two-timescale", "sweep"])
+@pytest.mark.parametrize("base", [TRAIN, GRAM, KERNEL, CERTIFY, TWO, SWEEP, DIAGNOSE],
+                         ids=["train", "gram", "kernel", "certify", "two-timescale", "sweep", "diagnose"])
 def test_every_base_command_line_is_valid(workspace, tmp_path, base):
     """The premise of every case below: unchanged, the base command succeeds (so a case that exits 2 does so because
     of the one thing it changed). Run on a copy of the workspace, which the cases need unchanged. reproduce's base
     is left out: it would train du2019's tiny scale (minutes); its cases only change its arguments."""
     copy = tmp_path / "w"
-    shutil.copytree(workspace, copy)
+    shutil.copytree(workspace, copy, ignore=lambda folder, names: [n for n in names if n == "fifo.npy"])
     res = CliRunner().invoke(app, [a.replace("{w}", str(copy)) for a in base])
     assert res.exit_code == 0, f"exit {res.exit_code}: {res.output[-2000:]} {res.exception!r}"
 

@@ -66,7 +66,8 @@ def test_run_id_is_stable_and_order_independent():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.lists(st.integers(0, 5), min_size=1, max_size=3),
+@given(st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                       st.lists(st.integers(0, 5), min_size=1, max_size=3, unique=True),  # repeats are refused
                        max_size=3),
        st.integers(1, 3))
 def test_count_matches_expansion_and_ids_are_distinct_for_distinct_runs(grid, seeds):
@@ -82,6 +83,8 @@ def test_count_matches_expansion_and_ids_are_distinct_for_distinct_runs(grid, se
     ("experiment: e\ngrid: {width: 5}", "grid.width"),
     ("experiment: e\ngrid: {width: []}", "grid.width"),
     ("experiment: e\nzip: {n: [1, 2], d: [1]}", "zip.d"),
+    ("experiment: e\ngrid: {width: [16, 16]}", "grid.width"),
+    ("experiment: e\nbase: {" + ".".join(["k"] * 40) + ": 1}", "base"),
     ("experiment: e\nseeds: 0", "seeds"),
     ("experiment: e\nseeds: [1, 1]", "seeds"),
     ("experiment: e\nseeds: true", "seeds"),

@@ -187,10 +187,20 @@ def du_net_parameters(net: str, *, width: int, depth: int, d: int = 1, channels:
     return m * d + (H - 1) * m * m + m
 
 
-def du_net_memory_bytes(parameters: int, members: int) -> int:
+#: Bytes per member of building a Du net besides its weights: the member's own torch.Generator (its Mersenne
+#: Twister state: 2.7 KB measured as resident growth over 10⁵ generators, rounded up) ...
+MEMBER_GENERATOR_BYTES = 4096
+#: ... and per parameter tensor of a member, the drawn tensor's own object (0.7 KB measured the same way, rounded
+#: up). A million members of a width-8 net took 6.4 GB resident where the weights alone are 1.7 GB (issue 19.4).
+MEMBER_TENSOR_BYTES = 1024
+
+
+def du_net_memory_bytes(parameters: int, members: int, tensors: int = 3) -> int:
     """Peak memory of building a Du net: every member's weights are drawn in float64 on the CPU, then stacked
-    (:func:`zeroloss.nets.base.member_normal_draws`), so two float64 copies of all parameters."""
-    return 2 * 8 * int(parameters) * int(members)
+    (:func:`zeroloss.nets.base.member_normal_draws`), so two float64 copies of all parameters, plus each member's
+    generator and its ``tensors`` drawn tensor objects (:data:`MEMBER_GENERATOR_BYTES`, :data:`MEMBER_TENSOR_BYTES`).
+    """
+    return int(members) * (2 * 8 * int(parameters) + MEMBER_GENERATOR_BYTES + MEMBER_TENSOR_BYTES * int(tensors))
 
 
 #: Bytes per member and step of a training run's loss history: the (steps + 1, S) float64 loss array, its tidy
@@ -202,7 +212,7 @@ TRAIN_BYTES_PER_RECORD = 256
 
 def train_memory_bytes(*, net: str, n: int, width: int, depth: int, members: int, steps: int, probe_every: int,
                        d: int = 1, channels: int = 1, positions: int = 1, itemsize: int = 4,
-                       gram_probes: bool = True) -> int:
+                       gram_probes: bool = True, kernel_size: int = 3) -> int:
     """An upper estimate of what ``zeroloss train`` holds at its peak, from the options alone (nothing built).
 
     The net (building it: :func:`du_net_memory_bytes`; training: parameters, their step-0 copy and gradients),
@@ -218,10 +228,14 @@ def train_memory_bytes(*, net: str, n: int, width: int, depth: int, members: int
     S, m, H, p = int(members), int(width), int(depth), int(positions)
     params = du_net_parameters(net, width=m, depth=H, d=d, channels=channels, positions=p)
     training = 3 * S * params * itemsize + 4 * H * S * n * m * p * itemsize + 2 * n * max(d, channels * p) * 8
-    grams = (H + 6) * 8 * S * n * n + 8 * S * n * H * (2 * m * p + m * 3) if gram_probes else 0
+    # the first layer's per-sample factors, twice (kernels.empirical.gram_memory_bytes): for the convolution the
+    # per-sample gradients (m × q·c), for a dense layer its inputs and outputs (d + m)
+    first = m * kernel_size * channels if net == "conv-resnet" else d + m
+    grams = ((H + 6) * 8 * S * n * n + 8 * S * n * H * (2 * m * p + m * 3) + 16 * S * n * first
+             if gram_probes else 0)
     probe_steps = int(steps) // max(1, int(probe_every)) + 2
     histories = TRAIN_BYTES_PER_STEP * S * (int(steps) + 1) + TRAIN_BYTES_PER_RECORD * S * probe_steps * (2 * H + 8)
-    return max(du_net_memory_bytes(params, S), training + grams + histories)
+    return max(du_net_memory_bytes(params, S, H + 1), training + grams + histories)
 
 
 def two_timescale_memory_bytes(*, repeats: int, neurons: int, logs: int, steps: int) -> int:
@@ -287,3 +301,49 @@ def renamed_budget(memory_budget: int | str | None, max_bytes: int | str | None)
     warnings.warn("entk's max_bytes (the budget of the whole call) is now called memory_budget", DeprecationWarning,
                   stacklevel=3)
     return max_bytes
+
+
+#: The deepest net a command or sweep builds (hidden layers H; for ``certify``, the number of hidden widths). Every
+#: layer is a Python-level step of the forward pass, of the backward pass and of the kernel recursions, so the time
+#: grows with H whatever the memory; Du et al.'s theorems hold H fixed as m grows and the paper runs H ≤ 6. A depth
+#: of 10⁶ ran for hours without a refusal (issue 19.5): beyond this it is refused at once.
+MAX_DEPTH = 1000
+
+
+def check_depth(depth: object, field: str) -> int:
+    """``depth`` after checking it is an integer in 1..:data:`MAX_DEPTH`.
+
+    Example:
+        >>> check_depth(3, "--depth")
+        3
+    """
+    from zeroloss.errors import is_integer
+
+    if not (is_integer(depth) and 1 <= depth <= MAX_DEPTH):  # type: ignore[operator]
+        raise ZerolossInputError(f"{field}: must be an integer from 1 to {MAX_DEPTH} (deeper nets take hours per "
+                                 f"step; the papers use H ≤ 6), got {depth!r}")
+    return int(depth)  # type: ignore[call-overload]
+
+
+def largest_cause(estimate, values: dict[str, int], defaults: dict[str, int], fallback: str) -> str:
+    """The option that set a size: the one whose return to its default value shrinks ``estimate`` the most.
+
+    Args:
+        estimate: ``estimate(values) -> bytes`` for a mapping of option → value.
+        values: the options as given.
+        defaults: each option's default (only options above their default are candidates).
+        fallback: the name returned when no option is above its default.
+
+    Example:
+        >>> largest_cause(lambda v: v["--n"] ** 2 * v["--members"], {"--n": 64, "--members": 10**9},
+        ...               {"--n": 32, "--members": 1}, "--n")
+        '--members'
+    """
+    best, smallest = fallback, None
+    for key, value in values.items():
+        if key not in defaults or value <= defaults[key]:
+            continue
+        need = estimate({**values, key: defaults[key]})
+        if smallest is None or need < smallest:
+            best, smallest = key, need
+    return best

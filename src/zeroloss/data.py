@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from zeroloss.errors import ZerolossInputError, choice, positive_int
+from zeroloss.errors import ZerolossInputError, boolean, choice, positive_int
 
 LABELS = ("random", "gaussian", "teacher")
 #: Two unit vectors whose |cosine| exceeds this are reported as parallel (λ₀ would be 0 up to round-off).
@@ -28,6 +28,23 @@ NORM_TOLERANCE = 1e-5
 def _normalise_rows(X: torch.Tensor) -> torch.Tensor:
     flat = X.reshape(X.shape[0], -1)
     return (flat / flat.norm(dim=1, keepdim=True)).reshape(X.shape)
+
+
+def _as_native_tensor(X: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """``X`` as a tensor; a NumPy array in another byte order, or of ``longdouble``/``float16``, is converted first
+    (torch reads neither), and anything that is not real numbers is refused."""
+    if isinstance(X, np.ndarray):
+        if X.dtype.kind not in "fiu":
+            raise ZerolossInputError(f"{name}: must be real numbers (floats or integers), got dtype {X.dtype}")
+        if X.dtype.kind == "f" and X.dtype.itemsize not in (4, 8):
+            with np.errstate(over="ignore"):
+                X = X.astype(np.float64)
+        elif not X.dtype.isnative:
+            X = X.astype(X.dtype.newbyteorder("="))
+    try:
+        return torch.as_tensor(X)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ZerolossInputError(f"{name}: must be a tensor or a numeric array ({exc})") from None
 
 
 def validate_inputs(
@@ -50,7 +67,9 @@ def validate_inputs(
         ZerolossInputError: NaN/inf, wrong rank, a zero input, non-unit norms, parallel or duplicate points —
             the message names the rows.
     """
-    X = torch.as_tensor(X)
+    unit_norm, normalise = boolean(unit_norm, "unit_norm"), boolean(normalise, "normalise")
+    check_parallel = boolean(check_parallel, "check_parallel")
+    X = _as_native_tensor(X, name)
     if X.ndim not in (2, 3):
         raise ZerolossInputError(f"{name}: must have shape (n, d) or (n, channels, positions), got {tuple(X.shape)}")
     if X.shape[0] < 1 or X[0].numel() < 1:
@@ -60,6 +79,9 @@ def validate_inputs(
         bad = int(torch.nonzero(~torch.isfinite(X.reshape(X.shape[0], -1)).all(dim=1))[0])
         raise ZerolossInputError(f"{name}: contains NaN or inf (first in row {bad})")
     norms = X.reshape(X.shape[0], -1).norm(dim=1)
+    if not torch.isfinite(norms).all():  # entries near 1e308: the sum of squares overflows float64
+        raise ZerolossInputError(f"{name}: row {int(torch.nonzero(~torch.isfinite(norms))[0])} has a norm beyond "
+                                 "float64's range (entries near 1e308); scale the inputs down")
     if (norms == 0).any():
         raise ZerolossInputError(f"{name}: row {int(torch.nonzero(norms == 0)[0])} is zero; inputs must be non-zero")
     if normalise:
@@ -90,7 +112,7 @@ def _check_not_parallel(X: torch.Tensor, name: str, block: int | None = None) ->
     block = block or max(1, min(4096, PARALLEL_BLOCK_BYTES // (8 * n)))
     for start in range(0, n, block):
         cos = U[start : start + block] @ U.T  # (b, n)
-        rows = torch.arange(start, min(start + block, n))
+        rows = torch.arange(start, min(start + block, n), device=U.device)
         cos[rows - start, rows] = 0.0
         hit = cos.abs() > PARALLEL_COSINE
         if hit.any():
@@ -125,9 +147,9 @@ def make_labels(X: torch.Tensor, labels: str, seed: int) -> torch.Tensor:
     n = X.shape[0]
     gen = torch.Generator().manual_seed(seed + 1)
     if labels == "random":
-        return torch.randint(0, 2, (n,), generator=gen).to(torch.float64) * 2.0 - 1.0
+        return torch.randint(0, 2, (n,), generator=gen, device="cpu").to(torch.float64) * 2.0 - 1.0
     if labels == "gaussian":
-        return torch.randn(n, generator=gen, dtype=torch.float64)
+        return torch.randn(n, generator=gen, dtype=torch.float64, device="cpu")
     return teacher_labels(X, seed=seed)
 
 
@@ -139,7 +161,7 @@ def sphere_data(n: int, d: int, seed: int = 0, labels: str = "random") -> tuple[
     """
     n, d = positive_int(n, "n"), positive_int(d, "d")
     gen = torch.Generator().manual_seed(seed)
-    X = _normalise_rows(torch.randn(n, d, generator=gen, dtype=torch.float64))
+    X = _normalise_rows(torch.randn(n, d, generator=gen, dtype=torch.float64, device="cpu"))  # data made on the host
     return X, make_labels(X, labels, seed)
 
 
@@ -153,7 +175,7 @@ def patch_data(n: int, channels: int, positions: int, seed: int = 0,
     n, channels, positions = (positive_int(v, f) for v, f in ((n, "n"), (channels, "channels"),
                                                               (positions, "positions")))
     gen = torch.Generator().manual_seed(seed)
-    raw = torch.randn(n, channels, positions + 2, generator=gen, dtype=torch.float64)
+    raw = torch.randn(n, channels, positions + 2, generator=gen, dtype=torch.float64, device="cpu")
     smooth = 0.25 * raw[..., :-2] + 0.5 * raw[..., 1:-1] + 0.25 * raw[..., 2:]
     X = _normalise_rows(smooth)
     return X, make_labels(X, labels, seed)
@@ -187,7 +209,7 @@ def digits_data(n: int = 64, seed: int = 0, labels: str = "parity") -> tuple[tor
     if n > len(keep):
         raise ZerolossInputError(f"n: digits has {len(keep)} distinct images, got n={n}")
     gen = torch.Generator().manual_seed(seed)
-    pick = keep[torch.randperm(len(keep), generator=gen)[:n]]
+    pick = keep[torch.randperm(len(keep), generator=gen, device="cpu")[:n]]
     X = unit[pick]
     if labels == "parity":
         y = 1.0 - 2.0 * (targets[pick] % 2).to(torch.float64)

@@ -121,3 +121,15 @@ def choice(value: str, field: str, accepted: list[str] | tuple[str, ...]) -> str
     """Return ``value`` after checking it is one of ``accepted``."""
     require(value in accepted, field, f"must be one of {', '.join(map(str, accepted))}", value)
     return value
+
+
+def boolean(value: object, field: str) -> bool:
+    """``value`` after checking it is a bool (NumPy's included): a truthy string such as ``"no"`` is refused, not
+    taken for True.
+
+    Example:
+        >>> boolean(True, "normalise")
+        True
+    """
+    require(isinstance(value, bool) or type(value).__name__ == "bool_", field, "must be True or False", value)
+    return bool(value)

@@ -124,9 +124,9 @@ def ball_points(center: torch.Tensor, radius: float, count: int, generator: torc
     """``count`` points of B(center, radius): half uniform in the ball (radius·U^{1/p}, which in high dimension
     lies near the sphere), half with a uniform distance radius·U (so the interior is represented too)."""
     p = center.numel()
-    dirs = torch.randn(count, p, generator=generator, dtype=torch.float64)
+    dirs = torch.randn(count, p, generator=generator, dtype=torch.float64, device=generator.device)
     dirs /= dirs.norm(dim=1, keepdim=True)
-    u = torch.rand(count, generator=generator, dtype=torch.float64)
+    u = torch.rand(count, generator=generator, dtype=torch.float64, device=generator.device)
     half = count // 2
     dist = torch.cat([u[:half] ** (1.0 / p), u[half:]]) * radius
     return center + (dirs * dist.unsqueeze(1)).to(center.device)
@@ -236,7 +236,7 @@ def lanczos_extreme(obj: MemberObjective, W: torch.Tensor, steps: int, generator
     result is at most the true ‖∇²F‖ and converges to it as steps → p."""
     N, p = W.shape
     k = min(steps, p)
-    q = torch.randn(N, p, generator=generator, dtype=torch.float64).to(W.device)
+    q = torch.randn(N, p, generator=generator, dtype=torch.float64, device="cpu").to(W.device)
     q /= q.norm(dim=1, keepdim=True)
     basis = [q]
     alphas, betas = [], []
@@ -253,7 +253,7 @@ def lanczos_extreme(obj: MemberObjective, W: torch.Tensor, steps: int, generator
         # Breakdown (an invariant subspace found): restart with a fresh orthogonal direction, coupling b = 0.
         broke = b <= 1e-12 * a.abs().clamp_min(1.0)
         if broke.any():
-            fresh = torch.randn(N, p, generator=generator, dtype=torch.float64).to(W.device)
+            fresh = torch.randn(N, p, generator=generator, dtype=torch.float64, device="cpu").to(W.device)
             for _ in range(2):
                 fresh = fresh - torch.einsum("njp,nj->np", Q, torch.einsum("njp,np->nj", Q, fresh))
             w = torch.where(broke.unsqueeze(1), fresh, w)
@@ -296,7 +296,7 @@ def estimate_beta(obj: MemberObjective, radius: float, points: int = 4, lanczos_
     w0 = obj.w0
     pts = [w0.unsqueeze(0)]
     if points > 1:
-        dirs = torch.randn(points - 1, obj.dim, generator=gen, dtype=torch.float64).to(w0.device)
+        dirs = torch.randn(points - 1, obj.dim, generator=gen, dtype=torch.float64, device="cpu").to(w0.device)
         pts.append(w0 + 2.0 * radius * dirs / dirs.norm(dim=1, keepdim=True))
     with no_tf32():
         values = lanczos_extreme(obj, torch.cat(pts), lanczos_steps, gen)

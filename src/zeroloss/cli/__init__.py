@@ -16,8 +16,61 @@ from __future__ import annotations
 import importlib
 
 import typer
+import typer.core
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The app's command group: a command-line parsing error (an option that is not an integer, a missing or unknown
+    option) is printed as one line, ``error: <option>: <problem>``, with exit status 2, like every other input
+    error of zeroloss (typer would draw a multi-line box)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: ANN001
+        import sys
+
+        click = _click()
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `zeroloss` alone: the help, as typer prints it
+                exc.show()
+            else:
+                typer.echo(f"error: {one_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click():
+    """The click typer parses with: its vendored copy (typer ≥ 0.26) or the click package."""
+    try:
+        from typer import _click as click
+    except ImportError:  # an older typer: it uses the click package
+        import click
+    return click
+
+
+def one_line(exc: Exception) -> str:
+    """``<option>: <problem>`` on one line for a click error (the option as the user typed it where known)."""
+    click = _click()
+    param = getattr(exc, "param", None)
+    name = None
+    if param is not None:
+        name = param.opts[0] if getattr(param, "opts", None) else param.human_readable_name
+    elif getattr(exc, "option_name", None):
+        name = exc.option_name
+    text = exc.format_message() if isinstance(exc, click.exceptions.ClickException) else str(exc)
+    if name:
+        text = text.replace(f"Invalid value for '{name}': ", "").replace(f"Invalid value for {name!r}: ", "")
+    text = " ".join(text.split())
+    return f"{name}: {text}" if name else text
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     name="zeroloss",
     help="zeroloss: a laboratory for the convergence theory of gradient descent on neural networks.",
     no_args_is_help=True,

@@ -34,25 +34,58 @@ from zeroloss.errors import ZerolossInputError, choice, require, seed_value
 #: Library field names → the CLI's option names, so that a refusal names the flag the user typed.
 FLAGS = {"radius": "--radius", "hidden": "--hidden", "M": "--output-scale", "X": "--inputs", "y": "--labels",
          "samples": "--samples", "descent_steps": "--descent-steps", "seed": "--seed", "activation": "--activation"}
+#: Descent starts of the α estimate (zeroloss.certify's default, which the command uses).
+DESCENT_STARTS = 8
+#: Most loss evaluations (forward and double backward passes) the α estimate may take: samples + starts × steps.
+#: The defaults take 64 + 8·60 = 544; at a millisecond or more each, 10⁷ is already hours (issue 19.5: 10¹²
+#: descent steps ran with no refusal).
+MAX_EVALUATIONS = 10**7
 
 if TYPE_CHECKING:
     import torch
 
 
-def _load(path: Path, field: str, ndim: int) -> torch.Tensor:
+def _load(path: Path, field: str, ndim: int, budget: object = None) -> torch.Tensor:
     import numpy as np
     import torch
 
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ZerolossInputError(f"{field}: must be a readable .npy file, got {str(path)!r} ({exc})") from None
-    if array.ndim != ndim or not np.issubdtype(array.dtype, np.number) or array.size == 0:
+    from zeroloss.cli.files import read_array
+
+    array = read_array(path, field, budget=budget)
+    if array.ndim != ndim or array.size == 0:
         raise ZerolossInputError(f"{field}: must hold a non-empty numeric array with {ndim} dimensions, got shape "
                                  f"{array.shape}")
+    array = array.astype(np.float64)
     if not np.isfinite(array).all():
-        raise ZerolossInputError(f"{field}: contains NaN or inf")
+        raise ZerolossInputError(f"{field}: contains NaN or inf (or values beyond float64's range)")
     return torch.as_tensor(array, dtype=torch.float64)
+
+
+def check_certify_size(d: int, n: int, sizes: list[int], samples: int, descent_steps: int,
+                       max_bytes: str | None = None) -> None:
+    """Refuse, before the net is built, a net or an α estimate whose memory is over the budget, or an estimate
+    with more than :data:`MAX_EVALUATIONS` loss evaluations (a time limit)."""
+    from zeroloss.budget import check_depth, check_memory
+
+    check_depth(len(sizes), "--widths")
+    widths = [d, *sizes, 1]
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))  # weights and biases, bounded
+
+    def estimate(v: dict[str, int]) -> int:
+        # the net (float64, with a copy), the sampled points (samples + 1, P) and one Jacobian (n, P) with its copy
+        return 8 * params * (2 + v["--samples"] + 1) + 16 * n * params + 8 * n * max(widths) * len(widths)
+
+    # the sampled points dominate when there are more of them than the Jacobians' 2n rows: then --samples set the size
+    field = "--samples" if samples > 2 * n + 2 else "--widths"
+    check_memory(estimate({"--samples": samples}), max_bytes, field=field,
+                 what=f"certifying a net of {params:,} parameters with {samples:,} sampled points",
+                 hint="use fewer samples or smaller widths")
+    evaluations = samples + DESCENT_STARTS * descent_steps
+    if evaluations > MAX_EVALUATIONS:
+        field = "--descent-steps" if DESCENT_STARTS * descent_steps > samples else "--samples"
+        raise ZerolossInputError(f"{field}: the α estimate would take {evaluations:,} loss evaluations (samples + "
+                                 f"{DESCENT_STARTS}·descent steps), more than {MAX_EVALUATIONS:,} (hours of work); "
+                                 "use fewer")
 
 
 def _flag_error(exc: ZerolossInputError) -> ZerolossInputError:
@@ -103,6 +136,7 @@ def certify_command(
     y = _load(labels, "--labels", 1)
     if y.shape[0] != X.shape[0]:
         raise ZerolossInputError(f"--labels: must have one label per input ({X.shape[0]}), got {y.shape[0]}")
+    check_certify_size(X.shape[1], X.shape[0], sizes, samples, descent_steps)
     try:
         net = FeedForward(X.shape[1], sizes, activation, 1, seed, torch.float64, "cpu", init=None)
         choice_record = None

@@ -116,21 +116,26 @@ def check_seed(seed: int, count: int = 1, field: str = "--seed") -> int:
     return seed_value(seed, field, members=count)
 
 
-def load_inputs(path: Path, normalise: bool) -> torch.Tensor:
-    """Read ``--inputs`` (a numeric .npy array) and validate it for Du et al.'s nets (unit norm, no parallel rows)."""
-    import numpy as np
-
+def load_inputs(path: Path, normalise: bool, budget: object = None) -> torch.Tensor:
+    """Read ``--inputs`` (a numeric .npy array, or the array ``X`` of an .npz; sized from its header against
+    ``budget`` before it is read: :mod:`zeroloss.cli.files`) and validate it for Du et al.'s nets (unit norm, no
+    parallel rows)."""
+    from zeroloss.cli.files import read_array
     from zeroloss.data import validate_inputs
 
-    if not path.exists():
-        raise ZerolossInputError(f"--inputs: no such file {str(path)!r}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ZerolossInputError(f"--inputs: not a readable .npy array ({exc})") from None
-    if array.dtype.kind not in "fiu":
-        raise ZerolossInputError(f"--inputs: must be a numeric array, got dtype {array.dtype}")
+    array = read_array(path, "--inputs", budget=budget)
     return validate_inputs(array, unit_norm=True, normalise=normalise, name="--inputs")
+
+
+def input_shape(path: Path, field: str = "--inputs") -> tuple[tuple[int, ...], int] | None:
+    """(shape, itemsize) of the array :func:`load_inputs` would read, from the file's header alone (None when an
+    .npz holds no single array to read: :func:`load_inputs` then refuses it). A FIFO, a device, a missing or
+    unreadable file is refused here, before anything is read."""
+    from zeroloss.cli.files import headers
+
+    found = headers(path, field)
+    entry = found.get("") or found.get("X") or (next(iter(found.values())) if len(found) == 1 else None)
+    return None if entry is None else (entry[0], entry[1].itemsize)
 
 
 def print_claims(claims: list[dict], html_path: Path, errors: list[str], json_out: bool) -> None:
@@ -153,3 +158,28 @@ def print_claims(claims: list[dict], html_path: Path, errors: list[str], json_ou
 def echo_err(message: str) -> None:
     """Print to stderr (progress and notes; stdout stays machine-readable where --json is asked)."""
     print(message, file=sys.stderr)
+
+
+def import_extra_experiments() -> None:
+    """Import the modules named in ``ZEROLOSS_EXTRA_EXPERIMENTS`` (the registry imports them again, a no-op) so that
+    a bad value or a plugin that fails on import is one line naming the variable, exit status 2.
+
+    Each entry must be a module name (``package.module``); a plugin that raises anything, or calls ``sys.exit``,
+    while it is imported is reported with its exception's first line.
+    """
+    import importlib
+    import os
+
+    env = "ZEROLOSS_EXTRA_EXPERIMENTS"
+    for module in filter(None, (m.strip() for m in os.environ.get(env, "").split(","))):
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ZerolossInputError(f"{env}: must be comma-separated module names (like mypackage.experiments), "
+                                     f"got {module!r}")
+        try:
+            importlib.import_module(module)
+        except ZerolossInputError:
+            raise
+        except (Exception, SystemExit) as exc:  # the plugin's own code
+            text = (str(exc).strip().splitlines() or [""])[0]
+            raise ZerolossInputError(f"{env}: importing {module!r} failed: {type(exc).__name__}"
+                                     f"{': ' + text if text else ''}") from None

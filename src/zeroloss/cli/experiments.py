@@ -23,8 +23,11 @@ def experiments(
     full: bool = typer.Option(False, "--full", help="also print what each experiment does (its description)"),
 ) -> None:
     """List the registered experiments: name, paper and number of runs per scale (--full: and what each does)."""
+    from zeroloss.cli.common import import_extra_experiments
     from zeroloss.papers.registry import load_experiments
     from zeroloss.report.texttable import terminal_width, wrap_table
+
+    import_extra_experiments()
 
     registry = load_experiments()
     ordered = sorted(registry.values(), key=lambda e: (e.paper, e.name))

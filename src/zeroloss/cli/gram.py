@@ -14,7 +14,14 @@ from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import check_seed, cli_errors, load_inputs, parse_device, prepare_output_file
+from zeroloss.cli.common import (
+    check_seed,
+    cli_errors,
+    input_shape,
+    load_inputs,
+    parse_device,
+    prepare_output_file,
+)
 from zeroloss.cli.train import build_du_net
 from zeroloss.errors import ZerolossInputError, choice, require
 
@@ -25,8 +32,11 @@ def check_net_options(net: str, width: int, depth: int, members: int, c_res: flo
     from zeroloss.nets.registry import DU_NETS
 
     choice(net, "--net", DU_NETS)
-    for value, name in ((width, "--width"), (depth, "--depth"), (members, "--members")):
+    from zeroloss.budget import check_depth
+
+    for value, name in ((width, "--width"), (members, "--members")):
         require(value >= 1, name, "must be a positive integer", value)
+    check_depth(depth, "--depth")
     if net != "fc":
         require(0.0 < c_res < 1.0, "--c-res", "must be in (0, 1)", c_res)
     choice(activation, "--activation", tuple(ACTIVATIONS))
@@ -80,7 +90,7 @@ def gram(
         check_memory,
         du_net_memory_bytes,
         du_net_parameters,
-        npy_shape,
+        largest_cause,
         resolve_budget,
     )
     from zeroloss.kernels.empirical import gram as gram_fn
@@ -93,17 +103,25 @@ def gram(
     check_seed(seed, members)
     where = parse_device(device)
     budget = resolve_budget(max_bytes, FLAG)
-    header = npy_shape(inputs) if inputs.is_file() else None
+    header = input_shape(inputs)
     if header is not None and len(header[0]) in (2, 3) and 0 not in header[0]:
         # from the header alone: the net's construction, the inputs (read, then float64), the (S, n, n) result
         shape, itemsize = header
         n, per_input = shape[0], int(np.prod(shape[1:]))
-        params = du_net_parameters(net, width=width, depth=depth, d=shape[1], channels=shape[1], positions=shape[-1])
-        need = max(du_net_memory_bytes(params, members), 8 * members * (params + 3 * n * n)) \
-            + n * per_input * (itemsize + 8)
-        check_memory(need, budget, field="--inputs", what=f"a Gram matrix of {members} member(s) on n = {n} inputs "
-                     f"(net of width {width}, depth {depth})", hint="use fewer inputs or a smaller net")
-    X = load_inputs(inputs, normalise)
+
+        def estimate(v: dict[str, int]) -> int:
+            params = du_net_parameters(net, width=v["--width"], depth=v["--depth"], d=shape[1], channels=shape[1],
+                                       positions=shape[-1])
+            return max(du_net_memory_bytes(params, v["--members"], v["--depth"] + 1),
+                       8 * v["--members"] * (params + 3 * n * n)) + n * per_input * (itemsize + 8)
+
+        values = {"--width": width, "--depth": depth, "--members": members}
+        field = largest_cause(estimate, values, {"--width": 512, "--depth": 2, "--members": 1}, "--inputs")
+        if estimate({"--width": 1, "--depth": 1, "--members": 1}) > budget.bytes:
+            field = "--inputs"  # too many inputs whatever the net
+        check_memory(estimate(values), budget, field=field, what=f"a Gram matrix of {members} member(s) on n = {n} "
+                     f"inputs (net of width {width}, depth {depth})", hint="use fewer inputs or a smaller net")
+    X = load_inputs(inputs, normalise, budget)
     wanted = 3 if net == "conv-resnet" else 2
     if X.ndim != wanted:
         shape_text = "(n, channels, positions)" if wanted == 3 else "(n, d)"
@@ -113,7 +131,8 @@ def gram(
     n = X.shape[0]
     net_bytes = 8 * sum(p.numel() for p in model.parameters())
     need = gram_command_bytes(gram_memory_bytes(model, n, layer_sel), net_bytes, n, members)
-    check_memory(need, budget, field="--inputs", what=f"a Gram matrix of {members} member(s) on n = {n} inputs",
+    check_memory(need, budget, field="--members" if members > 1 else "--inputs",
+                 what=f"a Gram matrix of {members} member(s) on n = {n} inputs",
                  hint="use fewer inputs or a smaller net")
     prepare_output_file(out, "--out", overwrite)
     G = gram_fn(model, X, layer=layer_sel, memory_budget=budget.bytes).cpu()

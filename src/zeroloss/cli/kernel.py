@@ -24,12 +24,29 @@ from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err, load_inputs, parse_device, prepare_output_file
+from zeroloss.cli.common import (
+    cli_errors,
+    echo_err,
+    input_shape,
+    load_inputs,
+    parse_device,
+    prepare_output_file,
+)
 from zeroloss.errors import ZerolossInputError
 
 #: Memory of the parallel-rows check of the inputs (:func:`zeroloss.data.validate_inputs`: row blocks of at most
 #: this many bytes).
 PARALLEL_CHECK_BYTES = 64 * 2**20
+#: Fewest Gauss-Hermite nodes per axis: with 1 to 4 nodes the softplus and tanh kernels of a few unit inputs came
+#: out with λ_min < 0 (the products of activations are integrated wrongly); more nodes may still be needed, which
+#: the λ_min check below says.
+MIN_NODES = 8
+#: Most nodes per axis: the quadrature's tables grow with nodes² per entry (and 2000 is far beyond any accuracy gain).
+MAX_NODES = 2000
+#: A computed kernel whose λ_min is below −NEGATIVE_TOLERANCE·λ_max is refused as not positive semi-definite. The
+#: exact kernel of valid (unit, non-parallel) inputs is positive definite; float64 round-off in the eigenvalues of
+#: an n × n matrix is about n·1e-16·λ_max, far below this for any n the budget allows.
+NEGATIVE_TOLERANCE = 1e-10
 
 
 def kernel_command_bytes(kernel_bytes: int, n: int) -> int:
@@ -87,7 +104,7 @@ def kernel(
     import numpy as np
 
     from zeroloss.activations import ACTIVATIONS
-    from zeroloss.budget import FLAG, check_memory, npy_shape, resolve_budget
+    from zeroloss.budget import FLAG, check_depth, check_memory, resolve_budget
     from zeroloss.errors import choice, require
     from zeroloss.kernels.limit import KINDS, NETS, limit_kernel, limit_kernel_memory_bytes
     from zeroloss.spectra import spectrum
@@ -96,8 +113,9 @@ def kernel(
     choice(net, "--net", NETS)
     choice(kind, "--kind", KINDS)
     choice(activation, "--activation", tuple(ACTIVATIONS))
-    require(depth >= 1, "--depth", "must be a positive integer", depth)
-    require(nodes >= 1, "--nodes", "must be a positive integer (Gauss-Hermite nodes per axis)", nodes)
+    check_depth(depth, "--depth")
+    require(MIN_NODES <= nodes <= MAX_NODES, "--nodes", f"must be an integer from {MIN_NODES} to {MAX_NODES} "
+            "(Gauss-Hermite nodes per axis)", nodes)
     if net != "fc":
         require(0.0 < c_res < 1.0, "--c-res", "must be in (0, 1)", c_res)
     if net == "conv-resnet":
@@ -105,17 +123,21 @@ def kernel(
                 kernel_size)
     where = parse_device(device)
     budget = resolve_budget(max_bytes, FLAG)
-    header = npy_shape(inputs) if inputs.is_file() else None
+    header = input_shape(inputs)
     if header is not None and len(header[0]) in (2, 3) and 0 not in header[0]:
         shape, itemsize = header  # sized from the .npy header, before the inputs are read
         n, positions = shape[0], (shape[2] if len(shape) == 3 else 1)
         need = kernel_command_bytes(limit_kernel_memory_bytes(n, depth, positions, nodes, device=where), n) \
             + n * int(np.prod(shape[1:])) * (itemsize + 8) + PARALLEL_CHECK_BYTES
         check_memory(need, budget, field="--inputs", what=f"the {n} × {n} {kind} kernel", hint="use fewer inputs")
-    X = load_inputs(inputs, normalise)
+    X = load_inputs(inputs, normalise, budget)
     if (net == "conv-resnet") != (X.ndim == 3):
         shape_text = "(n, channels, positions)" if net == "conv-resnet" else "(n, d)"
         raise ZerolossInputError(f"--inputs: {net} needs {shape_text} arrays, got shape {tuple(X.shape)}")
+    if net == "conv-resnet":
+        require(kernel_size <= 2 * X.shape[2] - 1, "--kernel-size", f"must be at most 2·positions − 1 = "
+                f"{2 * X.shape[2] - 1} for inputs of {X.shape[2]} positions (a wider window adds only zero padding)",
+                kernel_size)
     norms = X.reshape(X.shape[0], -1).norm(dim=1)
     if float(norms.max() - norms.min()) > 1e-13 and net != "conv-resnet":
         echo_err("note: the input norms differ by more than 1e-13, so every block is integrated separately "
@@ -128,12 +150,16 @@ def kernel(
     prepare_output_file(out, "--out", overwrite)
     K = limit_kernel(X, net=net, depth=depth, activation=activation, kind=kind, c_res=c_res,
                      kernel_size=kernel_size, nodes=nodes, device=where, memory_budget=budget.bytes).cpu()
+    spec = spectrum(K, memory_budget=budget.bytes)
+    if spec.lambda_min < -NEGATIVE_TOLERANCE * abs(spec.lambda_max):
+        raise ZerolossInputError(f"--nodes: the kernel computed with {nodes} Gauss-Hermite nodes has lambda_min = "
+                                 f"{spec.lambda_min:.3g} < 0, so it is not a kernel: the quadrature is too coarse for "
+                                 "these inputs; raise --nodes (nothing written)")
     buffer = io.BytesIO()
     np.save(buffer, K.numpy())
     with output_errors("--out", out):
         atomic_write_bytes(out, buffer.getbuffer())
     del buffer
-    spec = spectrum(K, memory_budget=budget.bytes)
     summary = {"lambda_min": spec.lambda_min, "lambda_max": spec.lambda_max, "condition": spec.condition,
                "negative_eigenvalues": spec.negative_count, "n": int(K.shape[0]), "kind": kind, "net": net}
     if as_json:

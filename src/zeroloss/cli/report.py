@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import cli_errors, print_claims
+from zeroloss.cli.common import cli_errors, import_extra_experiments, print_claims
 
 
 @cli_errors
@@ -20,6 +20,7 @@ def report(
     json_out: bool = typer.Option(False, "--json", help="print claims.json's content on stdout"),
 ) -> None:
     """Re-evaluate claims and figures of stored runs; write DIR/claims.json and DIR/report.html."""
+    import_extra_experiments()
     from zeroloss.report import write_report
 
     result = write_report(directory, field="DIR")

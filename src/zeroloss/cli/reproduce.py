@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err, print_claims
+from zeroloss.cli.common import cli_errors, echo_err, import_extra_experiments, print_claims
 
 
 @cli_errors
@@ -32,6 +32,7 @@ def reproduce(
                                     "result version) instead of running them again; said in the report"),
 ) -> None:
     """Reproduce a paper's experiments: sweeps, claims.json, report.html, and the claims table."""
+    import_extra_experiments()
     if dry_run:
         import json
 
@@ -46,11 +47,11 @@ def reproduce(
 
     check_executor_options(executor, workers, address)
     engine, count = resolve_executor(executor, workers, resolve_device(device))
-    echo_err(f"note: runs on {count} worker processes (--executor {engine}, one intra-op thread each)"
-             if engine == "process" else f"note: runs in this process (--executor {engine})")
 
     result = run(paper, scale=scale, out=out, executor=executor, device=device, workers=workers,
                  address=address, keep_stale=keep_stale)
+    echo_err(f"note: ran on {count} worker processes (--executor {engine}, one intra-op thread each)"
+             if engine == "process" else f"note: ran in this process (--executor {engine})")
     for note in result.skipped:
         echo_err(f"note: {note}")
     for sweep in result.sweeps:

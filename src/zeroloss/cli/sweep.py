@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from zeroloss.cli.common import cli_errors, echo_err
+from zeroloss.cli.common import cli_errors, echo_err, import_extra_experiments
 from zeroloss.errors import ZerolossInputError
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def sweep(
     from zeroloss.sweep.runner import resolve_device, run_sweep, unique_runs
     from zeroloss.sweep.spec import load_sweep_file
 
+    import_extra_experiments()
     if example is not None:
         from zeroloss.papers.registry import load_experiments
         from zeroloss.sweep.example import example_sweep

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import torch
 
 DATA = ("sphere", "digits", "patches")
+#: The size options' defaults (what a refusal compares with to name the option that set the size).
+TRAIN_DEFAULTS = {"--n": 32, "--d": 16, "--channels": 2, "--positions": 8, "--width": 512, "--depth": 2,
+                  "--members": 1, "--steps": 500}
 
 
 def make_data(data: str, net: str, n: int, d: int, channels: int, positions: int, labels: str, seed: int):
@@ -36,6 +39,9 @@ def make_data(data: str, net: str, n: int, d: int, channels: int, positions: int
         raise ZerolossInputError(
             f"--data: conv-resnet needs --data patches, fc/resnet need sphere or digits, got {data!r} for {net}")
     if data == "sphere":
+        if d < 2 and n > 1:
+            raise ZerolossInputError(f"--d: points on the sphere S^0 (d = 1) are ±1, so any two of the n = {n} inputs "
+                                     "are parallel and λ₀ = 0; use d ≥ 2, got 1")
         return sphere_data(n, d, seed, labels)
     if data == "digits":
         if d != 64:
@@ -105,31 +111,35 @@ def check_train_size(net: str, n: int, d: int, channels: int, positions: int, wi
     budget, before any data or net is made; the sizes are checked positive first."""
     import torch
 
-    from zeroloss.budget import (
-        TRAIN_BYTES_PER_STEP,
-        check_memory,
-        du_net_memory_bytes,
-        du_net_parameters,
-        train_memory_bytes,
-    )
+    from zeroloss.budget import check_depth, check_memory, largest_cause, train_memory_bytes
 
     for value, name in ((n, "--n"), (d, "--d"), (channels, "--channels"), (positions, "--positions"),
-                        (width, "--width"), (depth, "--depth"), (members, "--members"), (steps, "--steps")):
+                        (width, "--width"), (members, "--members"), (steps, "--steps")):
         if value < 1:
             raise ZerolossInputError(f"{name}: must be a positive integer, got {value}")
+    check_depth(depth, "--depth")
     if probe_every < 0:
         raise ZerolossInputError(f"--probe-every: must be 0 (about 100 probes) or a positive integer, "
                                  f"got {probe_every}")
-    every = probe_every or max(1, steps // 100)
-    need = train_memory_bytes(net=net, n=n, width=width, depth=depth, members=members, steps=steps,
-                              probe_every=every, d=d if net != "conv-resnet" else 1, channels=channels,
-                              positions=positions if net == "conv-resnet" else 1,
-                              itemsize=torch.empty((), dtype=dtype).element_size())
-    # name the option behind the largest part: the step histories, the n × n Grams, or the net
-    parts = {"--steps": TRAIN_BYTES_PER_STEP * members * (steps + 1), "--n": 8 * members * n * n * (depth + 6),
-             "--width": du_net_memory_bytes(du_net_parameters(net, width=width, depth=depth, d=d, channels=channels,
-                                                              positions=positions), members)}
-    check_memory(need, max_bytes, field=max(parts, key=lambda k: parts[k]),
+    itemsize = torch.empty((), dtype=dtype, device="cpu").element_size()
+
+    def estimate(v: dict[str, int]) -> int:
+        every = probe_every or max(1, v["--steps"] // 100)
+        conv = net == "conv-resnet"
+        return train_memory_bytes(net=net, n=v["--n"], width=v["--width"], depth=v["--depth"],
+                                  members=v["--members"], steps=v["--steps"], probe_every=every,
+                                  d=1 if conv else v["--d"], channels=v["--channels"] if conv else 1,
+                                  positions=v["--positions"] if conv else 1, itemsize=itemsize)
+
+    values = {"--n": n, "--d": d, "--channels": channels, "--positions": positions, "--width": width,
+              "--depth": depth, "--members": members, "--steps": steps}
+    if net == "conv-resnet":
+        del values["--d"]
+    else:
+        del values["--channels"], values["--positions"]
+    # name the option that set the size: the one whose default value would shrink the need the most
+    field = largest_cause(estimate, values, TRAIN_DEFAULTS, "--width")
+    check_memory(estimate(values), max_bytes, field=field,
                  what=f"training {members} member(s) of width {width}, depth {depth} on n = {n} points for "
                       f"{steps:,} steps", hint="use fewer steps, points or members, or a smaller net")
 

@@ -57,9 +57,11 @@ def two_timescale(
         raise ZerolossInputError(f"--noise: must be a number ≥ 0, got {noise!r}")
     for name, value in (("--neurons", neurons), ("--repeats", repeats), ("--logs", logs)):
         positive_int(value, name)
-    steps = int(round(t_max / (h * eps)))
-    if not 1 <= steps <= MAX_STEPS:
-        raise ZerolossInputError(f"--t-max: t_max/(h·eps) must give between 1 and {MAX_STEPS:.0e} steps, got {steps}")
+    ratio = t_max / h / eps  # h·eps may underflow to 0 (eps = 1e-320): divide in turn, inf when it overflows
+    if not (math.isfinite(ratio) and 0.5 <= ratio < MAX_STEPS + 0.5):
+        raise ZerolossInputError(f"--t-max: t_max/(h·eps) must give between 1 and {MAX_STEPS:.0e} steps, got "
+                                 f"{ratio:.4g} (t_max = {t_max:g}, h = {h:g}, eps = {eps:g})")
+    steps = int(round(ratio))
     check_seed(seed, repeats)
     check_two_timescale_size(repeats, neurons, logs, steps, max_bytes)
     options = {"eps": eps, "h": h, "t_max": t_max, "neurons": neurons, "eta": eta, "target": target, "seed": seed,

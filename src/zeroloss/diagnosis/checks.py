@@ -128,6 +128,10 @@ def check_problem(model: object, X: object, y: object, X_test: object = None, y_
     except ZerolossInputError as exc:
         field = "params" if params is not None else f_model
         raise ZerolossInputError(f"{field}: {str(exc).split(': ', 1)[1]}") from None
+    meta = [k for k, p in named.items() if p.is_meta]
+    if meta:
+        raise ZerolossInputError(f"{f_model}: parameter {meta[0]!r} is on the meta device (a shape without values); "
+                                 "create the model on the CPU or a GPU, or materialise it (to_empty, then initialise)")
     real = copy.deepcopy(model)
     if dtype is not None:
         real = real.to(dtype)
@@ -138,6 +142,9 @@ def check_problem(model: object, X: object, y: object, X_test: object = None, y_
     out = apply_model(real, Xt, f_x)
     if not out.is_floating_point():
         raise ZerolossInputError(f"{f_model}: the output must be floating point, got {out.dtype}")
+    if not torch.isfinite(out).all():
+        raise ZerolossInputError(f"{f_model}: its output on {f_x} at initialisation has NaN or inf entries; nothing "
+                                 "can be trained or linearised from there")
     if not out.requires_grad:
         raise ZerolossInputError(f"{f_model}: the output does not depend differentiably on any trainable parameter "
                                  "(detached, argmax, integer ops?): nothing to linearise")

@@ -50,12 +50,13 @@ from zeroloss.diagnosis.measures import (
 )
 from zeroloss.diagnosis.memory import check_diagnose_memory
 from zeroloss.diagnosis.verdict import Verdict, decide
-from zeroloss.errors import ZerolossInputError
+from zeroloss.errors import ZerolossInputError, boolean
 from zeroloss.ntk.linearize import Linearized, linearize
 from zeroloss.ntk.predict import predict_gd_mse
 from zeroloss.precision import no_tf32
 from zeroloss.threads import intra_op_threads
 from zeroloss.train.divergence import within_bounds
+from zeroloss.usercode import user_code
 
 #: Default step as a fraction of the stability edge 2/λ_max(Θ₀): η = 1/λ_max. The top kernel mode of the
 #: linearised GD then converges in one step (1 − ηλ_max = 0) and the step keeps a factor-2 margin to the edge for
@@ -242,8 +243,9 @@ def diagnose(
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ZerolossInputError(f"{name}: must be a non-negative integer, got {value!r}")
     threads = check_positive_int(threads, "threads", allow_none=True)
+    alpha = boolean(alpha, "alpha")
     t_start = time.perf_counter()
-    with torch.enable_grad(), intra_op_threads(threads):
+    with torch.enable_grad(), intra_op_threads(threads), user_code("model", "the model"):
         prob = check_problem(model, X, y, X_test, y_test, params=params, dtype=dtype)
         budget = resolve_budget(memory_budget, "memory_budget")
         need = check_diagnose_memory(prob.model, prob.X, prob.names, prob.outputs, prob.X_test, budget)
@@ -267,6 +269,9 @@ def _run(prob: Problem, steps: int, lr: float | None, lr_fraction: float, optimi
     L0 = 0.5 * r0**2
     with no_tf32():
         K0 = kernel_matrix(real, X, names, k)
+        if not torch.isfinite(K0).all():
+            raise ZerolossInputError("model: its empirical NTK on X at initialisation has NaN or inf entries (the "
+                                     "gradients of its outputs are not finite)")
         eig0 = torch.linalg.eigvalsh(0.5 * (K0 + K0.T))
         Kt = kernel_matrix(real, prob.X_test, names, k, X2=X) if prob.X_test is not None else None
     lam_min0, lam_max0 = float(eig0[0]), float(eig0[-1])

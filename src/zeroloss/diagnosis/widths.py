@@ -150,6 +150,8 @@ def build(factory: Callable[[int], nn.Module], width: int, seed: int) -> nn.Modu
             model = factory(width)
         except ZerolossInputError:
             raise
+        except SystemExit as exc:  # the user's code exited
+            raise ZerolossInputError(f"factory: factory({width}) called sys.exit({exc.code!r})") from None
         except Exception as exc:  # the user's code: name it, one line, keep the cause
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ZerolossInputError(f"factory: factory({width}) raised {type(exc).__name__}: {text}") from exc

@@ -180,7 +180,8 @@ def member_normal_draws(
     Member k draws all its shapes in order from its own generator; draws are made on the CPU in float64, so a
     member's weights do not depend on the device or the training dtype, then cast.
     """
-    per_member = [[torch.randn(s, generator=g, dtype=torch.float64) for s in shapes] for g in generators]
+    per_member = [[torch.randn(s, generator=g, dtype=torch.float64, device="cpu") for s in shapes]  # host draws
+                  for g in generators]
     return [torch.stack([draws[i] for draws in per_member]).to(dtype=dtype, device=device)
             for i in range(len(shapes))]
 

@@ -70,7 +70,8 @@ def _normal_law(std: Callable[[int, int], float], doc: str) -> Law:
         values: dict[str, list[torch.Tensor]] = {}
         for g in generators:
             for name, fan_in, fan_out in weights_and_fans(net):
-                draw = torch.randn(param_shape(net, name), generator=g, dtype=torch.float64) * std(fan_in, fan_out)
+                draw = torch.randn(param_shape(net, name), generator=g, dtype=torch.float64, device="cpu")
+                draw = draw * std(fan_in, fan_out)
                 values.setdefault(name, []).append(draw)
         write_params(net, {k: torch.stack(v) for k, v in values.items()})
         return {}
@@ -99,7 +100,8 @@ def torch_default(net: nn.Module, generators: list[torch.Generator]) -> dict:
             for param in (name, biases.get(name)):
                 if param is None:
                     continue
-                draw = (torch.rand(param_shape(net, param), generator=g, dtype=torch.float64) * 2.0 - 1.0) * bound
+                draw = torch.rand(param_shape(net, param), generator=g, dtype=torch.float64, device="cpu")
+                draw = (draw * 2.0 - 1.0) * bound
                 values.setdefault(param, []).append(draw)
     write_params(net, {k: torch.stack(v) for k, v in values.items()})
     return {}

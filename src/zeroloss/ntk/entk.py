@@ -110,8 +110,12 @@ def entk(
         >>> bool(torch.allclose(parts["0"] + parts["2"], K))
         True
     """
-    job = _Job(model, x1, x2, params, outputs, by, method, renamed_budget(memory_budget, max_bytes), dtype)
-    return job.run()
+    from zeroloss.usercode import finite_inputs, user_code  # the model's errors are reported as the model's
+
+    finite_inputs(x1, "x1"), finite_inputs(x2, "x2")
+    with user_code("model", "the model"):
+        job = _Job(model, x1, x2, params, outputs, by, method, renamed_budget(memory_budget, max_bytes), dtype)
+        return job.run()
 
 
 def entk_memory_bytes(

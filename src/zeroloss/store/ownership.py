@@ -143,8 +143,31 @@ def _json_or_none(path: Path) -> object:
         return None
 
 
+def _is_run_folder(path: Path) -> bool:
+    """A run folder zeroloss wrote: only run files (and their temporaries) in it, and a ``spec.json`` that is
+    ``{"experiment": name, "spec": {...}}`` whose run id is the folder's name. Nothing else proves it: a user's
+    12-hex folder, or one holding a fake ``spec.json`` and ``_SUCCESS``, is not zeroloss's."""
+    from zeroloss.store.runs import run_id
+
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return False
+    if any(not (name in RUN_FILES or _is_temporary_of_any(name, RUN_FILES)) for name in names):
+        return False
+    record = _json_or_none(path / "spec.json")
+    if not (isinstance(record, dict) and set(record) == {"experiment", "spec"}
+            and isinstance(record["experiment"], str) and isinstance(record["spec"], dict)):
+        return False
+    try:
+        return run_id(record["experiment"], record["spec"]) == path.name
+    except (TypeError, ValueError):
+        return False
+
+
 def _runs_only(runs: Path) -> bool:
-    """``runs/`` holds nothing but run folders and run temporaries, and at least one finished run."""
+    """``runs/`` holds nothing but run temporaries and run folders that prove to be zeroloss's
+    (:func:`_is_run_folder`: a valid spec whose hash is the folder's name), at least one of them finished."""
     try:
         entries = list(os.scandir(runs))
     except OSError:
@@ -153,9 +176,15 @@ def _runs_only(runs: Path) -> bool:
     for entry in entries:
         if is_run_temporary(entry.name):
             continue
+        path = Path(entry.path)
         if not (is_run_id(entry.name) and entry.is_dir(follow_symlinks=False)):
             return False
-        finished |= (Path(entry.path) / "spec.json").is_file() and (Path(entry.path) / SUCCESS).is_file()
+        if (path / SUCCESS).is_file():
+            if not _is_run_folder(path):
+                return False
+            finished = True
+        elif any(not (name in RUN_FILES or _is_temporary_of_any(name, RUN_FILES)) for name in os.listdir(path)):
+            return False  # an unfinished run holds only run files (a killed writer's), never a user's files
     return finished
 
 
@@ -285,6 +314,74 @@ def check_folder(out: Path | str, kind: str, field: str = "--out", *, replace: b
     return "ours"
 
 
+#: What a results folder holds before its first result: the marker, the lock, the manifests and their temporaries,
+#: an empty ``runs/``. A folder holding nothing else that zeroloss created in a failed call is removed again.
+_BOOKKEEPING = frozenset({MARKER, LOCK, MANIFEST, REPRODUCE_MANIFEST})
+
+
+def remove_if_fresh(folder: Path | str) -> bool:
+    """Remove ``folder`` when it holds nothing but zeroloss's bookkeeping (no result, nothing of a user's): what a
+    call that created it and then failed (a full disk, a refusal) would otherwise leave. Returns whether it did.
+    Sub-folders are removed when they are themselves fresh (the experiment folders of a reproduction)."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir() or read_marker(folder) is None and os.listdir(folder):
+        return False
+    for entry in os.listdir(folder):
+        path = folder / entry
+        if entry in _BOOKKEEPING or _is_temporary_of_any(entry, _BOOKKEEPING):
+            if path.is_dir() and not path.is_symlink():
+                return False
+            continue
+        if entry == RUNS and path.is_dir() and not path.is_symlink() and not os.listdir(path):
+            continue
+        if path.is_dir() and not path.is_symlink() and remove_if_fresh(path):
+            continue
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+#: Results folders this process created (absolute paths): only those may be removed again after a failure.
+_CREATED: set[str] = set()
+#: How many :func:`removed_on_failure` blocks watch each folder (the outermost one ends its "just created" state).
+_WATCHED: dict[str, int] = {}
+
+
+def _lock_is_held(folder: Path) -> bool:
+    """Whether another process holds the sweep lock of ``folder`` (it is writing there)."""
+    from zeroloss.store.atomic import _try_lock
+
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        return not _try_lock(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def removed_on_failure(out: Path | str) -> Iterator[None]:
+    """Run the block; if it raises and this process created ``out`` in it (:func:`claim_folder`), remove what it
+    left of ``out`` as long as that is only bookkeeping (:func:`remove_if_fresh`) and no other process is writing
+    there: a failed first call (a full disk, a refusal) leaves no empty results folder."""
+    key = os.path.abspath(out)
+    _WATCHED[key] = _WATCHED.get(key, 0) + 1
+    try:
+        yield
+    except BaseException:
+        if key in _CREATED and not _lock_is_held(Path(key)):
+            with contextlib.suppress(OSError):
+                remove_if_fresh(key)
+        raise
+    finally:
+        _WATCHED[key] -= 1
+        if not _WATCHED[key]:  # the outermost block: the folder is no longer "just created" by this call
+            del _WATCHED[key]
+            _CREATED.discard(key)
+
+
 def claim_folder(out: Path | str, kind: str, field: str = "--out") -> Path:
     """Make ``out`` a ``kind`` results folder of zeroloss: check it, create it when missing, mark it.
 
@@ -296,11 +393,12 @@ def claim_folder(out: Path | str, kind: str, field: str = "--out") -> Path:
     """
     out = Path(out)
     state = check_folder(out, kind, field)
-    with output_errors(field, out):
+    with removed_on_failure(out), output_errors(field, out):
         if state == "new":
             ensure_parent(out, field)
             with contextlib.suppress(FileExistsError):  # another process made it meanwhile: checked below
                 make_folder(out)
+                _CREATED.add(os.path.abspath(out))
             check_folder(out, kind, field)
         if read_marker(out) != kind:
             write_marker(out, kind)
@@ -339,6 +437,32 @@ def clean_temporary_folders(out: Path | str) -> list[Path]:
     return remove_stale_temporaries(out.parent, out.name, _is_our_temporary_folder)
 
 
+def _other_live_builder(out: Path, mine: Path) -> bool:
+    """Whether another process is building ``out``: a temporary folder of it, other than ``mine``, whose flock is
+    held. Checked after ``mine`` is locked, so of two builders started together at least one sees the other (both
+    may refuse; never do both go on)."""
+    from zeroloss.store.atomic import _try_lock
+
+    try:
+        entries = list(os.scandir(out.parent))
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name == mine.name or not is_temporary_of(entry.name, out.name) or entry.is_symlink() \
+                or not entry.is_dir():
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            continue
+        try:
+            if not _try_lock(fd):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
 @contextlib.contextmanager
 def building_folder(out: Path | str, kind: str, overwrite: bool = False, field: str = "--out") -> Iterator[Path]:
     """Build a whole results folder under a temporary name and rename it into place only when complete.
@@ -361,6 +485,9 @@ def building_folder(out: Path | str, kind: str, overwrite: bool = False, field: 
         make_folder(tmp)
     try:
         with locked_folder(tmp):
+            if _other_live_builder(out, tmp):
+                raise ZerolossInputError(f"{field}: {out} is being written by another zeroloss process; wait for it "
+                                         "or choose another folder")
             with output_errors(field, out):
                 write_marker(tmp, kind)
             yield tmp

@@ -146,6 +146,16 @@ def _has_nonfinite(values: Iterable[Any]) -> bool:
     return False
 
 
+def _only_run_files(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but the files of a run and their temporaries (what a killed writer leaves)."""
+    from zeroloss.store.ownership import RUN_FILES, _is_temporary_of_any
+
+    try:
+        return all(name in RUN_FILES or _is_temporary_of_any(name, RUN_FILES) for name in os.listdir(folder))
+    except OSError:
+        return False
+
+
 class RunStore:
     """The ``runs/`` folder of one results folder: which runs are done, writing one run atomically.
 
@@ -198,7 +208,10 @@ class RunStore:
         for p in self.runs.iterdir():
             if p.is_symlink():
                 continue
-            if is_run_temporary(p.name) or (is_run_id(p.name) and p.is_dir() and not (p / SUCCESS).is_file()):
+            unfinished = is_run_id(p.name) and p.is_dir() and not (p / SUCCESS).is_file()
+            if unfinished and not _only_run_files(p):
+                continue  # a folder that merely has a run id's name, with a user's files in it: not ours to delete
+            if is_run_temporary(p.name) or unfinished:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                 removed.append(p)
         return removed

@@ -42,11 +42,19 @@ from zeroloss.errors import (
 KeyCheck = Rule
 #: experiment name → key → check.
 CHECKS: dict[str, dict[str, KeyCheck]] = {}
+#: experiment name → checks of a whole run spec (keys that constrain each other, the run's memory): each returns
+#: None, or a message that starts with the key it is about.
+RUN_CHECKS: dict[str, list[Callable[[Mapping[str, Any]], str | None]]] = {}
 
 
 def declare_checks(experiment: str, checks: Mapping[str, KeyCheck]) -> None:
     """Add (or replace) per-key checks for ``experiment``'s run specs."""
     CHECKS.setdefault(experiment, {}).update(checks)
+
+
+def declare_run_check(experiment: str, check: Callable[[Mapping[str, Any]], str | None]) -> None:
+    """Add a check of whole run specs of ``experiment`` (after the per-key checks have passed)."""
+    RUN_CHECKS.setdefault(experiment, []).append(check)
 
 
 def _is_number(value: Any) -> bool:
@@ -142,6 +150,10 @@ def validate_runs(experiment: Any, specs: Sequence[Mapping[str, Any]]) -> None:
                 problem = check.problem(spec[key])
                 if problem:
                     raise ZerolossInputError(f"{key}: {problem}, got {spec[key]!r} ({where})")
+        for check in RUN_CHECKS.get(name, []):
+            problem = check(spec)
+            if problem:
+                raise ZerolossInputError(f"{problem} ({where})")
         if callable(own):
             try:
                 own(spec)

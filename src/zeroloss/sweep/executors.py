@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 import traceback
@@ -425,6 +426,43 @@ def check_executor_options(name: str, workers: int | None = None, address: str |
                                      "local")
     if address is not None and name != "ray":
         raise ZerolossInputError(f"--address: only used with --executor ray, got --executor {name}")
+    if address is not None:
+        host, port = parse_ray_address(address)
+        check_reachable(host, port)
+
+
+#: Seconds the driver waits for a TCP connection to ``--address`` before refusing it (Ray itself retries for
+#: minutes when nothing listens there).
+RAY_CONNECT_TIMEOUT = 5.0
+_RAY_ADDRESS = re.compile(r"^(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?):"
+                          r"([0-9]{1,5})$")
+
+
+def parse_ray_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``ray://HOST:PORT`` (an IPv6 host in brackets) → (host, port); anything else is refused.
+
+    Example:
+        >>> parse_ray_address("ray://10.0.0.5:10001")
+        ('10.0.0.5', 10001)
+    """
+    match = _RAY_ADDRESS.match(address.strip()) if isinstance(address, str) else None
+    if match is None or not 1 <= int(match.group(2)) <= 65535:
+        raise ZerolossInputError(f"--address: must be HOST:PORT or ray://HOST:PORT of a running Ray cluster (port 1 to "
+                                 f"65535), got {address!r}")
+    return match.group(1).strip("[]"), int(match.group(2))
+
+
+def check_reachable(host: str, port: int, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Refuse an address where nothing accepts a TCP connection within ``timeout`` seconds."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ZerolossInputError(f"--address: nothing answers at {host}:{port} ({reason}); "
+                                 "start the Ray cluster first, or leave --address out to start a local one") from None
 
 
 def make_executor(name: str, workers: int | None = None, device: str = "cpu", address: str | None = None,

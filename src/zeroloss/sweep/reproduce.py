@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from zeroloss.errors import ZerolossInputError
 from zeroloss.papers.registry import experiments_for_paper
 from zeroloss.store import REPRODUCE_MANIFEST, atomic_write_bytes, json_bytes, python_command, sweep_lock
-from zeroloss.store.ownership import check_folder, claim_folder, clean_folder
+from zeroloss.store.ownership import check_folder, claim_folder, clean_folder, removed_on_failure
 from zeroloss.sweep.executors import make_executor
 from zeroloss.sweep.runner import SweepResult, resolve_device, run_sweep
 
@@ -112,15 +112,45 @@ def reproduce(paper: str, scale: str = "tiny", out: Path | str = "zeroloss-resul
         check_folder(out / e.name, "sweep")
     command = python_command()
     sweeps = []
-    with make_executor(executor, workers, device, address) as ex:
+    with removed_on_failure(out), make_executor(executor, workers, device, address) as ex:
         claim_folder(out, "reproduce")
-        for e in experiments:
-            sweeps.append(run_sweep(e, e.specs[scale], out / e.name, executor=ex, device=device,
-                                    progress=progress, manifest={"scale": scale, "paper": e.paper},
-                                    keep_stale=keep_stale))
-    with sweep_lock(out):
-        clean_folder(out, "reproduce")
-        meta = {"paper": paper, "scale": scale, "experiments": [e.name for e in experiments], "command": command}
-        atomic_write_bytes(out / REPRODUCE_MANIFEST, json_bytes(meta))
-        report = write_report(out, [e.name for e in experiments])
+        # one writer at a time: a second reproduce into this folder, whatever its paper, is refused at once
+        with sweep_lock(out):
+            clean_folder(out, "reproduce")
+            previous = _previous_experiments(out)
+            for e in experiments:
+                sweeps.append(run_sweep(e, e.specs[scale], out / e.name, executor=ex, device=device,
+                                        progress=progress, manifest={"scale": scale, "paper": e.paper},
+                                        keep_stale=keep_stale))
+            # the report covers every experiment reproduced into this folder, earlier papers included
+            names = [*previous, *(e.name for e in experiments if e.name not in previous)]
+            papers = sorted({paper, *_previous_papers(out)} - {""})
+            meta = {"paper": paper if papers == [paper] else "+".join(papers), "papers": papers, "scale": scale,
+                    "experiments": names, "command": command}
+            atomic_write_bytes(out / REPRODUCE_MANIFEST, json_bytes(meta))
+            report = write_report(out, names)
     return ReproduceResult(sweeps, report, [skip_note(e, scale) for e in skipped])
+
+
+def _previous_meta(out: Path) -> dict:
+    import json
+
+    try:
+        meta = json.loads((out / REPRODUCE_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _previous_experiments(out: Path) -> list[str]:
+    """The experiments an earlier reproduce recorded in ``out`` whose sweep folders are still there."""
+    names = _previous_meta(out).get("experiments")
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and "/" not in n and (out / n / "sweep.json").is_file()]
+
+
+def _previous_papers(out: Path) -> list[str]:
+    meta = _previous_meta(out)
+    papers = meta.get("papers", [meta.get("paper")])
+    return [p for p in papers if isinstance(p, str)] if isinstance(papers, list) else []

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from zeroloss.errors import choice
 from zeroloss.store import RunStore, run_id, sweep_lock
-from zeroloss.store.ownership import claim_folder
+from zeroloss.store.ownership import claim_folder, removed_on_failure
 from zeroloss.sweep.checks import validate_runs
 from zeroloss.sweep.executors import Executor, Task, make_executor
 from zeroloss.sweep.versions import ENV_KEY as VERSION_KEY
@@ -135,9 +135,17 @@ def run_sweep(
     threads = check_threads(threads)
     validate_runs(experiment, specs)  # every run's values, before anything is hashed or created
     runs = unique_runs(experiment.name, specs)
-    ids = [rid for rid, _ in runs]
     # The folder is claimed: created when missing, refused when it is a non-empty folder zeroloss did not make (see
-    # zeroloss.store.ownership).
+    # zeroloss.store.ownership); if this call created it and fails before a run is stored, it is removed again.
+    with removed_on_failure(out):
+        return _run_claimed(experiment, runs, out, executor, device, workers, address, progress, manifest, threads,
+                            keep_stale)
+
+
+def _run_claimed(experiment: Experiment, runs: list[tuple[str, Spec]], out: Path | str, executor: str | Executor,
+                 device: str, workers: int | None, address: str | None, progress: bool,
+                 manifest: dict[str, Any] | None, threads: int, keep_stale: bool) -> SweepResult:
+    ids = [rid for rid, _ in runs]
     claim_folder(out, "sweep")
     store = RunStore(out, "sweep", field="--out")
     result = SweepResult(Path(out), experiment.name, ids)

@@ -150,16 +150,18 @@ def yaml_load(text: str, field: str) -> Any:
 def _check_plain(value: Any, field: str) -> None:
     """Every value a JSON value (mapping with text keys, list, text, number, bool, null), checked iteratively;
     a problem is named by its dotted key (``base.t``), or by ``field`` at the top."""
-    stack: list[tuple[Any, str | None]] = [(value, None)]
+    stack: list[tuple[Any, str | None, int]] = [(value, None, 0)]
     while stack:
-        item, path = stack.pop()
+        item, path, level = stack.pop()
+        if level > MAX_NESTING:
+            raise ZerolossInputError(f"{(path or field)[:80]}: values nest at most {MAX_NESTING} levels deep")
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise ZerolossInputError(f"{path or field}: keys must be text, got {key!r} (quote it)")
-                stack.append((child, f"{path}.{key}" if path else key))
+                stack.append((child, f"{path}.{key}" if path else key, level + 1))
         elif isinstance(item, list):
-            stack.extend((child, path) for child in item)
+            stack.extend((child, path, level + 1) for child in item)
         elif not (item is None or isinstance(item, (str, bool, int, float))):
             kind = {"date": "a date", "datetime": "a date and time", "bytes": "binary data",
                     "set": "a set"}.get(type(item).__name__, f"a {type(item).__name__}")
@@ -168,8 +170,23 @@ def _check_plain(value: Any, field: str) -> None:
                                      f"got {item!r}")
 
 
+#: Most parts of a dotted key (``a.b.c`` has 3) and most levels of nested mappings and lists in a value: a run
+#: spec is hashed and stored as JSON, whose encoder recurses per level (a 3 000-part key raised RecursionError).
+MAX_KEY_PARTS = 32
+MAX_NESTING = 64
+
+
+def check_key_depth(dotted: str, field: str, shown: str | None = None) -> None:
+    """Refuse a dotted key of more than :data:`MAX_KEY_PARTS` parts (``shown``: the key, quoted shortened)."""
+    parts = dotted.count(".") + 1
+    if parts > MAX_KEY_PARTS:
+        where = f" ({shown[:40]}{'…' if len(shown) > 40 else ''})" if shown else ""
+        raise ZerolossInputError(f"{field}: a key has at most {MAX_KEY_PARTS} dotted parts, got {parts}{where}")
+
+
 def set_dotted(target: dict[str, Any], dotted: str, value: Any, field: str = "--set") -> None:
     """``target["a"]["b"] = value`` for ``dotted = "a.b"``, creating intermediate dicts."""
+    check_key_depth(dotted, field)
     parts = dotted.split(".")
     if not all(parts):
         raise ZerolossInputError(f"{field}: key must be dotted names like base.width, got {dotted!r}")
@@ -283,10 +300,26 @@ class SweepSpec(BaseModel):
     @field_validator("grid", "zip")
     @classmethod
     def _non_empty_axes(cls, axes: dict[str, list[Any]], info: Any) -> dict[str, list[Any]]:
+        from zeroloss.store import canonical_json
+
         for key, values in axes.items():
             if not values:
                 raise ValueError(f"{info.field_name}.{key}: must be a non-empty list, got []")
+            if info.field_name == "grid":  # a repeated value would silently be one run, not two
+                seen: dict[str, int] = {}
+                for i, value in enumerate(values):
+                    first = seen.setdefault(canonical_json(value), i)
+                    if first != i:
+                        raise ValueError(f"grid.{key}: the value {value!r} is listed twice (positions {first + 1} "
+                                         f"and {i + 1}); list each value once")
         return axes
+
+    @field_validator("base", "grid", "zip")
+    @classmethod
+    def _key_depth(cls, mapping: dict[str, Any], info: Any) -> dict[str, Any]:
+        for key in mapping:
+            check_key_depth(key, info.field_name, key)
+        return mapping
 
     @field_validator("seeds", mode="before")
     @classmethod

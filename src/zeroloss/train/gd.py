@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from zeroloss.errors import ZerolossInputError, positive_int, positive_number
+from zeroloss.errors import ZerolossInputError, boolean, positive_int, positive_number
 from zeroloss.nets.base import EnsembleNet, require_ensemble_net
 from zeroloss.train.backprop import BACKPROPS, Backprop, analytic_backprop
 from zeroloss.train.divergence import DIVERGENCE_FACTOR
@@ -190,7 +190,7 @@ def train_gd(
     steps: int = 1000,
     probe_every: int | None = None,
     target_loss: float | None = None,
-    probes: Sequence[str] = DEFAULT_PROBES,
+    probes: Sequence[str] | None = DEFAULT_PROBES,
     divergence_factor: float = DIVERGENCE_FACTOR,
     progress: bool | None = None,
     backprop: str = "auto",
@@ -212,7 +212,7 @@ def train_gd(
             always probed.
         target_loss: stop once every non-diverged member has loss ≤ target_loss (checked every
             :data:`STOP_CHECK_EVERY` steps and at probe steps; ``reached_target_at`` is exact).
-        probes: names from :data:`zeroloss.train.probes.PROBES`.
+        probes: names from :data:`zeroloss.train.probes.PROBES` (None: the default ones).
         divergence_factor: loss > factor × initial loss (or non-finite) marks a member diverged; must be > 1.
         progress: tqdm bar (None: only on a terminal).
         backprop: ``"auto"`` (the hand-derived backward of :mod:`zeroloss.train.backprop` where the net has one,
@@ -236,6 +236,16 @@ def train_gd(
     """
     require_ensemble_net(net, "train_gd")
     steps = positive_int(steps, "steps")
+    if probes is None:
+        probes = DEFAULT_PROBES
+    elif isinstance(probes, str):  # one name, not its characters
+        probes = [probes]
+    elif not isinstance(probes, Sequence) or not all(isinstance(p, str) for p in probes):
+        raise ZerolossInputError(f"probes: must be a list of names from {', '.join(PROBES)} (None: the default), "
+                                 f"got {probes!r}")
+    check_step = boolean(check_step, "check_step")
+    if progress is not None:
+        progress = boolean(progress, "progress")
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
         raise ZerolossInputError(f"probes: must be among {', '.join(PROBES)}, got {unknown}")

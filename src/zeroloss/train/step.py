@@ -117,7 +117,7 @@ def initial_lambda_max(net: EnsembleNet, X: torch.Tensor) -> np.ndarray:
     """
     G = gram(net, X)
     finite = torch.isfinite(G).flatten(1).all(dim=1)
-    out = torch.full((G.shape[0],), float("nan"), dtype=torch.float64)
+    out = torch.full((G.shape[0],), float("nan"), dtype=torch.float64, device="cpu")  # host-side: returned as numpy
     if bool(finite.any()):
         out[finite.cpu()] = eigenvalues(G[finite])[:, -1].cpu()
     return out.numpy()

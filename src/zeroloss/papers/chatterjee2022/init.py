@@ -84,13 +84,14 @@ def positive(
     for ell in range(2, net.depth + 1):
         shape = _shape(net, f"W{ell}")
         if hidden is None:
-            values[f"W{ell}"] = torch.full((S, *shape), 1.0 / shape[1], dtype=torch.float64)
+            values[f"W{ell}"] = torch.full((S, *shape), 1.0 / shape[1], dtype=torch.float64, device="cpu")
         elif interval:
             lo, hi = (float(v) for v in hidden)
-            values[f"W{ell}"] = torch.stack([lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64)
+            values[f"W{ell}"] = torch.stack([lo + (hi - lo) * torch.rand(shape, generator=g, dtype=torch.float64,
+                                                                           device="cpu")
                                              for g in generators])
         else:
-            values[f"W{ell}"] = torch.full((S, *shape), float(hidden), dtype=torch.float64)
+            values[f"W{ell}"] = torch.full((S, *shape), float(hidden), dtype=torch.float64, device="cpu")
     needs_bias = net.activation.sigma0 != 0.0
     if needs_bias and not net.output_bias:
         raise ZerolossInputError(
@@ -105,17 +106,18 @@ def positive(
         require(_finite_number(rho) and 0.0 < rho < 1.0, "rho", "must be in (0, 1)", rho)
         Xd = torch.as_tensor(X, dtype=torch.float64)
         lam = check_certificate_assumptions(net.activation, Xd)
-        values["v"] = torch.ones(S, *_shape(net, "v"), dtype=torch.float64)
+        values["v"] = torch.ones(S, *_shape(net, "v"), dtype=torch.float64, device="cpu")
         f0 = _set_output_bias(net, values, Xd, y, needs_bias)
         Ms, thresholds = [], []
         for k in range(S):
             member = {name: t[k] for name, t in values.items()}
             if net.depth:
-                member["W1"] = torch.zeros(_shape(net, "W1"), dtype=torch.float64)
+                member["W1"] = torch.zeros(_shape(net, "W1"), dtype=torch.float64, device="cpu")
             if net.bias:
-                member.update({f"b{ell}": torch.zeros(net.widths[ell - 1], dtype=torch.float64)
+                member.update({f"b{ell}": torch.zeros(net.widths[ell - 1], dtype=torch.float64, device="cpu")
                                for ell in range(1, net.depth + 1)})
-            member["v"] = torch.full(_shape(net, "v"), 2.0 * radius + 1.0, dtype=torch.float64)  # any M > r
+            # any M > r
+            member["v"] = torch.full(_shape(net, "v"), 2.0 * radius + 1.0, dtype=torch.float64, device="cpu")
             bound = first_layer_bound(member, Xd, radius, net.activation, net.depth, net.bias, lam)
             threshold = bound.output_scale_threshold(float(f0[k]), radius)
             if threshold is None:
@@ -132,7 +134,7 @@ def positive(
     else:
         require(_finite_number(M) and M > 0.0, "M", "must be a positive output scale", M)
         Ms = [float(M)] * S
-    values["v"] = torch.stack([torch.full(_shape(net, "v"), m, dtype=torch.float64) for m in Ms])
+    values["v"] = torch.stack([torch.full(_shape(net, "v"), m, dtype=torch.float64, device="cpu") for m in Ms])
     if needs_bias:
         require(X is not None and y is not None, "X, y", "the positive init with σ(0) ≠ 0 needs the data to set c",
                 None)

@@ -83,8 +83,8 @@ def experiment_data(data: str, centred: bool, n: int, d: int = 64, seed: int = 0
                 "must be a number ≥ 1 for synthetic data", kappa)
         require(n <= d, "n", f"must be ≤ d = {d} for synthetic data (XXᵀ of full rank)", n)
         gen = torch.Generator().manual_seed(seed)
-        U = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))[0]
-        V = torch.linalg.qr(torch.randn(d, n, generator=gen, dtype=torch.float64))[0]
+        U = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64, device="cpu"))[0]
+        V = torch.linalg.qr(torch.randn(d, n, generator=gen, dtype=torch.float64, device="cpu"))[0]
         lam = float(kappa) ** (0.5 - torch.arange(n, dtype=torch.float64) / max(n - 1, 1))
         lam = lam * n / lam.sum()
         X = (U * lam.sqrt()) @ V.T
@@ -96,7 +96,7 @@ def experiment_data(data: str, centred: bool, n: int, d: int = 64, seed: int = 0
             X = X / X.norm(dim=1, keepdim=True)
     else:
         gen = torch.Generator().manual_seed(seed)
-        Z = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        Z = torch.randn(n, d, generator=gen, dtype=torch.float64, device="cpu")
         if not centred:
             Z = Z + 1.0
         X = Z / Z.norm(dim=1, keepdim=True)

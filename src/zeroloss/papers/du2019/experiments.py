@@ -27,7 +27,9 @@ from typing import Any
 import pandas as pd
 
 from zeroloss.activations import ACTIVATIONS
-from zeroloss.errors import POSITIVE_INT, POSITIVE_NUMBER, SEED, ZerolossInputError
+from zeroloss.budget import MAX_DEPTH, format_bytes, resolve_budget, train_memory_bytes
+from zeroloss.errors import POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError, is_integer
+from zeroloss.nets.registry import DU_NETS
 from zeroloss.papers.base import Claim, Experiment, Spec, register
 from zeroloss.papers.du2019 import plots
 from zeroloss.papers.du2019.claims import (
@@ -39,7 +41,7 @@ from zeroloss.papers.du2019.claims import (
     tracking_claim,
 )
 from zeroloss.papers.du2019.runs import DEFAULTS, run_batch, runs_table, spec_value
-from zeroloss.sweep.checks import declare_checks, list_of, one_of, open_interval
+from zeroloss.sweep.checks import declare_checks, declare_run_check, list_of, one_of, open_interval
 from zeroloss.train.probes import PROBES
 
 PAPER = "du2019"
@@ -47,8 +49,10 @@ PAPER = "du2019"
 
 # ---------------------------------------------------------------------------------------------- checks
 
+#: A depth within the commands' limit (zeroloss.budget.MAX_DEPTH).
+DEPTH = Rule(lambda v: is_integer(v) and 1 <= v <= MAX_DEPTH, f"must be an integer from 1 to {MAX_DEPTH}")
 _CHECKS = {
-    "width": POSITIVE_INT, "depth": POSITIVE_INT, "n": POSITIVE_INT, "d": POSITIVE_INT, "channels": POSITIVE_INT,
+    "width": POSITIVE_INT, "depth": DEPTH, "n": POSITIVE_INT, "d": POSITIVE_INT, "channels": POSITIVE_INT,
     "positions": POSITIVE_INT, "seed": SEED, "data_seed": SEED, "lr_scale": open_interval(0.0, 2.0),
     "activation": one_of(*ACTIVATIONS), "labels": one_of("random", "gaussian", "teacher"),
     "dtype": one_of("float32", "float64"), "c_res": open_interval(0.0, 1.0), "probes": list_of(one_of(*PROBES)),
@@ -73,8 +77,29 @@ def _validate_spec(nets: tuple[str, ...]):
     return validate
 
 
+def _run_memory(spec: Spec) -> str | None:
+    """A run's memory against the budget it will run under (``ZEROLOSS_MAX_BYTES`` or half the available memory),
+    before anything is written; the key named is the largest size of the spec."""
+    if not all(is_integer(spec.get(k)) for k in ("width", "depth", "n")) or spec.get("net") not in DU_NETS:
+        return None  # the key checks and validate_spec report these
+    conv, steps = spec["net"] == "conv-resnet", spec.get("max_steps", DEFAULTS["max_steps"])
+    need = train_memory_bytes(net=spec["net"], n=spec["n"], width=spec["width"], depth=spec["depth"], members=1,
+                              steps=steps, probe_every=max(1, steps // 200), d=1 if conv else spec.get("d", 1),
+                              channels=spec.get("channels", 1) if conv else 1,
+                              positions=spec.get("positions", 1) if conv else 1,
+                              itemsize=4 if spec.get("dtype") == "float32" else 8)
+    budget = resolve_budget(None)
+    if need <= budget.bytes:
+        return None
+    sizes = {k: spec[k] for k in ("width", "n", "d", "channels", "max_steps") if is_integer(spec.get(k))}
+    key = max(sizes, key=lambda k: sizes[k]) if sizes else "width"
+    return (f"{key}: the run needs about {format_bytes(need)}, more than the memory budget of "
+            f"{format_bytes(budget.bytes)} ({budget.source}); use smaller values or set ZEROLOSS_MAX_BYTES")
+
+
 for _experiment in ("du2019.kernel", "du2019.depth", "du2019.conv"):
     declare_checks(_experiment, _CHECKS)
+    declare_run_check(_experiment, _run_memory)
 NET_LABELS = {"fc": "FC", "resnet": "ResNet", "conv-resnet": "conv-ResNet"}
 
 

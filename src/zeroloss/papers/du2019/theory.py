@@ -348,8 +348,8 @@ def kernel_loss_prediction(G0: torch.Tensor, residual0: torch.Tensor, lr: float 
             "must be a non-negative integer", steps)
     lam, c = _eigen_projections(G0, residual0)
     eta = _lr_per_member(lr, lam.shape[0])
-    k = torch.arange(steps + 1, dtype=torch.float64)
-    out = torch.empty(steps + 1, lam.shape[0], dtype=torch.float64)
+    k = torch.arange(steps + 1, dtype=torch.float64, device=lam.device)
+    out = torch.empty(steps + 1, lam.shape[0], dtype=torch.float64, device=lam.device)
     for s in range(lam.shape[0]):  # (K + 1, n) per member: bounded memory for long horizons
         # the residual's mode i is (1 − ηλ_i)^k = 1 + h_i(k) times its start: the kernel prediction's own factor
         decay = 1.0 + residual_factor(lam[s].clamp_min(0.0), float(eta[s]), k, "gd")  # (K + 1, n)

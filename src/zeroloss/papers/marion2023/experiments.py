@@ -38,6 +38,8 @@ Examples:
 
 from __future__ import annotations
 
+import math
+
 from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError
 from zeroloss.papers.base import Experiment, Spec, register
 from zeroloss.papers.marion2023.claims import neurons_claims, official_claims, regimes_claims, sweep_claims
@@ -63,7 +65,7 @@ from zeroloss.papers.marion2023.twotimescale import (
     two_optimizer_gd,
 )
 from zeroloss.papers.marion2023.twotimescale.targets import PRESET_VALUES
-from zeroloss.sweep.checks import declare_checks, one_of
+from zeroloss.sweep.checks import declare_checks, declare_run_check, one_of
 
 __all__ = ["MID_WINDOW", "PLATEAU_WINDOW", "run_gd_batch", "run_sgd_batch", "window_mean"]  # re-exported
 
@@ -294,8 +296,34 @@ _SGD_CHECKS = {
     "noise": Rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf"),
                   "must be a number ≥ 0 (finite)"),
 }
+
+
+def _run_length(spec: Spec) -> str | None:
+    """A two-timescale SGD run's length t_max/(h·ε) (at most 10¹⁰ steps, as the command's) and its logged states
+    against the run's memory budget, before anything is written."""
+    from zeroloss.budget import format_bytes, resolve_budget, two_timescale_memory_bytes
+
+    number = all(isinstance(spec.get(k), (int, float)) and not isinstance(spec.get(k), bool)
+                 for k in ("t_max", "h", "eps"))
+    if not number:
+        return None
+    steps = spec["t_max"] / spec["h"] / spec["eps"]  # divided in turn: h·ε may underflow
+    if not (math.isfinite(steps) and 0.5 <= steps < 1e10 + 0.5):
+        return f"t_max: t_max/(h·eps) must give between 1 and 1e10 steps, got {steps:.4g}"
+    neurons, logs = spec.get("neurons"), spec.get("logs", 100)
+    if isinstance(neurons, int) and isinstance(logs, int):
+        need = two_timescale_memory_bytes(repeats=1, neurons=neurons, logs=logs, steps=int(round(steps)))
+        budget = resolve_budget(None)
+        if need > budget.bytes:
+            key = "neurons" if neurons > logs else "logs"
+            return (f"{key}: the run needs about {format_bytes(need)}, more than the memory budget of "
+                    f"{format_bytes(budget.bytes)} ({budget.source}); use smaller values or set ZEROLOSS_MAX_BYTES")
+    return None
+
+
 for _name in ("regimes", "eps_sweep", "eta_scaling", "neurons", "official"):
     declare_checks(f"marion2023.{_name}", _SGD_CHECKS)
+    declare_run_check(f"marion2023.{_name}", _run_length)
 declare_checks("marion2023.appendix", {
     "model": one_of("additive", "relu"), "d": POSITIVE_INT, "n": POSITIVE_INT,
     "regime": one_of("standard", "two-timescale"), "lr_a": POSITIVE_NUMBER, "lr_u": POSITIVE_NUMBER,
