@@ -304,7 +304,7 @@ register(Experiment(
     description="FC (H = 2) and ResNet (H = 3) nets at several sample sizes n over a grid of widths (softplus, "
                 "random ±1 labels, η = 1/λ_max(G(0))), each run until its kernel predicts L ≤ 10⁻⁴·L(0): the width "
                 "from which the loss tracks its kernel prediction to τ, against n, beside Du et al.'s n⁴/λ₀⁴.",
-    specs={"tiny": samples_specs([4, 8], [8, 16, 32, 64, 128], 2, d=16),
+    specs={"tiny": samples_specs([4, 8], [4, 8, 16, 32, 64, 128], 2, d=16),
            "medium": samples_specs([4, 8, 16, 32], [8, 16, 32, 64, 128, 256, 512, 1024], 3, d=16),
            "paper": samples_specs([8, 16, 32, 64], [16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 4, d=64,
                                   max_steps=1_000_000)},

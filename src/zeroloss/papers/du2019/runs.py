@@ -197,8 +197,13 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
                                       "value": (1.0 - float(eta[s]) * lam_path[k, s]) ** 2}))
             row = linear_contraction(loss_s[:, None], eta[s : s + 1].numpy(), lam_path[: done + 1, s : s + 1],
                                      relative_floor=(1e4 * eps) ** 2).iloc[0]
+            # the same fraction against G(0)'s λ_min: how far the dynamics stray from the initial kernel's rate
+            fixed = np.full((done + 1, 1), float(eig0[s, 0]))
+            row0 = linear_contraction(loss_s[:, None], eta[s : s + 1].numpy(), fixed,
+                                      relative_floor=(1e4 * eps) ** 2).iloc[0]
             summary.update({"linear_steps": int(row["steps_checked"]),
-                            "linear_fraction_min": float(row["min_fraction"])})
+                            "linear_fraction_min": float(row["min_fraction"]),
+                            "linear_fraction_min_G0": float(row0["min_fraction"])})
         if last_path is not None:
             path = last_path[: done + 1, s]
             path = path[np.isfinite(path)]
