@@ -9,10 +9,15 @@ prediction, for as many steps as its kernel needs (:mod:`zeroloss.papers.du2019.
 
 Registered experiments (scales ``tiny`` for CI, ``medium`` for about 30 CPU minutes, ``paper`` for one GPU):
 
-- ``du2019.kernel`` — FC (H = 2) and ResNet (H = 3) over widths, several seeds, λ_min(G(k)) probed at every step:
-  (a) every step contracts the loss by ≤ 1 − ηλ_min(G(k))/2 with η = 1/λ_max(G(0)), the loss curve stays within
-  τ of its kernel prediction at the widest width, random labels are fitted; (b) the deviation from the kernel
-  prediction, the weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and the Gram drift fall at least like m^(−1/2).
+- ``du2019.kernel`` — FC (H = 2) and ResNet (H = 3) over widths, several seeds, λ_min(G(k)) and λ_min(G^(H)(k))
+  probed at every step, λ₀ and K^(H) from the kernel module: (a) at η = 1/λ_max(G(0)) every step achieves ≥ 0.9 of
+  the linearised decrement 1 − (1 − ηλ_min(G(k)))² (the laziness curve per width), the loss curve stays within τ of
+  its kernel prediction at the widest width, random labels are fitted; (b) the deviation from the kernel
+  prediction, the weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and the Gram drift fall at least like m^(−1/2);
+  the proofs' lemmas: ‖G^(H)(0) − K^(H)‖_F/‖K^(H)‖_F falls like m^(−1/2), λ_min(G^(H)(k)) ≥ λ₀/2 at every step.
+- ``du2019.theorem`` — the theorems' inequality L(k) ≤ (1 − ηλ₀/2)^k L(0) on a ladder of steps from 1/λ_max(G(0))
+  down to the theorems' step η_thm (:mod:`zeroloss.papers.du2019.ladder`).
+- ``du2019.samples`` — the width needed to track the kernel to τ against n, beside the theorems' n⁴/λ₀⁴.
 - ``du2019.depth`` — (c) FC vs ResNet at depths 2…H over a grid of widths: the width each needs to track its
   kernel to τ, with censored cells where no width tried does.
 - ``du2019.conv`` — (d) the convolutional ResNet fits random labels on patch data within twice its kernel horizon.
@@ -271,7 +276,7 @@ register(Experiment(
                 "theorems' step η_thm = λ₀/(n²2^H) (FC), λ₀H²/n² (ResNet); each run until its kernel predicts "
                 "L̂ ≤ horizon·L̂_0 at its own step.",
     specs={"tiny": theorem_specs([8, 32, 128], 2, n=4, d=16, rungs=[1.0, 0.125], horizon=0.5, max_steps=20_000),
-           "medium": theorem_specs([16, 64, 256, 1024], 3, n=8, d=16, rungs=[1.0, 0.25, 0.0625, 0.015625],
+           "medium": theorem_specs([16, 64, 256], 2, n=8, d=16, rungs=[1.0, 0.25, 0.0625, 0.015625],
                                    horizon=0.1, max_steps=400_000),
            "paper": theorem_specs([16, 64, 256, 1024, 4096], 4, n=8, d=16,
                                   rungs=[1.0, 0.25, 0.0625, 0.015625, 0.00390625], horizon=1e-2,
@@ -305,7 +310,7 @@ register(Experiment(
                 "random ±1 labels, η = 1/λ_max(G(0))), each run until its kernel predicts L ≤ 10⁻⁴·L(0): the width "
                 "from which the loss tracks its kernel prediction to τ, against n, beside Du et al.'s n⁴/λ₀⁴.",
     specs={"tiny": samples_specs([4, 8], [4, 8, 16, 32, 64, 128], 2, d=16),
-           "medium": samples_specs([4, 8, 16, 32], [8, 16, 32, 64, 128, 256, 512, 1024], 3, d=16),
+           "medium": samples_specs([4, 8, 16, 32], [4, 8, 16, 32, 64, 128, 256, 512], 3, d=16),
            "paper": samples_specs([8, 16, 32, 64], [16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 4, d=64,
                                   max_steps=1_000_000)},
     run_batch=run_batch, plot=samples_plot, claims=samples_claims, estimate_seconds=estimate_seconds,
