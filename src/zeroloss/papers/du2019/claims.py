@@ -57,8 +57,8 @@ LINEAR_SOURCE = Provenance(
                "λ_min as the paper's remark (Conclusion) conjectures; Du et al.'s theorems prove the weaker "
                "1 − ηλ₀/2 only for "
                f"η = O(λ₀/n²) (du2019.theorem); tolerance {LINEAR_TOL:g} (lab): the second-order terms may take up to "
-               "a tenth of the linear decrement, fixed before the runs were looked at; steps below (10⁴·eps)²·L(0) "
-               "are not used (round-off)")
+               "a tenth of the linear decrement, fixed before the runs were looked at; steps with L(k) ≤ 10⁻⁸·L(0) "
+               "are not used (the ratio of two losses there carries round-off)")
 TRACK_SOURCE = Provenance(
     "lab", f"τ = {TRACK_TOL:g}: the kernel prediction describes a run when the residual norm stays within "
            "5 % of ‖r(0)‖ of it at every step of the kernel's window — a round one-in-twenty agreement, far below "

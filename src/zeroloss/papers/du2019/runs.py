@@ -59,6 +59,11 @@ STORED_STEPS = 200
 
 #: The fraction of L(0) at which random labels count as fitted: ``fit_step`` is the first step below it.
 FIT_RATIO = 1e-4
+#: The fraction of the linear decrement is measured while L(k) > LINEAR_FLOOR · L(0): the residual is then ≥ 10⁻⁴ of
+#: its start, so a loss ratio carries ≲ 10⁻¹² of round-off (the fraction ≲ 10⁻¹⁰, against the claim's tolerance 0.1).
+#: Below it the ratio of two losses near round-off differs between a run alone and in a batch (summation order) by
+#: up to 10⁻⁸ of the fraction: it would measure round-off, not the dynamics.
+LINEAR_FLOOR = 1e-8
 
 #: Spec defaults (a spec may override each).
 DEFAULTS: dict[str, Any] = {"activation": "softplus", "labels": "random", "data_seed": 0, "dtype": "float64",
@@ -196,11 +201,11 @@ def run_batch(specs: list[Spec], device: str | torch.device = "cpu") -> list[Run
             rows.append(pd.DataFrame({"step": k, "metric": "linear_bound",
                                       "value": (1.0 - float(eta[s]) * lam_path[k, s]) ** 2}))
             row = linear_contraction(loss_s[:, None], eta[s : s + 1].numpy(), lam_path[: done + 1, s : s + 1],
-                                     relative_floor=(1e4 * eps) ** 2).iloc[0]
+                                     relative_floor=max(LINEAR_FLOOR, (1e4 * eps) ** 2)).iloc[0]
             # the same fraction against G(0)'s λ_min: how far the dynamics stray from the initial kernel's rate
             fixed = np.full((done + 1, 1), float(eig0[s, 0]))
             row0 = linear_contraction(loss_s[:, None], eta[s : s + 1].numpy(), fixed,
-                                      relative_floor=(1e4 * eps) ** 2).iloc[0]
+                                      relative_floor=max(LINEAR_FLOOR, (1e4 * eps) ** 2)).iloc[0]
             summary.update({"linear_steps": int(row["steps_checked"]),
                             "linear_fraction_min": float(row["min_fraction"]),
                             "linear_fraction_min_G0": float(row0["min_fraction"])})
