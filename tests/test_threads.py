@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from zeroloss.errors import ZerolossInputError
-from zeroloss.papers import du2019
+from zeroloss.papers.du2019 import experiments as du2019
 from zeroloss.papers.registry import get_experiment
 from zeroloss.store import load
 from zeroloss.sweep import run_sweep
