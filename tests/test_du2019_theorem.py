@@ -72,19 +72,31 @@ def _tidy(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _ladder_rows(violations=lambda m, rung: 0, censored=lambda m, rung: False) -> list[dict]:
+def _ladder_rows(violations=lambda m, rung: 0, censored=lambda m, rung: False, lemma=lambda m: 0.8) -> list[dict]:
     rows = []
     for net, m, rung, s in itertools.product(("fc", "resnet"), WIDTHS, RUNGS, range(2)):
         bad = violations(m, rung)
         rows.append({"net": net, "depth": 2, "width": m, "rung": rung, "seed": s, "lambda0": 0.08,
                      "eta_lambda_max": 0.007 if rung == "theorem" else rung, "steps_checked": 500,
                      "violations": bad, "worst_log_excess": 0.01 if bad else -0.002,
-                     "censored": censored(m, rung)})
+                     "censored": censored(m, rung), "diverged": False, "lambda_min_GH_min": 0.08 * lemma(m),
+                     "lemma_steps": 500, "lemma_every": 1})
     return rows
 
 
-def _theorem_claims(rows):
-    return du2019.theorem_claims(_tidy(rows))
+def _theorem_claims(rows, lemma=False):
+    """The inequality claims (per net) or, with ``lemma``, the lemma claims at η_thm."""
+    claims = du2019.theorem_claims(_tidy(rows))
+    return [c for c in claims if ("λ₀/2)^k" in c.claim) != lemma]
+
+
+def test_theorem_experiment_checks_the_lemma_at_the_theorems_step():
+    """λ_min(G^(H)(k))/λ₀ = 0.3 at m = 8, 0.8 above: PASS from 32; 0.4 everywhere: FAIL."""
+    claims = _theorem_claims(_ladder_rows(lemma=lambda m: 0.3 if m == 8 else 0.8), lemma=True)
+    assert [c.verdict for c in claims] == [PASS, PASS] and "holds: 32" in claims[0].details
+    assert "at η_thm" in claims[0].claim
+    claims = _theorem_claims(_ladder_rows(lemma=lambda m: 0.4), lemma=True)
+    assert [c.verdict for c in claims] == [FAIL, FAIL]
 
 
 def test_theorem_claim_passes_when_the_inequality_holds_and_reports_the_ladder():
@@ -124,6 +136,7 @@ def test_a_ladder_batch_uses_its_rungs_steps_and_lambda0():
     assert thm["eta"] == pytest.approx(theorem_step("fc", 4, 2, lam0)) and thm["eta_over_theorem"] == 1.0
     for summary in (top, thm):
         assert summary["steps_checked"] > 0 and summary["violations"] == 0 and not summary["censored"]
+        assert summary["lemma_steps"] == summary["window"] + 1 and summary["lambda_min_GH_min"] > 0  # every step
         # the window ends where the kernel predicts ½·L̂_0; a net of width 16 trails its kernel by a few per cent
         assert summary["final_loss_ratio"] < 0.6
     # … which the smaller step needs more steps to reach

@@ -8,7 +8,8 @@ censored (INCONCLUSIVE).
   from :func:`zeroloss.limit_kernel`, on a ladder of steps from 1/λ_max(G(0)) down to the theorem's step
   η_thm (:func:`zeroloss.papers.du2019.theory.theorem_step`); per width the largest rung at which it holds, and the
   smallest width from which it holds at η_thm.
-- :func:`lemma_lambda_claim` (``du2019.kernel``): λ_min(G^(H)(k)) ≥ λ₀/2 at every step from some width on.
+- :func:`lemma_lambda_claim` (``du2019.kernel`` at η = 1/λ_max(G(0)), ``du2019.theorem`` at η_thm):
+  λ_min(G^(H)(k)) ≥ λ₀/2 at every step from some width on.
 - :func:`lemma_limit_claim` (``du2019.kernel``): ‖G^(H)(0) − K^(H)‖_F/‖K^(H)‖_F falls like m^(−1/2) (the one slope
   rule of :func:`zeroloss.papers.du2019.claims.slope_claim`), and the width from which ‖G^(H)(0) − K^(H)‖₂ ≤ λ₀/4.
 - :func:`samples_claim` (``du2019.samples``): the width needed to track the kernel to τ grows with n no faster than
@@ -47,8 +48,9 @@ THEOREM_SOURCE = Provenance(
                "loss or the bound falls below (10⁴·eps)²·L(0)")
 LEMMA_LAMBDA_SOURCE = Provenance(
     "theorem", "Du et al. 2019, the induction in the proofs of Thms 5.1/6.1: λ_min(G^(H)(k)) ≥ λ₀/2 for every k once "
-               "m is large; checked at every step of runs at η = 1/λ_max(G(0)), a step above the theorem's range "
-               "(there the weights move at least as far per unit of loss decrease as at a smaller step)")
+               "m is large; checked in du2019.kernel at every step of runs at η = 1/λ_max(G(0)), a step above the "
+               "theorem's range, and in du2019.theorem at η_thm itself (every step of a window of ≤ 2000 steps, "
+               "else 2000 evenly spaced ones); no tolerance: λ_min of the float64 Gram")
 LEMMA_LIMIT_SOURCE = Provenance(
     "theorem", "Du et al. 2019, the initialisation lemmas of Thms 5.1/6.1: G^(H)(0) concentrates around K^(H) with "
                "‖G^(H)(0) − K^(H)‖ = O(m^(−1/2)) (an average of m i.i.d. terms), and the proofs need "
@@ -144,6 +146,8 @@ def lemma_lambda_claim(experiment: str, net: str, runs: pd.DataFrame) -> Claim:
                + ", ".join(f"m={int(w)}: {_fmt(v)}" for w, v in per_width.items())
                + f"; smallest width from which it holds: {m_star if m_star else 'none tried'}; "
                f"λ₀ = {_fmt(float(runs['lambda0'].mean()))}")
+    if "lemma_every" in runs.columns and (runs["lemma_every"] > 1).any():
+        details += f"; probed every {int(runs['lemma_every'].max())} steps at most (long windows)"
     measured = float(per_width.iloc[-1])
     expected = f"≥ {LEMMA_FRACTION:g} at m = {widest}"
     kw = {"provenance": LEMMA_LAMBDA_SOURCE, "details": details}

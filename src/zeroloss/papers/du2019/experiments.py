@@ -250,8 +250,13 @@ def theorem_specs(widths: list[int], seeds: int, n: int, d: int, rungs: list[flo
 
 def theorem_claims(df: pd.DataFrame) -> list[Claim]:
     runs = runs_table(df)
-    return [theorem_claim("du2019.theorem", NET_LABELS.get(net, net), group)
-            for net, group in runs.groupby("net", sort=False)]
+    claims = []
+    for net, group in runs.groupby("net", sort=False):
+        label = NET_LABELS.get(net, net)
+        claims.append(theorem_claim("du2019.theorem", label, group))
+        at_theorem = group[group["rung"].astype(str) == "theorem"]
+        claims.append(lemma_lambda_claim("du2019.theorem", f"{label} at η_thm", at_theorem))
+    return claims
 
 
 def theorem_plot(df: pd.DataFrame) -> dict[str, Any]:

@@ -11,8 +11,9 @@ gradient flow; a window longer than ``max_steps`` is cut there and the run marke
 
 Recorded per run: η, ηλ_max(G(0)), η/η_thm, λ₀, η_thm, the window, and the check of the inequality at every step
 of the window (:func:`zeroloss.papers.du2019.theory.theorem_inequality`): steps checked, violations, the worst
-log(L(k)/bound(k)). Metrics: the loss and the bound (1 − ηλ₀/2)^k L(0) on at most
-:data:`zeroloss.papers.du2019.runs.STORED_STEPS` + 1 steps.
+log(L(k)/bound(k)); the proofs' lemma: min_k λ_min(G^(H)(k)) over the window (every step when the window is at most
+:data:`LEMMA_PROBES` steps, else every ``lemma_every``-th). Metrics: the loss and the bound (1 − ηλ₀/2)^k L(0) on at
+most :data:`zeroloss.papers.du2019.runs.STORED_STEPS` + 1 steps.
 
 Spec keys: those of :mod:`zeroloss.papers.du2019.runs` (``net``, ``width``, ``depth``, ``n``, ``d``, ``seed``, …,
 ``horizon``, ``max_steps``) and ``rung``. Runs differing only in ``seed`` and ``rung`` train as one ensemble
@@ -37,6 +38,9 @@ from zeroloss.papers.du2019.runs import STORED_STEPS, make_data, make_net, spec_
 from zeroloss.papers.du2019.theory import kernel_steps_to, theorem_inequality, theorem_step
 from zeroloss.spectra import eigenvalues
 from zeroloss.train.gd import train_gd
+
+#: λ_min(G^(H)(k)) is probed at every step of a window of at most this many steps, else on this many evenly spaced.
+LEMMA_PROBES = 2000
 
 
 def ladder_batch_key(spec: Spec) -> str:
@@ -65,13 +69,19 @@ def run_ladder_batch(specs: list[Spec], device: str | torch.device = "cpu") -> l
     max_steps = int(spec_value(first, "max_steps"))
     horizon = kernel_steps_to(G0, residual0, eta, float(spec_value(first, "horizon")), max_steps)
     own = [max_steps if K < 0 else max(1, int(K)) for K in horizon.tolist()]
-    run = train_gd(net, X, y, eta, max(own), probe_every=max(own), probes=["loss"], progress=False,
-                   check_step=False)
+    # λ_min(G^(H)(k)) for the lemma: at every step of a window of ≤ LEMMA_PROBES steps, else on LEMMA_PROBES evenly
+    # spaced ones (each run's own schedule; the batch probes on every step some run's schedule needs)
+    own_every = [max(1, k // LEMMA_PROBES) for k in own]
+    run = train_gd(net, X, y, eta, max(own), probe_every=math.gcd(*own_every), probes=["loss", "lambda_min_last"],
+                   progress=False, check_step=False)
+    last = run.metric("lambda_min_last")
     outputs = []
     for s in range(len(specs)):
         done = min(own[s], run.steps, run.diverged_at.get(s, own[s]))
         loss_s = run.losses[: done + 1, s]
         check = theorem_inequality(loss_s, float(eta[s]), lam0).iloc[0]
+        path = last[s][(last.index <= done) & (last.index % own_every[s] == 0)].to_numpy(dtype=float)
+        path = path[np.isfinite(path)]
         kept = np.unique(np.round(np.linspace(0, done, STORED_STEPS + 1)).astype(np.int64))
         bound = loss_s[0] * np.exp(kept * math.log1p(-float(eta[s]) * lam0 / 2.0))
         metrics = pd.concat([pd.DataFrame({"step": kept, "metric": "loss", "value": loss_s[kept]}),
@@ -91,6 +101,9 @@ def run_ladder_batch(specs: list[Spec], device: str | torch.device = "cpu") -> l
             "violations": int(check["violations"]),
             "worst_log_excess": float(check["worst_log_excess"]),
             "final_loss_ratio": float(loss_s[-1] / loss_s[0]),
+            "lemma_steps": int(len(path)),
+            "lemma_every": int(own_every[s]),
+            "lambda_min_GH_min": float(path.min()) if len(path) else float("nan"),
             "seconds": run.seconds,
         }))
     return outputs
