@@ -172,6 +172,11 @@ def test_lemma_limit_claim_is_the_slope_rule_plus_the_quarter_width():
     assert "≤ 0.25: 256" in claim.details  # ‖G^(H)(0) − K^(H)‖₂/λ₀ = 64/m ≤ ¼ from m = 256
     claim = lemma_limit_claim("x", "FC", _lemma_rows(ratio=lambda m: 0.7, error=lambda m: 0.1))
     assert claim.verdict == FAIL  # not approaching K^(H)
+    # seeds scattered by a factor e^{±1}: the slope is not pinned down (a censored flag changes nothing at init)
+    rng = np.random.default_rng(5)
+    claim = lemma_limit_claim("x", "FC", _lemma_rows(ratio=lambda m: 0.7, censored=True,
+                                                      error=lambda m: m**-0.5 * float(np.exp(rng.standard_normal()))))
+    assert claim.verdict == INCONCLUSIVE and "half-width" in claim.reason
 
 
 # ----------------------------------------------------------------------------------------------- samples
