@@ -269,7 +269,7 @@ def estimate_ladder_seconds(spec: Spec) -> float:
     """:func:`estimate_seconds` for the batch's longest window, the theorem rung's (every member of a ladder batch
     trains that long): the kernel horizon at 1/λ_max scaled to the spec's ``horizon`` (log of it) and divided by
     η_thm·λ_max, taken as 10⁻³·(8/n)² (measured: 0.0069–0.0082 at n = 4, 0.0009–0.0011 at n = 8). Small widths are
-    bound by the per-step overhead (≈ 0.2–0.3 ms a step on the calibration machine), which this flop count leaves out."""
+    bound by the per-step overhead (≈ 0.2–0.3 ms a step on the calibration machine), which the flops leave out."""
     c = 1e-3 * (8.0 / spec["n"]) ** 2
     scale = math.log(1.0 / float(spec_value(spec, "horizon"))) / math.log(1e4)
     return estimate_seconds({**spec, "run_factor": scale / c, "probes": ["loss"]})
