@@ -18,6 +18,7 @@ from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS
 from zeroloss.papers.du2019 import experiments as du2019
 from zeroloss.papers.du2019.claims import (
     DEPTH_MARGIN_STEPS,
+    SLOPE_HALF_WIDTH,
     TRACK_TOL,
     loglog_fit,
     needed_width,
@@ -39,9 +40,12 @@ def _tidy(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def _kernel_rows(deviation, movement, drift, violations=0, fit=1.2, censored=False, seed_noise=0.05):
+def _kernel_rows(deviation, movement, drift, linear=1.02, fit=1.2, censored=False, seed_noise=0.05,
+                 limit_error=lambda m: 2.0 * m**-0.5, lemma=lambda m: 0.9):
     """FC and ResNet runs at WIDTHS × SEEDS; the quantities are functions of the width m; ``fit``: steps to
-    L ≤ 10⁻⁴ L(0) in kernel horizons (None: never)."""
+    L ≤ 10⁻⁴ L(0) in kernel horizons (None: never); ``linear``: the smallest fraction of the linear decrement a
+    step achieved; ``limit_error``: ‖G^(H)(0) − K^(H)‖_F/‖K^(H)‖_F (its operator norm over λ₀ taken 3× that);
+    ``lemma``: min_k λ_min(G^(H)(k))/λ₀."""
     rng = np.random.default_rng(0)
     rows = []
     for (net, depth), m, s in itertools.product(du2019.KERNEL_NETS, WIDTHS, range(SEEDS)):
@@ -52,8 +56,10 @@ def _kernel_rows(deviation, movement, drift, violations=0, fit=1.2, censored=Fal
                      "kernel_deviation": deviation(m) * noise(), "movement_max": movement(m) * noise(),
                      "gram_drift_max": drift(m) * noise(),
                      "fit_step": None if fit is None else int(fit * 300),
-                     "contraction_steps": 600, "contraction_violations": violations,
-                     "contraction_worst_excess": 0.002 if violations else -0.01})
+                     "linear_steps": 600, "linear_fraction_min": linear(m) if callable(linear) else linear,
+                     "lambda0": 0.02, "gram_limit_error": limit_error(m) * noise(),
+                     "gram_limit_op": 3.0 * limit_error(m), "lambda_min_GH_min": 0.02 * lemma(m),
+                     "lemma_steps": 600})
     return rows
 
 
@@ -62,11 +68,12 @@ def _verdicts(claims) -> dict[str, str]:
 
 
 def _kinds(claims) -> dict[str, list[str]]:
-    """Verdicts grouped by the claim's kind (contraction, tracking, fit, and the three slopes)."""
+    """Verdicts grouped by the claim's kind (linear decrement, tracking, fit, lemma, and the four slopes)."""
     out: dict[str, list[str]] = {}
     for c in claims:
-        kind = ("contracts" if "contracts" in c.claim else "follows" if "follows" in c.claim else
-                "fits" if "fits" in c.claim else c.claim.split(": ", 1)[1].split(" falls")[0])
+        kind = ("achieves" if "achieves" in c.claim else "follows" if "follows" in c.claim else
+                "fits" if "fits" in c.claim else "lemma" if "λ₀/2" in c.claim else
+                c.claim.split(": ", 1)[1].split(" falls")[0])
         out.setdefault(kind, []).append(c.verdict)
     return out
 
@@ -76,31 +83,50 @@ PRESENT = dict(deviation=lambda m: 0.5 * m**-0.75, movement=lambda m: 2.0 * m**-
 
 def test_kernel_claims_pass_when_the_theory_holds():
     claims = du2019.kernel_claims(_tidy(_kernel_rows(**PRESENT)))
-    assert len(claims) == 12
+    assert len(claims) == 16
     assert all(c.verdict == PASS for c in claims), [(c.claim, c.verdict, c.measured) for c in claims]
     assert all(c.provenance is not None for c in claims)
 
 
 def test_kernel_claims_fail_when_the_effects_are_absent():
-    """No contraction, a deviation that stays at 0.2 > τ, nothing falls with width, labels not fitted."""
+    """Steps at half the linear decrement, a deviation that stays at 0.2 > τ, nothing falls with width, labels not
+    fitted, G^(H)(0) not approaching K^(H), λ_min(G^(H)(k)) at 0.3·λ₀."""
     absent = dict(deviation=lambda m: 0.2, movement=lambda m: 0.3, drift=lambda m: 0.5 * m**-0.1)
-    claims = du2019.kernel_claims(_tidy(_kernel_rows(**absent, violations=3, fit=None)))
-    assert [c.verdict for c in claims] == [FAIL] * 12, [(c.claim, c.verdict, c.measured) for c in claims]
+    claims = du2019.kernel_claims(_tidy(_kernel_rows(**absent, linear=0.5, fit=None, limit_error=lambda m: 0.2,
+                                                     lemma=lambda m: 0.3)))
+    assert [c.verdict for c in claims] == [FAIL] * 16, [(c.claim, c.verdict, c.measured) for c in claims]
 
 
 def test_kernel_claims_are_inconclusive_on_censored_runs():
-    """max_steps cut the runs: no violation seen and a deviation below τ, but the windows were not complete."""
+    """max_steps cut the runs: no violation seen and a deviation below τ, but the windows were not complete. The
+    initial Gram's distance to K^(H) is measured before training: no window to cut, still decided."""
     claims = du2019.kernel_claims(_tidy(_kernel_rows(**PRESENT, fit=None, censored=True)))
-    assert [c.verdict for c in claims] == [INCONCLUSIVE] * 12
-    assert all(c.reason for c in claims)
+    at_init = [c for c in claims if "K^(H)" in c.claim]
+    assert [c.verdict for c in at_init] == [PASS] * 2
+    assert [c.verdict for c in claims if c not in at_init] == [INCONCLUSIVE] * 14
+    assert all(c.reason for c in claims if c not in at_init)
 
 
 def test_an_excess_on_a_censored_run_still_fails():
     """A censored run's deviation is a lower bound, so one above τ decides FAIL; a violation is a violation."""
     rows = _kernel_rows(deviation=lambda m: 0.3, movement=PRESENT["movement"], drift=PRESENT["drift"],
-                        violations=1, censored=True)
+                        linear=0.8, lemma=lambda m: 0.4, censored=True)
     kinds = _kinds(du2019.kernel_claims(_tidy(rows)))
-    assert kinds["follows"] == [FAIL, FAIL] and kinds["contracts"] == [FAIL, FAIL]
+    assert kinds["follows"] == [FAIL, FAIL] and kinds["achieves"] == [FAIL, FAIL] and kinds["lemma"] == [FAIL, FAIL]
+
+
+def test_linear_claim_reports_the_laziness_curve_and_the_width_where_it_fails():
+    """Fraction 0.7 at m = 64, 0.85 at 128, 0.95 from 256: PASS at the widest, fails first (from above) at 128."""
+    frac = {64: 0.7, 128: 0.85, 256: 0.95, 512: 0.97}
+    claims = du2019.kernel_claims(_tidy(_kernel_rows(**PRESENT, linear=frac.get)))
+    (fc,) = [c for c in claims if "achieves" in c.claim and c.claim.startswith("FC")]
+    assert fc.verdict == PASS and fc.measured == pytest.approx(0.97)
+    assert "m=64: 0.7, m=128: 0.85" in fc.details and "fails: 128" in fc.details
+    assert fc.provenance.kind == "derived"
+    # a step beyond 1/λ_max is outside the claim's range
+    rows = [{**r, "eta": 0.2} for r in _kernel_rows(**PRESENT)]
+    (fc,) = [c for c in du2019.kernel_claims(_tidy(rows)) if "achieves" in c.claim and c.claim.startswith("FC")]
+    assert fc.verdict == INCONCLUSIVE and "1/λ_max" in fc.reason
 
 
 def test_slope_claim_needs_three_widths_and_a_tight_interval():
@@ -111,15 +137,35 @@ def test_slope_claim_needs_three_widths_and_a_tight_interval():
     noisy = _tidy(_kernel_rows(**PRESENT, seed_noise=1.5))
     claim = slope_claim("x", "FC", noisy[noisy["net"] == "fc"], "movement_max", "movement")
     assert claim.verdict == INCONCLUSIVE and "half-width" in claim.reason
-    # a wide interval entirely below −½ decides: the quantity falls faster than m^(−1/2) whatever the slope is
+    # a wide interval is INCONCLUSIVE even entirely below −½: no PASS without the stated precision
     steep = _tidy(_kernel_rows(deviation=PRESENT["deviation"], movement=lambda m: 50 * m**-1.5,
                                drift=PRESENT["drift"], seed_noise=0.6))
     claim = slope_claim("x", "FC", steep[steep["net"] == "fc"], "movement_max", "movement")
     half = float(claim.measured.split(" ± ")[1])
-    assert claim.verdict == PASS and half > 0.25, claim.measured
-    # m^(−0.3) with little noise: decided FAIL (falls, but more slowly than m^(−1/2))
+    assert claim.verdict == INCONCLUSIVE and half >= SLOPE_HALF_WIDTH, claim.measured
+    # m^(−0.3) with little noise: decided FAIL (falls, but more slowly than m^(−1/2)); its local slopes do not move
     slow = _tidy(_kernel_rows(deviation=PRESENT["deviation"], movement=lambda m: m**-0.3, drift=PRESENT["drift"]))
     assert slope_claim("x", "FC", slow[slow["net"] == "fc"], "movement_max", "movement").verdict == FAIL
+    # m^(−1/4) can no longer pass: the old rule's −0.25 ± 0.25 case, here precise
+    quarter = _tidy(_kernel_rows(deviation=PRESENT["deviation"], movement=lambda m: m**-0.25, drift=PRESENT["drift"]))
+    assert slope_claim("x", "FC", quarter[quarter["net"] == "fc"], "movement_max", "movement").verdict == FAIL
+
+
+def test_slope_claim_passes_an_exact_half_and_calls_a_moving_slope_pre_asymptotic():
+    """Exactly m^(−1/2) passes ("contains −½"), faster passes ("entirely below"); a slope that steepens with width
+    (−0.2, −0.4, −0.65 per doubling: overall interval above −½, the widest three widths' reaching it) is
+    INCONCLUSIVE "pre-asymptotic", not FAIL."""
+    exact = _tidy(_kernel_rows(**PRESENT))
+    claim = slope_claim("x", "FC", exact[exact["net"] == "fc"], "movement_max", "movement")
+    assert claim.verdict == PASS and "contains −½" in claim.measured
+    claim = slope_claim("x", "FC", exact[exact["net"] == "fc"], "gram_drift_max", "drift")
+    assert claim.verdict == PASS and "entirely below −½" in claim.measured
+    log2 = {64: 0.0, 128: -0.2, 256: -0.6, 512: -1.25}
+    moving = _tidy(_kernel_rows(deviation=PRESENT["deviation"], movement=lambda m: 2.0 ** log2[m],
+                                drift=PRESENT["drift"], seed_noise=0.01))
+    claim = slope_claim("x", "FC", moving[moving["net"] == "fc"], "movement_max", "movement")
+    assert claim.verdict == INCONCLUSIVE and claim.reason.startswith("pre-asymptotic"), (claim.measured, claim.reason)
+    assert "local slopes" in claim.details
 
 
 def test_loglog_fit_recovers_a_power_law_and_its_standard_error():

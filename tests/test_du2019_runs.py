@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _specs(**kw):
-    base = dict(net="fc", depth=2, width=64, n=6, d=8, run_factor=2.0, probes=du2019.KERNEL_PROBES)
+    base = dict(net="fc", depth=2, width=64, n=6, d=8, run_factor=2.0, probes=du2019.KERNEL_PROBES, limit=True)
     base.update(kw)
     return [du2019._spec(**base, seed=s) for s in range(2)]
 
@@ -44,7 +44,7 @@ def test_step_and_horizon_come_from_the_runs_own_gram(fc_batch):
         s = out.summary
         assert s["eta"] == pytest.approx(float(eta[k]), rel=1e-12)
         assert s["kernel_horizon"] == int(horizon[k])
-        assert s["steps_done"] == math.ceil(2.0 * horizon.max())  # run_factor × the batch's longest horizon
+        assert s["steps_done"] == math.ceil(2.0 * horizon[k])  # run_factor × its own horizon (purity)
         assert not s["censored"] and not s["diverged"]
 
 
@@ -53,22 +53,26 @@ def test_summary_and_metrics_hold_what_the_claims_and_figures_read(fc_batch):
     for out in outputs:
         s, m = out.summary, out.metrics
         assert 0 < s["kernel_deviation"] < 0.5
-        assert s["contraction_steps"] > 0 and s["contraction_violations"] == 0
+        assert s["linear_steps"] > 0 and s["linear_fraction_min"] >= 0.9  # the linear-decrement claim's floor
+        # the lemma's quantities: λ₀ from the limit kernel, G^(H)(0) near it, λ_min(G^(H)(k)) along the run
+        assert s["lambda0"] > 0 and 0 < s["gram_limit_error"] < 1 and s["lemma_steps"] == s["steps_done"] + 1
+        assert 0 < s["lambda_min_GH_min"] <= s["lambda_min_GH0"] * (1 + 1e-12)
         assert 0 < s["movement_max"] < 1 and 0 < s["gram_drift_max"] < 1
         assert s["min_loss_ratio"] <= 1e-4 and s["fit_step"] <= 2 * s["kernel_horizon"]
         loss = m[m["metric"] == "loss"].set_index("step")["value"]
         kernel = m[m["metric"] == "kernel_loss"].set_index("step")["value"]
         assert loss.index.equals(kernel.index) and len(loss) <= 201
         assert kernel.iloc[0] == pytest.approx(loss.iloc[0], rel=1e-12)  # L̂_0 = ½‖u(0) − y‖² = L(0)
-        assert {"contraction_ratio", "contraction_bound", "lambda_min", "gram_drift", "movement_W1"} <= set(
-            m["metric"])
+        probed = {"contraction_ratio", "linear_bound", "lambda_min", "lambda_min_last", "gram_drift", "movement_W1"}
+        assert probed <= set(m["metric"])
 
 
 def test_a_run_cut_by_max_steps_is_censored():
-    outputs = run_batch(_specs(max_steps=20, probes=["loss"]), "cpu")
+    outputs = run_batch(_specs(max_steps=20, probes=["loss"], limit=False), "cpu")
     for out in outputs:
         assert out.summary["censored"] and out.summary["steps_done"] == 20
-        assert "contraction_steps" not in out.summary  # λ_min was not probed at every step
+        assert "linear_steps" not in out.summary  # λ_min was not probed at every step
+        assert "lambda0" not in out.summary  # limit false: the limit kernel is not computed
         assert math.isnan(out.summary["movement_max"])
 
 

@@ -313,7 +313,7 @@ MAX_DEPTH = 1000
 def check_depth(depth: object, field: str) -> int:
     """``depth`` after checking it is an integer in 1..:data:`MAX_DEPTH`.
 
-    Example:
+    Examples:
         >>> check_depth(3, "--depth")
         3
     """
@@ -334,7 +334,7 @@ def largest_cause(estimate, values: dict[str, int], defaults: dict[str, int], fa
         defaults: each option's default (only options above their default are candidates).
         fallback: the name returned when no option is above its default.
 
-    Example:
+    Examples:
         >>> largest_cause(lambda v: v["--n"] ** 2 * v["--members"], {"--n": 64, "--members": 10**9},
         ...               {"--n": 32, "--members": 1}, "--n")
         '--members'

@@ -127,7 +127,7 @@ def boolean(value: object, field: str) -> bool:
     """``value`` after checking it is a bool (NumPy's included): a truthy string such as ``"no"`` is refused, not
     taken for True.
 
-    Example:
+    Examples:
         >>> boolean(True, "normalise")
         True
     """

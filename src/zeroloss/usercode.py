@@ -7,7 +7,7 @@ model's, not zeroloss's: :func:`user_code` turns it into a :class:`~zeroloss.err
 the field (``model``, ``--model``), the exception type and its first line. An exception raised inside zeroloss
 or torch alone (no frame of the user's code in its traceback) is a zeroloss bug and propagates unchanged.
 
-Example:
+Examples:
     >>> import torch
     >>> class Net(torch.nn.Module):
     ...     def forward(self, x):

@@ -14,7 +14,7 @@ Every array file the CLI reads goes through :func:`read_array` or :func:`read_ar
 Errors are :class:`~zeroloss.errors.ZerolossInputError` naming the option; numpy's own advice ("load it unsafely
 using allow_pickle") is never passed on.
 
-Example:
+Examples:
     >>> import tempfile, numpy as np
     >>> from pathlib import Path
     >>> path = Path(tempfile.mkdtemp()) / "X.npy"

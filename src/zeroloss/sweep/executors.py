@@ -441,7 +441,7 @@ _RAY_ADDRESS = re.compile(r"^(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-
 def parse_ray_address(address: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``ray://HOST:PORT`` (an IPv6 host in brackets) → (host, port); anything else is refused.
 
-    Example:
+    Examples:
         >>> parse_ray_address("ray://10.0.0.5:10001")
         ('10.0.0.5', 10001)
     """

@@ -9,7 +9,7 @@ all tensors to be on the same device", ".item() cannot be called on meta tensors
 ``torch.as_tensor`` (which keeps its argument's device) and 0-dim scalars (``torch.tensor(2.0)``: torch moves them
 to the other operand's device). Host-side bookkeeping must say ``device="cpu"`` explicitly to pass.
 
-Example:
+Examples:
     >>> import torch
     >>> x = torch.ones(3)
     >>> with DefaultDeviceIsMeta():

@@ -9,10 +9,15 @@ prediction, for as many steps as its kernel needs (:mod:`zeroloss.papers.du2019.
 
 Registered experiments (scales ``tiny`` for CI, ``medium`` for about 30 CPU minutes, ``paper`` for one GPU):
 
-- ``du2019.kernel`` — FC (H = 2) and ResNet (H = 3) over widths, several seeds, λ_min(G(k)) probed at every step:
-  (a) every step contracts the loss by ≤ 1 − ηλ_min(G(k))/2 with η = 1/λ_max(G(0)), the loss curve stays within
-  τ of its kernel prediction at the widest width, random labels are fitted; (b) the deviation from the kernel
-  prediction, the weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and the Gram drift fall at least like m^(−1/2).
+- ``du2019.kernel`` — FC (H = 2) and ResNet (H = 3) over widths, several seeds, λ_min(G(k)) and λ_min(G^(H)(k))
+  probed at every step, λ₀ and K^(H) from the kernel module: (a) at η = 1/λ_max(G(0)) every step achieves ≥ 0.9 of
+  the linearised decrement 1 − (1 − ηλ_min(G(k)))² (the laziness curve per width), the loss curve stays within τ of
+  its kernel prediction at the widest width, random labels are fitted; (b) the deviation from the kernel
+  prediction, the weight movement ‖W^(h)(k) − W^(h)(0)‖_F/√m and the Gram drift fall at least like m^(−1/2);
+  the proofs' lemmas: ‖G^(H)(0) − K^(H)‖_F/‖K^(H)‖_F falls like m^(−1/2), λ_min(G^(H)(k)) ≥ λ₀/2 at every step.
+- ``du2019.theorem`` — the theorems' inequality L(k) ≤ (1 − ηλ₀/2)^k L(0) on a ladder of steps from 1/λ_max(G(0))
+  down to the theorems' step η_thm (:mod:`zeroloss.papers.du2019.ladder`).
+- ``du2019.samples`` — the width needed to track the kernel to τ against n, beside the theorems' n⁴/λ₀⁴.
 - ``du2019.depth`` — (c) FC vs ResNet at depths 2…H over a grid of widths: the width each needs to track its
   kernel to τ, with censored cells where no width tried does.
 - ``du2019.conv`` — (d) the convolutional ResNet fits random labels on patch data within twice its kernel horizon.
@@ -22,24 +27,27 @@ Data: n points on S^{d−1} (patch fields of unit Frobenius norm for the conv ne
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
 
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.budget import MAX_DEPTH, format_bytes, resolve_budget, train_memory_bytes
-from zeroloss.errors import POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError, is_integer
+from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError, is_integer
 from zeroloss.nets.registry import DU_NETS
 from zeroloss.papers.base import Claim, Experiment, Spec, register
 from zeroloss.papers.du2019 import plots
 from zeroloss.papers.du2019.claims import (
     FIT_WITHIN,
-    contraction_claim,
     depth_claim,
     fit_claim,
+    linear_claim,
     slope_claim,
     tracking_claim,
 )
+from zeroloss.papers.du2019.claims_theorem import lemma_lambda_claim, lemma_limit_claim, samples_claim, theorem_claim
+from zeroloss.papers.du2019.ladder import ladder_batch_key, run_ladder_batch
 from zeroloss.papers.du2019.runs import DEFAULTS, run_batch, runs_table, spec_value
 from zeroloss.sweep.checks import declare_checks, declare_run_check, list_of, one_of, open_interval
 from zeroloss.train.probes import PROBES
@@ -56,7 +64,9 @@ _CHECKS = {
     "positions": POSITIVE_INT, "seed": SEED, "data_seed": SEED, "lr_scale": open_interval(0.0, 2.0),
     "activation": one_of(*ACTIVATIONS), "labels": one_of("random", "gaussian", "teacher"),
     "dtype": one_of("float32", "float64"), "c_res": open_interval(0.0, 1.0), "probes": list_of(one_of(*PROBES)),
-    "horizon": open_interval(0.0, 1.0), "run_factor": POSITIVE_NUMBER, "max_steps": POSITIVE_INT,
+    "horizon": open_interval(0.0, 1.0), "run_factor": POSITIVE_NUMBER, "max_steps": POSITIVE_INT, "limit": BOOLEAN,
+    "rung": Rule(lambda v: v == "theorem" or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 2),
+                 "must be 'theorem' or a number c in (0, 2) (η = c/λ_max(G(0)))"),
 }
 
 
@@ -97,7 +107,7 @@ def _run_memory(spec: Spec) -> str | None:
             f"{format_bytes(budget.bytes)} ({budget.source}); use smaller values or set ZEROLOSS_MAX_BYTES")
 
 
-for _experiment in ("du2019.kernel", "du2019.depth", "du2019.conv"):
+for _experiment in ("du2019.kernel", "du2019.depth", "du2019.conv", "du2019.theorem", "du2019.samples"):
     declare_checks(_experiment, _CHECKS)
     declare_run_check(_experiment, _run_memory)
 NET_LABELS = {"fc": "FC", "resnet": "ResNet", "conv-resnet": "conv-ResNet"}
@@ -139,7 +149,7 @@ def estimate_seconds(spec: Spec) -> float:
 
 # ---------------------------------------------------------------------------------------------- kernel
 
-KERNEL_PROBES = ["loss", "lambda_min", "movement", "gram_drift"]
+KERNEL_PROBES = ["loss", "lambda_min", "lambda_min_last", "movement", "gram_drift"]
 KERNEL_NETS = (("fc", 2), ("resnet", 3))
 #: (summary column, words) of the quantities whose decay with width claim (b) checks.
 SLOPES = (("kernel_deviation", "the deviation from the kernel prediction"),
@@ -150,7 +160,7 @@ SLOPES = (("kernel_deviation", "the deviation from the kernel prediction"),
 def kernel_specs(widths: list[int], seeds: int, n: int, d: int, max_steps: int = 100_000) -> list[Spec]:
     """FC (H = 2) and ResNet (H = 3) at every width and seed; 2× the kernel horizon (the fit claim)."""
     return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, run_factor=FIT_WITHIN, max_steps=max_steps,
-                  probes=KERNEL_PROBES)
+                  probes=KERNEL_PROBES, limit=True)
             for net, depth in KERNEL_NETS for m in widths for s in range(seeds)]
 
 
@@ -160,9 +170,10 @@ def kernel_claims(df: pd.DataFrame) -> list[Claim]:
     claims = []
     for net, group in runs.groupby("net", sort=False):
         label = NET_LABELS.get(net, net)
-        claims += [contraction_claim(name, label, group), tracking_claim(name, label, group),
+        claims += [linear_claim(name, label, group), tracking_claim(name, label, group),
                    fit_claim(name, label, group)]
         claims += [slope_claim(name, label, group, column, text) for column, text in SLOPES]
+        claims += [lemma_limit_claim(name, label, group), lemma_lambda_claim(name, label, group)]
     return claims
 
 
@@ -170,7 +181,9 @@ def kernel_plot(df: pd.DataFrame) -> dict[str, Any]:
     runs = runs_table(df)
     return {
         "loss against its kernel prediction at the widest width": plots.kernel_curves(df, runs),
-        "per-step loss decrease against ηλ_min(G(k))/2 at the widest width": plots.contraction(df, runs),
+        "per-step loss decrease against the linearised 1 − (1 − ηλ_min(G(k)))² at the widest width":
+            plots.contraction(df, runs),
+        "laziness curve: fraction of the linear decrement achieved against width": plots.laziness(runs),
         "deviation, movement and Gram drift against width": plots.width_scaling(runs),
     }
 
@@ -247,4 +260,90 @@ register(Experiment(
            "paper": conv_specs(256, 8, n=32, channels=3, positions=16)},
     run_batch=run_batch, plot=conv_plot, claims=conv_claims, estimate_seconds=estimate_seconds,
     validate_spec=_validate_spec(("conv-resnet",)),
+))
+
+
+# --------------------------------------------------------------------------------------------- theorem
+
+def theorem_specs(widths: list[int], seeds: int, n: int, d: int, rungs: list[float], horizon: float,
+                  max_steps: int) -> list[Spec]:
+    """FC (H = 2) and ResNet (H = 3) at every width × seed × rung (the rungs, then ``"theorem"``), each until its
+    kernel predicts L̂ ≤ ``horizon`` · L̂_0 at its own step."""
+    return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, rung=rung, horizon=horizon, max_steps=max_steps)
+            for net, depth in KERNEL_NETS for m in widths for rung in [*rungs, "theorem"] for s in range(seeds)]
+
+
+def theorem_claims(df: pd.DataFrame) -> list[Claim]:
+    runs = runs_table(df)
+    claims = []
+    for net, group in runs.groupby("net", sort=False):
+        label = NET_LABELS.get(net, net)
+        claims.append(theorem_claim("du2019.theorem", label, group))
+        at_theorem = group[group["rung"].astype(str) == "theorem"]
+        claims.append(lemma_lambda_claim("du2019.theorem", f"{label} at η_thm", at_theorem))
+    return claims
+
+
+def theorem_plot(df: pd.DataFrame) -> dict[str, Any]:
+    runs = runs_table(df)
+    return {"the theorem's bound (1 − ηλ₀/2)^k against the loss, per rung, at the widest width":
+            plots.theorem_curves(df, runs)}
+
+
+def estimate_ladder_seconds(spec: Spec) -> float:
+    """:func:`estimate_seconds` for the batch's longest window, the theorem rung's (every member of a ladder batch
+    trains that long): the kernel horizon at 1/λ_max scaled to the spec's ``horizon`` (log of it) and divided by
+    η_thm·λ_max, taken as 10⁻³·(8/n)² (measured: 0.0069–0.0082 at n = 4, 0.0009–0.0011 at n = 8). Small widths are
+    bound by the per-step overhead (≈ 0.2–0.3 ms a step on the calibration machine), which the flops leave out."""
+    c = 1e-3 * (8.0 / spec["n"]) ** 2
+    scale = math.log(1.0 / float(spec_value(spec, "horizon"))) / math.log(1e4)
+    return estimate_seconds({**spec, "run_factor": scale / c, "probes": ["loss"]})
+
+
+register(Experiment(
+    name="du2019.theorem", paper=PAPER,
+    description="The theorems' inequality L(k) ≤ (1 − ηλ₀/2)^k L(0), λ₀ = λ_min(K^(H)) of the limit kernel, for FC "
+                "(H = 2) and ResNet (H = 3) nets over widths, on a ladder of steps from 1/λ_max(G(0)) down to the "
+                "theorems' step η_thm = λ₀/(n²2^H) (FC), λ₀H²/n² (ResNet); each run until its kernel predicts "
+                "L̂ ≤ horizon·L̂_0 at its own step.",
+    specs={"tiny": theorem_specs([8, 32, 128], 2, n=4, d=16, rungs=[1.0, 0.125], horizon=0.5, max_steps=20_000),
+           "medium": theorem_specs([16, 64, 256], 2, n=8, d=16, rungs=[1.0, 0.25, 0.0625, 0.015625],
+                                   horizon=0.1, max_steps=400_000),
+           "paper": theorem_specs([16, 64, 256, 1024, 4096], 4, n=8, d=16,
+                                  rungs=[1.0, 0.25, 0.0625, 0.015625, 0.00390625], horizon=1e-2,
+                                  max_steps=2_000_000)},
+    run_batch=run_ladder_batch, plot=theorem_plot, claims=theorem_claims, batch_key=ladder_batch_key,
+    estimate_seconds=estimate_ladder_seconds, validate_spec=_validate_spec(("fc", "resnet")),
+))
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+def samples_specs(ns: list[int], widths: list[int], seeds: int, d: int, max_steps: int = 200_000) -> list[Spec]:
+    """FC (H = 2) and ResNet (H = 3) at every n × width × seed, each for its own kernel horizon; λ₀ measured."""
+    return [_spec(net=net, depth=depth, width=m, n=n, d=d, seed=s, run_factor=1.0, max_steps=max_steps, limit=True)
+            for net, depth in KERNEL_NETS for n in ns for m in widths for s in range(seeds)]
+
+
+def samples_claims(df: pd.DataFrame) -> list[Claim]:
+    runs = runs_table(df)
+    return [samples_claim("du2019.samples", NET_LABELS.get(net, net), group)
+            for net, group in runs.groupby("net", sort=False)]
+
+
+def samples_plot(df: pd.DataFrame) -> dict[str, Any]:
+    return {"width needed to track the kernel against n": plots.needed_width_by_n(runs_table(df))}
+
+
+register(Experiment(
+    name="du2019.samples", paper=PAPER,
+    description="FC (H = 2) and ResNet (H = 3) nets at several sample sizes n over a grid of widths (softplus, "
+                "random ±1 labels, η = 1/λ_max(G(0))), each run until its kernel predicts L ≤ 10⁻⁴·L(0): the width "
+                "from which the loss tracks its kernel prediction to τ, against n, beside Du et al.'s n⁴/λ₀⁴.",
+    specs={"tiny": samples_specs([4, 8], [4, 8, 16, 32, 64, 128], 2, d=16),
+           "medium": samples_specs([4, 8, 16, 32], [4, 8, 16, 32, 64, 128, 256, 512], 3, d=16),
+           "paper": samples_specs([8, 16, 32, 64], [16, 32, 64, 128, 256, 512, 1024, 2048, 4096], 4, d=64,
+                                  max_steps=1_000_000)},
+    run_batch=run_batch, plot=samples_plot, claims=samples_claims, estimate_seconds=estimate_seconds,
+    validate_spec=_validate_spec(("fc", "resnet")),
 ))

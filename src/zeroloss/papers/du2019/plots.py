@@ -22,8 +22,10 @@ from matplotlib.ticker import LogFormatterSciNotation, NullLocator  # noqa: E402
 
 from zeroloss.papers.du2019.claims import (  # noqa: E402
     FIT_RATIO,
+    LINEAR_TOL,
     TRACK_TOL,
     describe_needed_width,
+    laziness_curve,
     loglog_fit,
     needed_widths,
 )
@@ -98,24 +100,46 @@ def kernel_curves(df: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
 
 
 def contraction(df: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
-    """Per-step loss decrease 1 − L(k+1)/L(k) (solid) against Du et al.'s ηλ_min(G(k))/2 (dashed), log scale.
+    """Per-step loss decrease 1 − L(k+1)/L(k) (solid) against the linearised 1 − (1 − ηλ_min(G(k)))² (dashed), log.
 
-    The claim L(k+1)/L(k) ≤ 1 − ηλ_min(G(k))/2 holds where the solid line lies on or above the dashed one.
+    The linear-decrement claim holds where the solid line stays above 1 − LINEAR_TOL times the dashed one.
     """
     fig, panels = _widest_per_net(df, runs)
     for ax, group, seeds in panels:
         for i, mine in enumerate(seeds):
             ratio = mine[mine["metric"] == "contraction_ratio"].sort_values("step")
-            bound = mine[mine["metric"] == "contraction_bound"].sort_values("step")
+            bound = mine[mine["metric"] == "linear_bound"].sort_values("step")
             ax.semilogy(ratio["step"], 1.0 - ratio["value"], "-", color=f"C{i}", lw=1.2)
             ax.semilogy(bound["step"], 1.0 - bound["value"], "--", color=f"C{i}", lw=1.0)
         ax.set_title(_title(group.iloc[0]), fontsize=10)
         ax.set_xlabel("GD step k")
         ax.set_ylabel("per-step loss decrease 1 − L(k+1)/L(k)")
         handles = [Line2D([], [], color="0.2", label=f"measured, one colour per seed ({len(group)})"),
-                   Line2D([], [], color="0.2", ls="--", label="Du et al.: ≥ ηλ_min(G(k))/2, η = 1/λ_max(G(0))")]
+                   Line2D([], [], color="0.2", ls="--", label="linearised: 1 − (1 − ηλ_min(G(k)))², η = 1/λ_max(G(0))")]
         ax.legend(handles=handles, fontsize=7, loc="upper right")
         _label_log_axis(ax)
+    fig.tight_layout()
+    return fig
+
+
+def laziness(runs: pd.DataFrame) -> plt.Figure:
+    """The laziness curve: per width, the smallest fraction of the linear decrement a step achieved (every seed's
+    minimum as a dot, the minimum over seeds as a line), with the claim's floor 1 − LINEAR_TOL."""
+    fig, (ax,) = _figure(1)
+    widths = np.sort(runs["width"].unique().astype(float))
+    for net, group in runs.groupby("net", sort=False):
+        color = NET_COLORS.get(net, "C3")
+        ax.scatter(group["width"].astype(float), group["linear_fraction_min"].astype(float), s=10, color=color,
+                   alpha=0.45, lw=0)
+        worst = laziness_curve(group)
+        ax.plot(worst.index.astype(float), worst.to_numpy(), "o-", color=color, ms=4,
+                label=f"{NET_LABELS.get(net, net)} (H = {int(group['depth'].iloc[0])}), min over seeds")
+    ax.axhline(1.0 - LINEAR_TOL, color="0.4", ls="--", lw=0.9, label=f"claim's floor {1.0 - LINEAR_TOL:g}")
+    ax.axhline(1.0, color="0.6", ls=":", lw=0.9, label="linear dynamics (1)")
+    _width_axis(ax, widths)
+    ax.set_ylabel("min_k achieved / linearised decrement")
+    ax.set_title("laziness curve at η = 1/λ_max(G(0)) (dots: seeds)", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -242,5 +266,68 @@ def needed_width_by_depth(runs: pd.DataFrame) -> plt.Figure:
     labels.append("bar: interval (a width\nbetween is undecided)")
     ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.set_title("needed width against depth (y ticks: the widths tried)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def theorem_curves(df: pd.DataFrame, runs: pd.DataFrame) -> plt.Figure:
+    """Per net at the widest width: L(k)/L(0) of the first seed at every rung (solid) and the theorem's bound
+    (1 − ηλ₀/2)^k (dashed, same colour), against the gradient-flow time ηk·λ_max(G(0)) so that the rungs align."""
+    wide = _widest(runs)
+    nets = list(dict.fromkeys(wide["net"]))
+    fig, axes = _figure(len(nets))
+    for ax, net in zip(axes, nets, strict=True):
+        group = wide[(wide["net"] == net) & (wide["seed"] == wide["seed"].min())]
+        group = group.assign(order=group["eta_lambda_max"]).sort_values("order", ascending=False)
+        for i, run in enumerate(group.itertuples()):
+            mine = df[df["run_id"] == run.run_id]
+            time = lambda frame: frame["step"] * run.eta_lambda_max  # noqa: E731, B023
+            loss = mine[mine["metric"] == "loss"].sort_values("step")
+            bound = mine[mine["metric"] == "theorem_bound"].sort_values("step")
+            label = "η_thm" if str(run.rung) == "theorem" else f"η = {float(run.rung):g}/λ_max"
+            ax.semilogy(time(loss), loss["value"] / loss["value"].iloc[0], "-", color=f"C{i}", lw=1.2,
+                        label=f"{label} (ηλ_max = {run.eta_lambda_max:.2g})")
+            ax.semilogy(time(bound), bound["value"] / bound["value"].iloc[0], "--", color=f"C{i}", lw=1.0)
+        ax.set_title(f"{NET_LABELS.get(net, net)}, m = {int(group['width'].iloc[0])} (dashed: (1 − ηλ₀/2)^k)",
+                     fontsize=9)
+        ax.set_xlabel("gradient-flow time η k λ_max(G(0))")
+        ax.set_ylabel("loss ratio L(k) / L(0)")
+        ax.legend(fontsize=7, loc="lower left")
+        _label_log_axis(ax)
+    fig.tight_layout()
+    return fig
+
+
+def needed_width_by_n(runs: pd.DataFrame) -> plt.Figure:
+    """The width needed to track the kernel to τ against n (log-log), per net: a dot where pinned, a bar over the
+    grid interval, an upward arrow at the widest width when censored; beside it the theorem's n⁴/λ₀⁴ scaled to
+    the first pinned point."""
+    from zeroloss.papers.du2019.claims_theorem import samples_table
+
+    table = samples_table(runs)
+    widths = np.sort(runs["width"].unique().astype(float))
+    fig, (ax,) = _figure(1)
+    for net, group in table.groupby("net", sort=False):
+        color = NET_COLORS.get(net, "C3")
+        n = group["n"].to_numpy(float)
+        lo = np.where(np.isfinite(group["lo"]), 2.0 ** group["lo"], widths[0] / 2)
+        hi = np.where(np.isfinite(group["hi"]), 2.0 ** group["hi"], widths[-1])
+        ax.vlines(n, lo, hi, color=color, lw=2, alpha=0.6)
+        mid = np.sqrt(lo * hi)
+        ax.plot(n, mid, "o-", color=color, ms=4, label=f"{NET_LABELS.get(net, net)}: needed width (grid interval)")
+        for x, h, open_top in zip(n, hi, ~np.isfinite(group["hi"]), strict=True):
+            if open_top:
+                ax.annotate("", xy=(x, h * 1.6), xytext=(x, h), arrowprops={"arrowstyle": "->", "color": color})
+        theorem = n**4 / group["lambda0"].to_numpy(float) ** 4
+        ax.plot(n, mid[0] * theorem / theorem[0], ":", color=color, lw=1.0, label="Du et al.: ∝ n⁴/λ₀⁴")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ns = np.sort(table["n"].unique().astype(float))
+    ax.set_xticks(ns)
+    ax.set_xticklabels([f"{int(v)}" for v in ns])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("samples n")
+    ax.set_ylabel(f"width m needed to track the kernel to τ = {TRACK_TOL:g}")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -303,6 +303,128 @@ def per_step_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min:
     return pd.DataFrame(rows)
 
 
+#: The constants this lab takes for the O(·) of the theorems' step (docs/theory.md §1.5): the O(·) constant 1 and
+#: 2^{O(H)} = 2^H. The paper gives neither; constant 1 is the largest step of the theorem's form with no unstated
+#: factor, and base 2 the smallest at which 2^{O(H)} is an exponential at all, so :func:`theorem_step` is the largest
+#: (cheapest, most demanding) step the form allows. A smaller hidden constant gives a smaller step, whose run is the
+#: same gradient-flow path sampled more finely: the du2019.theorem ladder shows the verdict below it.
+THEOREM_STEP_CONSTANT = 1.0
+THEOREM_DEPTH_BASE = 2.0
+
+
+def theorem_step(net: str, n: int, depth: int, lambda0: float) -> float:
+    """The theorems' step η_thm = λ₀/(n²·2^H) (FC) or λ₀H²/n² (ResNet), with :data:`THEOREM_STEP_CONSTANT` and
+    :data:`THEOREM_DEPTH_BASE` for the unknown constants (:func:`step_scaling`).
+
+    Examples:
+        >>> theorem_step("fc", n=4, depth=2, lambda0=0.08)   # 0.08 / (16 · 4)
+        0.00125
+    """
+    return step_scaling(net, n, depth, lambda0, constant=THEOREM_STEP_CONSTANT, depth_base=THEOREM_DEPTH_BASE)
+
+
+def theorem_inequality(losses: np.ndarray, lr: np.ndarray | float, lambda0: float,
+                       relative_floor: float = (1e4 * float(np.finfo(np.float64).eps)) ** 2) -> pd.DataFrame:
+    """The theorems' inequality L(k) ≤ (1 − ηλ₀/2)^k L(0) at every step k of a run, per member.
+
+    Checked from k = 1 while L(k) is finite and both L(k) and the bound are above ``relative_floor`` · L(0) (below,
+    the loss measures round-off: the rule of :func:`per_step_contraction`); a non-finite loss before that counts
+    as a violation (the member diverged). No tolerance: an inequality between float64 numbers, the bound taken in
+    logarithms (k·log(1 − ηλ₀/2)).
+
+    Args:
+        losses: (K + 1, S) or (K + 1,) float64 losses of every step.
+        lr: η per member, (S,) or a scalar.
+        lambda0: λ₀ = λ_min(K^(H)) of the run's inputs (:func:`zeroloss.lambda0`).
+        relative_floor: as :func:`per_step_contraction`.
+
+    Returns:
+        one row per member: ``steps_checked``, ``violations`` (steps with L(k) > bound), ``worst_log_excess``
+        (max_k log(L(k) / ((1 − ηλ₀/2)^k L(0))); < 0 when the inequality holds everywhere), ``worst_step``.
+
+    Examples:
+        >>> L = 0.9 ** np.arange(6.0)
+        >>> theorem_inequality(L, lr=0.1, lambda0=1.0)["violations"].item()     # 0.9^k ≤ 0.95^k
+        0
+        >>> theorem_inequality(L, lr=0.1, lambda0=3.0)["violations"].item()     # 0.9^k > 0.85^k
+        5
+    """
+    L = np.asarray(losses, dtype=np.float64)
+    L = L[:, None] if L.ndim == 1 else L
+    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64), (L.shape[1],))
+    lam = _positive(lambda0, "lambda0")
+    _positive(relative_floor, "relative_floor")
+    rows = []
+    k = np.arange(L.shape[0], dtype=np.float64)
+    for s in range(L.shape[1]):
+        curve = L[:, s]
+        require(bool(eta[s] * lam < 2.0), "lr", "must satisfy ηλ₀ < 2 (the bound is then positive)", float(eta[s]))
+        log_bound = k * math.log1p(-eta[s] * lam / 2.0)  # log of (1 − ηλ₀/2)^k
+        finite = np.isfinite(curve)
+        above = finite & (curve > relative_floor * curve[0]) & (log_bound > math.log(relative_floor))
+        # the checked steps: k ≥ 1 up to the first unusable one; a non-finite loss there is a violation
+        bad = ~above[1:]
+        stop = 1 + int(np.argmax(bad)) if bad.any() else len(curve)
+        excess = np.log(curve[1:stop] / curve[0]) - log_bound[1:stop]
+        if stop < len(curve) and not finite[stop]:
+            excess = np.append(excess, np.inf)
+        worst = int(np.argmax(excess)) if len(excess) else -1
+        rows.append({"member": s, "steps_checked": len(excess), "violations": int((excess > 0).sum()),
+                     "worst_log_excess": float(excess[worst]) if len(excess) else float("nan"),
+                     "worst_step": worst + 1 if len(excess) else -1})
+    return pd.DataFrame(rows)
+
+
+def linear_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min: np.ndarray,
+                       relative_floor: float = (1e4 * float(np.finfo(np.float64).eps)) ** 2) -> pd.DataFrame:
+    """Each step's loss decrease against the linearised dynamics' 1 − (1 − ηλ_min(G(k)))², per member.
+
+    The linearised step r(k+1) = (I − ηG(k)) r(k) gives ‖r(k+1)‖² ≤ max_i (1 − ηλ_i)² ‖r(k)‖², which is
+    (1 − ηλ_min(G(k)))² while ηλ_max(G(k)) ≤ 2 − ηλ_min(G(k)) (docs/theory.md §1.5). The *fraction of the linear
+    decrement achieved* at step k is
+
+        f_k = (1 − L(k+1)/L(k)) / (1 − (1 − ηλ_min(G(k)))²),
+
+    ≥ 1 for linear dynamics, below 1 when the second-order terms slow the step down. Steps are used as by
+    :func:`per_step_contraction` (both losses finite and above ``relative_floor`` · L(0)).
+
+    Args:
+        losses: (K + 1, S) or (K + 1,) losses; lr: η per member; lambda_min: λ_min(G(k)), the shape of ``losses``.
+
+    Returns:
+        one row per member: ``steps_checked``, ``min_fraction`` (min_k f_k; NaN when no step is usable),
+        ``worst_step``.
+
+    Examples:
+        >>> L = 0.81 ** np.arange(5.0)                 # (1 − 0.1)² per step: exactly linear with ηλ_min = 0.1
+        >>> round(linear_contraction(L, lr=0.1, lambda_min=np.ones(5))["min_fraction"].item(), 12)
+        1.0
+        >>> round(linear_contraction(0.9 ** np.arange(5.0), 0.1, np.ones(5))["min_fraction"].item(), 4)  # 0.1/0.19
+        0.5263
+    """
+    L = np.asarray(losses, dtype=np.float64)
+    lam = np.asarray(lambda_min, dtype=np.float64)
+    if L.ndim == 1:
+        L, lam = L[:, None], lam[:, None]
+    if lam.shape != L.shape:
+        raise ZerolossInputError(f"lambda_min: must have the shape of losses {L.shape}, got {lam.shape}")
+    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64), (L.shape[1],))
+    _positive(relative_floor, "relative_floor")
+    rows = []
+    for s in range(L.shape[1]):
+        curve = L[:, s]
+        ok = np.isfinite(curve) & np.isfinite(lam[:, s]) & (curve > relative_floor * curve[0]) & (curve > 0)
+        usable = int(np.argmin(ok)) if not ok.all() else len(curve)
+        K = max(usable - 1, 0)
+        achieved = 1.0 - curve[1 : K + 1] / curve[:K]
+        linear = 1.0 - (1.0 - eta[s] * lam[:K, s]) ** 2
+        fraction = achieved / linear
+        worst = int(np.argmin(fraction)) if K else -1
+        rows.append({"member": s, "steps_checked": K,
+                     "min_fraction": float(fraction[worst]) if K else float("nan"), "worst_step": worst})
+    return pd.DataFrame(rows)
+
+
 def _eigen_projections(G0: torch.Tensor, residual0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues λ_i (S, n) of G(0) and squared projections ⟨v_i, r(0)⟩² (S, n), float64 on the CPU."""
     G = torch.as_tensor(G0).detach().to("cpu", torch.float64)
