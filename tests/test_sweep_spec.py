@@ -219,19 +219,22 @@ def test_sweep_files_that_are_not_utf8_or_too_large_are_refused(tmp_path):
 # ------------------------------------------------------------------------------ run values (sweep.checks)
 
 def test_run_values_are_checked_per_key_with_the_run_named():
+    from zeroloss.papers.registry import get_experiment
     from zeroloss.sweep.checks import validate_runs
 
-    good = {"net": "fc", "width": 16, "depth": 2, "n": 6, "d": 4, "lr": 0.1, "steps": 5, "seed": 0}
-    validate_runs("du2019.kernel", [good])
-    for key, value, message in [("lr", float("nan"), "lr: must be a finite number"),
-                                ("lr", 0.0, "lr: must be a positive finite number"),
+    kernel = get_experiment("du2019.kernel")  # its wing declares the checks of its keys
+    good = {"net": "fc", "width": 16, "depth": 2, "n": 6, "d": 4, "lr_scale": 1.0, "seed": 0}
+    validate_runs(kernel, [good])
+    for key, value, message in [("lr_scale", float("nan"), "lr_scale: must be a finite number"),
+                                ("lr_scale", 0.0, "lr_scale: must be a number in (0, 2)"),
                                 ("width", 0, "width: must be a positive integer"),
                                 ("width", True, "width: must be a positive integer"),
                                 ("seed", -1, "seed: must be an integer from 0 to 2**63 - 1"),
-                                ("net", "cnn", "net: must be one of fc, resnet, conv-resnet"),
+                                ("net", "conv-resnet", "net: must be one of fc, resnet"),
+                                ("d", 1, "d: must be at least 2"),
                                 ("probes", ["loss", "nope"], "probes: item 1: must be one of")]:
         with pytest.raises(ZerolossInputError, match=rf"^{re.escape(message)}.*\(run 2 of 2\)$"):
-            validate_runs("du2019.kernel", [good, {**good, key: value}])
+            validate_runs(kernel, [good, {**good, key: value}])
 
 
 def test_an_experiment_without_declared_checks_still_gets_the_universal_rule():
