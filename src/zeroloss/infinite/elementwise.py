@@ -1,0 +1,220 @@
+"""Elementwise nonlinearities of the infinite-width rules: closed forms where known, Gauss–Hermite otherwise.
+
+For a pre-activation pair (u, v) ∼ N(0, [[a, b], [b, c]]) (a = K_ii(s, s), b = K_ij(s, t), c = K_jj(t, t), per
+pair of inputs and positions) an elementwise σ maps the NNGP and NTK as
+
+    K′ = E[σ(u) σ(v)],      Θ′ = E[σ′(u) σ′(v)] · Θ.
+
+Closed forms (θ = arccos(b/√(ac)), δ² = (1+a)(1+c) − b²):
+
+* ReLU (Cho & Saul 2009): E[σσ] = √(ac)(sin θ + (π − θ) cos θ)/(2π), E[σ′σ′] = (π − θ)/(2π), θ computed as
+  atan2(√(ac − b²), b) (exact on diagonal pairs);
+* LeakyReLU(α) = ReLU(x) − α ReLU(−x) [derived here from the ReLU ones, E[ReLU(u) v] = b/2]:
+  E[σσ] = (1 − α)² J₁ + α b, E[σ′σ′] = (1 + α²)(π − θ)/(2π) + α θ/π, J₁ the ReLU E[σσ];
+* erf (Williams 1997): E[σσ] = (2/π) arcsin(2b/√((1+2a)(1+2c))), E[σ′σ′] = (4/π)((1+2a)(1+2c) − 4b²)^(−½);
+* GELU x Φ(x) (Tsuchida, Pearce, van der Heide, Roosta, Gallagher 2020; the form of Neural Tangents'
+  ``stax.Gelu``): with φ = atan2(b, δ),
+  E[σσ] = b/4 + (b φ + (b² + ac δ²)/((1+a)(1+c) δ))/(2π),
+  E[σ′σ′] = 1/4 + φ/(2π) + b (1/δ² + (1 − ac)/((1+a)(1+c)) + 1)/(2π δ);
+* Identity (and Dropout in eval mode): K′ = K, Θ′ = Θ.
+
+Every other nonlinearity (Tanh, Sigmoid, SiLU, Softplus, ELU, GELU with ``approximate="tanh"``) goes through the
+tensor Gauss–Hermite rule of :mod:`zeroloss.kernels.gaussian`; its error is estimated per run by comparing the rule
+with one of two thirds the nodes (:func:`quadrature_error`), and stated in the result.
+
+Example:
+    >>> import torch
+    >>> one = torch.ones(1, dtype=torch.float64)
+    >>> closed = expectations(NONLINEARITIES["gelu"], one, 0.3 * one, 2 * one, nodes=96)
+    >>> quad = expectations(NONLINEARITIES["gelu"], one, 0.3 * one, 2 * one, nodes=96, force_quadrature=True)
+    >>> bool(torch.allclose(closed["ss"], quad["ss"], atol=1e-12))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from zeroloss.activations import ACTIVATIONS, Activation
+from zeroloss.kernels.gaussian import CLOSED_FORMS, bivariate_expectations, resolve_method
+
+Tensor = torch.Tensor
+Closed = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Nonlinearity:
+    """One elementwise σ: its name, the :class:`~zeroloss.activations.Activation` used by the quadrature, and closed
+    forms of E[σσ] and E[σ′σ′] (functions of broadcastable a, b, c) when known."""
+
+    name: str
+    act: Activation | None  # None: the identity
+    ss: Closed | None = None
+    dd: Closed | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.act is None or (self.ss is not None and self.dd is not None)
+
+
+def _autograd_d(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """σ′ of an elementwise σ by autograd (exact up to round-off), for the activations without a hand-written one."""
+
+    def d(z: Tensor) -> Tensor:
+        with torch.enable_grad():
+            x = z.detach().clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(fn(x).sum(), x, create_graph=False)
+        return g
+
+    return d
+
+
+def _custom(name: str, fn: Callable[[Tensor], Tensor], d1: Callable[[Tensor], Tensor]) -> Activation:
+    """An :class:`Activation` for the quadrature (σ, σ′; σ″ by autograd of σ′, used only by the ρ-table method, which
+    is never chosen for these: ``analytic=False``)."""
+    return Activation(name, fn, d1, _autograd_d(d1), smooth=True, analytic=False, strictly_increasing=False,
+                      sigma0=float(fn(torch.zeros((), dtype=torch.float64))))
+
+
+def _relu_angle(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(√(ac), √(ac − b²), θ = atan2(√(ac − b²), b)): exact θ = 0 on a diagonal pair (b = a = c), where
+    arccos(b/√(ac)) would lose half the digits (arccos(1 − ε) ≈ √(2ε))."""
+    ac = a.clamp_min(0.0) * c.clamp_min(0.0)
+    sine = torch.sqrt((ac - b * b).clamp_min(0.0))
+    return torch.sqrt(ac), sine, torch.atan2(sine, b)
+
+
+def _relu_ss(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    _, sine, theta = _relu_angle(a, b, c)
+    return (sine + (math.pi - theta) * b) / (2 * math.pi)
+
+
+def _relu_dd(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    norm, _, theta = _relu_angle(a, b, c)
+    # relu′(0) = 0 (torch's autograd): a zero-variance side gives 0
+    return torch.where(norm > 0, (math.pi - theta) / (2 * math.pi), torch.zeros_like(theta))
+
+
+def leaky_relu(alpha: float) -> Nonlinearity:
+    """LeakyReLU(α) with its closed forms (module docstring)."""
+
+    def ss(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+        return (1.0 - alpha) ** 2 * _relu_ss(a, b, c) + alpha * b
+
+    def dd(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+        norm, _, theta = _relu_angle(a, b, c)
+        both = (1.0 + alpha * alpha) * (math.pi - theta) / (2 * math.pi) + alpha * theta / math.pi
+        return torch.where(norm > 0, both, torch.full_like(theta, alpha * alpha))
+
+    act = _custom(f"leaky_relu({alpha:g})", lambda z: F.leaky_relu(z, alpha),
+                  lambda z: torch.where(z > 0, torch.ones_like(z), torch.full_like(z, alpha)))
+    return Nonlinearity(act.name, act, ss, dd)
+
+
+def _gelu_parts(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    prod, prod1 = a * c, (1.0 + a) * (1.0 + c)
+    delta2 = (prod1 - b * b).clamp_min(torch.finfo(b.dtype).tiny)
+    delta = torch.sqrt(delta2)
+    return prod, prod1, delta2, delta
+
+
+def _gelu_ss(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    prod, prod1, delta2, delta = _gelu_parts(a, b, c)
+    angle = torch.atan2(b, delta)
+    return 0.25 * b + ((b * b + prod * delta2) / (prod1 * delta) + b * angle) / (2 * math.pi)
+
+
+def _gelu_dd(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    prod, prod1, delta2, delta = _gelu_parts(a, b, c)
+    angle = torch.atan2(b, delta)
+    first = (1.0 / delta2 + (1.0 - prod) / prod1 + 1.0) * b / delta / (2 * math.pi)
+    return first + 0.25 + angle / (2 * math.pi)
+
+
+def _gelu_tanh(z: Tensor) -> Tensor:
+    return F.gelu(z, approximate="tanh")
+
+
+def _gelu_tanh_d1(z: Tensor) -> Tensor:
+    k = math.sqrt(2.0 / math.pi)
+    t = torch.tanh(k * (z + 0.044715 * z**3))
+    return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * z * z)
+
+
+def silu_d1(z: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s * (1.0 + z * (1.0 - s))
+
+
+def elu(alpha: float) -> Nonlinearity:
+    """ELU(α): quadrature (σ′ = 1 for z > 0, α eᶻ otherwise)."""
+    act = _custom(f"elu({alpha:g})", lambda z: F.elu(z, alpha),
+                  lambda z: torch.where(z > 0, torch.ones_like(z), alpha * torch.exp(z)))
+    return Nonlinearity(act.name, act)
+
+
+def softplus(beta: float, threshold: float) -> Nonlinearity:
+    """Softplus(β, threshold) as torch defines it: the registry's softplus for β = 1, threshold = 20, else
+    quadrature."""
+    if beta == 1.0 and threshold == 20.0:
+        return NONLINEARITIES["softplus"]
+    act = _custom(f"softplus({beta:g},{threshold:g})", lambda z: F.softplus(z, beta, threshold),
+                  lambda z: torch.where(z * beta > threshold, torch.ones_like(z), torch.sigmoid(beta * z)))
+    return Nonlinearity(act.name, act)
+
+
+#: The nonlinearities without arguments, by name (LeakyReLU, ELU and Softplus with arguments are built by
+#: :func:`leaky_relu`, :func:`elu`, :func:`softplus`).
+NONLINEARITIES: dict[str, Nonlinearity] = {
+    "identity": Nonlinearity("identity", None),
+    "relu": Nonlinearity("relu", ACTIVATIONS["relu"], _relu_ss, _relu_dd),
+    "erf": Nonlinearity("erf", ACTIVATIONS["erf"], CLOSED_FORMS["erf"].ss, CLOSED_FORMS["erf"].dd),
+    "gelu": Nonlinearity("gelu", ACTIVATIONS["gelu"], _gelu_ss, _gelu_dd),
+    "gelu_tanh": Nonlinearity("gelu_tanh", _custom("gelu_tanh", _gelu_tanh, _gelu_tanh_d1)),
+    "tanh": Nonlinearity("tanh", ACTIVATIONS["tanh"]),
+    "sigmoid": Nonlinearity("sigmoid", ACTIVATIONS["sigmoid"]),
+    "softplus": Nonlinearity("softplus", ACTIVATIONS["softplus"]),
+    "silu": Nonlinearity("silu", _custom("silu", F.silu, silu_d1)),
+}
+
+
+def expectations(nl: Nonlinearity, a: Tensor, b: Tensor, c: Tensor, *, nodes: int, need_dd: bool = True,
+                 max_bytes: int = 256 * 2**20, force_quadrature: bool = False) -> dict[str, Tensor]:
+    """E[σ(u)σ(v)] (``"ss"``) and, with ``need_dd``, E[σ′(u)σ′(v)] (``"dd"``) for broadcastable a, b, c.
+
+    Closed forms keep b's dtype; the quadrature runs in float64 (:mod:`zeroloss.kernels.gaussian`) and is cast back.
+    """
+    if nl.act is None:
+        out = {"ss": b}
+        if need_dd:
+            out["dd"] = torch.ones((), dtype=b.dtype, device=b.device)
+        return out
+    if nl.closed and not force_quadrature:
+        assert nl.ss is not None and nl.dd is not None
+        out = {"ss": nl.ss(a, b, c)}
+        if need_dd:
+            out["dd"] = nl.dd(a, b, c)
+        return out
+    pairs = ("ss", "dd") if need_dd else ("ss",)
+    a64, b64, c64 = (t.to(torch.float64) for t in (a, b, c))
+    method = "quadrature" if force_quadrature else resolve_method(nl.act, pairs, "auto", a64, c64)
+    method = "quadrature" if method == "closed" else method
+    res = bivariate_expectations(a64, b64, c64, nl.act, pairs, nodes, method, max_bytes)
+    return {p: v.to(b.dtype) for p, v in res.items()}
+
+
+def quadrature_error(nl: Nonlinearity, a: Tensor, b: Tensor, c: Tensor, *, nodes: int,
+                     max_bytes: int = 256 * 2**20) -> float:
+    """Estimated error of the ``nodes``-point rule on these blocks: max |E_nodes − E_(2·nodes/3)| over ss and dd
+    (a Gauss–Hermite rule's error falls faster than geometrically in the nodes for analytic σ, so the difference
+    bounds the error of the coarser rule and hence, generously, of the finer one). 0 for closed forms."""
+    if nl.closed:
+        return 0.0
+    fine = expectations(nl, a, b, c, nodes=nodes, max_bytes=max_bytes, force_quadrature=True)
+    coarse = expectations(nl, a, b, c, nodes=max(2, (2 * nodes) // 3), max_bytes=max_bytes, force_quadrature=True)
+    return max(float((fine[p] - coarse[p]).abs().max()) for p in fine)

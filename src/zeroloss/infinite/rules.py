@@ -1,0 +1,592 @@
+"""The kernel rules: how each op maps the NNGP K and the NTK Θ of its inputs to those of its output.
+
+Conventions. For a node with C channels (features) and spatial shape S, K is the per-channel average covariance
+lim (1/C) Σ_c x_ic(s) x_jc(t) and Θ the per-channel NTK lim Σ_θ ∂x_ic(s)/∂θ · ∂x_jc(t)/∂θ (the same for every
+channel, zero across channels). On a block of pairs they are arrays (*pairs, *S, *S) — "full", the cross-position
+covariances that pooling needs — or (*pairs, *S), "pixel-diagonal", when no pooling follows (a Flatten then a
+linear layer sees the diagonal only); *pairs is (r, c) in a block of input pairs, (n,) in the diagonal pass.
+
+Each rule is one function ``rule(step, inputs, ctx) -> KState`` below, registered in :data:`RULES` with the text
+of its NNGP and NTK maps (docs/infinite.md prints the table). With W_std² = σ_w², b_std² = σ_b² of the layer
+(:mod:`zeroloss.infinite.laws`), 𝒫 the average over the filter window (zero padding counted, as Neural Tangents),
+and the parameterisation "standard" (the module's own parameters: Θ at its own widths, what ``zeroloss.entk``
+concentrates on) or "ntk" (f = σ_w/√fan_in · W x + σ_b b with W, b ∼ N(0, 1): the width-independent limit):
+
+    linear:   K′ = σ_w² 𝒫(K) + σ_b²,
+              Θ′ = σ_w² 𝒫(Θ) + fan_in 𝒫(K) + 1 (standard)   or   σ_w² 𝒫(Θ) + σ_w² 𝒫(K) + σ_b² (ntk)
+
+(a term only for a parameter with ``requires_grad``; Neural Tangents' ``stax.Dense``/``stax.Conv`` are the same).
+
+Example:
+    >>> sorted(RULES)[:4]
+    ['add', 'avgpool', 'batchnorm', 'concat']
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from zeroloss.errors import ZerolossInputError
+from zeroloss.infinite import elementwise as ew
+from zeroloss.infinite.laws import Law
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class KState:
+    """NNGP and NTK of one node on the current block (``ntk`` None: zero, or not asked for)."""
+
+    nngp: Tensor
+    ntk: Tensor | None
+
+
+@dataclass
+class Ctx:
+    """What the rules need beyond their inputs: the pass (``lead`` 1: the diagonal pass over pairs (i, i); 2: a
+    block rows × cols), the layout, the laws and settings, and the per-node variances (recorded by the diagonal
+    pass in ``record``, read by a block from ``variances`` as (rows (r, *S), cols (c, *S))). ``square`` r > 0 says
+    the block's first r columns are its rows (pairs (k, k) are diagonal pairs, see :func:`pin_diagonal`)."""
+
+    lead: int
+    full: bool
+    parameterisation: str
+    need_ntk: bool
+    laws: dict[str, Law]
+    modules: dict[str, nn.Module]
+    nodes: int
+    max_bytes: int
+    record: dict[str, Tensor] | None = None
+    variances: dict[str, tuple[Tensor, Tensor]] | None = None
+    square: int = 0
+    quadrature_errors: dict[str, float] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- layout helpers
+
+def spatial_diagonal(T: Tensor, lead: int, S: tuple[int, ...], full: bool) -> Tensor:
+    """K(s, s) of a kernel array: (*pairs, *S) from (*pairs, *S, *S) (full) or itself (pixel-diagonal)."""
+    if not full or not S:
+        return T
+    P = math.prod(S)
+    head = T.shape[:lead]
+    return torch.diagonal(T.reshape(*head, P, P), dim1=-2, dim2=-1).reshape(*head, *S)
+
+
+def input_variances(name: str, T: Tensor, S: tuple[int, ...], ctx: Ctx) -> tuple[Tensor, Tensor]:
+    """The per-position variances (rows (r, *S), cols (c, *S)) of node ``name`` — in the diagonal pass read off
+    its own array (both sides the same, (n, *S)) and recorded for the blocks."""
+    if ctx.lead == 1:
+        v = spatial_diagonal(T, 1, S, ctx.full)
+        if ctx.record is not None:
+            ctx.record[name] = v
+        return v, v
+    assert ctx.variances is not None
+    return ctx.variances[name]
+
+
+def pin_diagonal(T: Tensor, v: Tensor, S: tuple[int, ...], ctx: Ctx) -> Tensor:
+    """T with its diagonal pairs' variances (i = j, s = t) set to the diagonal pass's v, bit for bit.
+
+    A closed form is ill-conditioned at correlation 1 (arccos(1 − ε) ≈ √(2ε)), so a one-ulp difference between a
+    block's K_ii(s, s) and the recorded variance would cost half the digits; pinned, both passes see one number.
+    """
+    if ctx.lead != 2 or not ctx.square:
+        return T
+    r = ctx.square
+    idx = torch.arange(r, device=T.device)
+    T = T.clone()
+    if ctx.full and S:
+        P = math.prod(S)
+        view = T.view(T.shape[0], T.shape[1], P, P)
+        p = torch.arange(P, device=T.device)
+        view[idx[:, None], idx[:, None], p[None, :], p[None, :]] = v[:r].reshape(r, P)
+    else:
+        T[idx, idx] = v[:r]
+    return T
+
+
+def pair_variances(name: str, T: Tensor, S: tuple[int, ...], ctx: Ctx) -> tuple[Tensor, Tensor]:
+    """a = K_ii(s, s) and c = K_jj(t, t), shaped to broadcast against T (the pair's 2 × 2 Gaussian block)."""
+    v1, v2 = input_variances(name, T, S, ctx)
+    k = len(S)
+    ones = (1,) * k
+    if ctx.lead == 1:
+        if ctx.full and k:
+            return v1.reshape(v1.shape[0], *S, *ones), v2.reshape(v2.shape[0], *ones, *S)
+        return v1, v2
+    if ctx.full and k:
+        return v1.reshape(v1.shape[0], 1, *S, *ones), v2.reshape(1, v2.shape[0], *ones, *S)
+    return v1.unsqueeze(1), v2.unsqueeze(0)
+
+
+def _spatial_axes(ctx: Ctx, k: int) -> list[list[int]]:
+    """Axis indices of each spatial copy: one copy (pixel-diagonal) or two (full)."""
+    copies = 2 if ctx.full else 1
+    return [list(range(ctx.lead + c * k, ctx.lead + (c + 1) * k)) for c in range(copies)]
+
+
+def window_average(T: Tensor, ctx: Ctx, ks: tuple[int, ...], stride: tuple[int, ...], lo: tuple[int, ...],
+                   hi: tuple[int, ...], dil: tuple[int, ...], S_out: tuple[int, ...]) -> Tensor:
+    """𝒫(T)(s, t) = (1/|k|) Σ_δ T(s·stride + δ·dil − lo, t·stride + δ·dil − lo), zero outside (the same offset δ on
+    both positions: one weight multiplies both). A loop over the |k| offsets, vectorised over pairs and positions."""
+    k = len(ks)
+    copies = _spatial_axes(ctx, k)
+    pad: list[int] = []
+    for _copy in reversed(copies):  # F.pad lists the last axis first
+        for d in reversed(range(k)):
+            pad += [lo[d], hi[d]]
+    P = F.pad(T, pad) if any(pad) else T
+    out = None
+    for offs in itertools.product(*(range(q) for q in ks)):
+        idx: list[slice] = [slice(None)] * ctx.lead
+        for _copy in copies:
+            idx += [slice(o * dl, o * dl + (so - 1) * st + 1, st)
+                    for o, dl, so, st in zip(offs, dil, S_out, stride, strict=True)]
+        piece = P[tuple(idx)]
+        out = piece.clone() if out is None else out.add_(piece)
+    assert out is not None
+    return out.div_(math.prod(ks))
+
+
+# ----------------------------------------------------------------------------------------------------- rules
+
+def rule_linear(step, ins: list[KState], ctx: Ctx) -> KState:
+    """nn.Linear / nn.Conv1d / nn.Conv2d: K′ = σ_w² 𝒫(K) + σ_b², Θ′ (module docstring)."""
+    m = ctx.modules[step.target]
+    law = ctx.laws[step.target]
+    x = ins[0]
+
+    def patch(T: Tensor) -> Tensor:
+        if isinstance(m, nn.Linear):
+            return T
+        p = step.params
+        return window_average(T, ctx, p["ks"], p["stride"], p["lo"], p["hi"], p["dil"], step.spatial)
+
+    PK = patch(x.nngp)
+    nngp = law.sigma_w2 * PK
+    if m.bias is not None:
+        nngp = nngp + law.sigma_b2
+    ntk = None
+    if ctx.need_ntk:
+        standard = ctx.parameterisation == "standard"
+        ntk = torch.zeros_like(nngp)
+        if m.weight.requires_grad:
+            ntk = ntk + (law.fan_in if standard else law.sigma_w2) * PK
+        if m.bias is not None and m.bias.requires_grad:
+            ntk = ntk + (1.0 if standard else law.sigma_b2)
+        if x.ntk is not None:
+            ntk = ntk + law.sigma_w2 * patch(x.ntk)
+    return KState(nngp, ntk)
+
+
+def rule_elementwise(step, ins: list[KState], ctx: Ctx) -> KState:
+    """σ elementwise: K′ = E[σ(u)σ(v)], Θ′ = E[σ′(u)σ′(v)] Θ over (u, v) ∼ N(0, [[a, b], [b, c]]) per pair and
+    positions (closed form or quadrature, :mod:`zeroloss.infinite.elementwise`)."""
+    nl: ew.Nonlinearity = step.params["nl"]
+    x = ins[0]
+    if nl.act is None:
+        return KState(x.nngp, x.ntk)
+    a, c = pair_variances(step.inputs[0], x.nngp, step.spatial, ctx)
+    K = x.nngp
+    if ctx.square:
+        K = pin_diagonal(K, ctx.variances[step.inputs[0]][0], step.spatial, ctx)  # type: ignore[index]
+    need_dd = ctx.need_ntk and x.ntk is not None
+    res = ew.expectations(nl, a, K, c, nodes=ctx.nodes, need_dd=need_dd, max_bytes=ctx.max_bytes)
+    if ctx.lead == 1 and not nl.closed:
+        ctx.quadrature_errors[step.name] = ew.quadrature_error(nl, a, K, c, nodes=ctx.nodes, max_bytes=ctx.max_bytes)
+    return KState(res["ss"], res["dd"] * x.ntk if need_dd else None)
+
+
+def _sum(parts: list[Tensor | None]) -> Tensor | None:
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    out = present[0].clone()
+    for p in present[1:]:
+        out = out + p
+    return out
+
+
+def rule_add(step, ins: list[KState], ctx: Ctx) -> KState:
+    """a ± b of independent branches (one ends in a linear layer the other does not depend on): K′ = K_a + K_b,
+    Θ′ = Θ_a + Θ_b (the cross terms vanish in the limit)."""
+    return KState(_sum([x.nngp for x in ins]), _sum([x.ntk for x in ins]))
+
+
+def rule_scale(step, ins: list[KState], ctx: Ctx) -> KState:
+    """c · x (or x / c, −x): K′ = c² K, Θ′ = c² Θ."""
+    f2 = step.params["factor"] ** 2
+    x = ins[0]
+    return KState(f2 * x.nngp, None if x.ntk is None else f2 * x.ntk)
+
+
+def rule_concat(step, ins: list[KState], ctx: Ctx) -> KState:
+    """torch.cat on channels: K′ = Σ_k (C_k/C) K_k, Θ′ likewise (exact for a following linear layer only)."""
+    w = step.params["weights"]
+    nngp = _sum([wk * x.nngp for wk, x in zip(w, ins, strict=True)])
+    ntk = _sum([None if x.ntk is None else wk * x.ntk for wk, x in zip(w, ins, strict=True)])
+    assert nngp is not None
+    return KState(nngp, ntk)
+
+
+def _drop_spatial(T: Tensor, ctx: Ctx) -> Tensor:
+    return T.reshape(T.shape[: ctx.lead])
+
+
+def rule_flatten(step, ins: list[KState], ctx: Ctx) -> KState:
+    """Flatten (n, C, *S) → (n, C·P): K′ = mean_s K(s, s), Θ′ = mean_s Θ(s, s) (what a following linear layer
+    sees; a nonlinearity after it is refused). Neural Tangents' ``stax.Flatten`` is the same."""
+    S = step.params["in_spatial"]
+
+    def flat(T: Tensor | None) -> Tensor | None:
+        if T is None:
+            return None
+        if not S:
+            return T
+        D = spatial_diagonal(T, ctx.lead, S, ctx.full)
+        return D.mean(dim=tuple(range(ctx.lead, D.ndim)))
+
+    nngp = flat(ins[0].nngp)
+    assert nngp is not None
+    return KState(nngp, flat(ins[0].ntk))
+
+
+def rule_avgpool(step, ins: list[KState], ctx: Ctx) -> KState:
+    """AvgPool: K′(s, t) = Σ_{u ∈ win(s), v ∈ win(t)} K(u, v)/|win|² (the same average on each position,
+    ``count_include_pad`` as torch); needs the full covariances."""
+    p = step.params
+    S = p["in_spatial"]
+    k = len(S)
+    pool = F.avg_pool1d if k == 1 else F.avg_pool2d
+    args = dict(kernel_size=p["kernel_size"], stride=p["stride"], padding=p["padding"], ceil_mode=p["ceil_mode"],
+                count_include_pad=p["count_include_pad"])
+    if k == 2:
+        args["divisor_override"] = p["divisor_override"]
+
+    def apply(T: Tensor | None) -> Tensor | None:
+        if T is None:
+            return None
+        lead = ctx.lead
+        swap = list(range(lead)) + list(range(lead + k, lead + 2 * k)) + list(range(lead, lead + k))
+        for _ in range(2):  # pool the last copy's k axes, then swap the two copies: both pooled, order restored
+            head = T.shape[:-k]
+            out = pool(T.reshape(-1, 1, *T.shape[-k:]), **args)
+            T = out.reshape(*head, *out.shape[-k:]).permute(swap)
+        return T.contiguous()
+
+    nngp = apply(ins[0].nngp)
+    assert nngp is not None
+    return KState(nngp, apply(ins[0].ntk))
+
+
+def rule_global_pool(step, ins: list[KState], ctx: Ctx) -> KState:
+    """Global average pooling (AdaptiveAvgPool to 1, .mean over the spatial dims): K′ = mean_{s,t} K(s, t),
+    Θ′ = mean_{s,t} Θ(s, t)."""
+    S = step.params["in_spatial"]
+
+    def pool(T: Tensor | None) -> Tensor | None:
+        if T is None:
+            return None
+        if ctx.full:
+            T = T.mean(dim=tuple(range(ctx.lead, T.ndim)))
+        else:
+            assert math.prod(S) == 1
+            T = _drop_spatial(T, ctx)
+        return T.reshape(*T.shape, *((1,) * (2 if ctx.full else 1) * len(step.spatial)))
+
+    nngp = pool(ins[0].nngp)
+    assert nngp is not None
+    return KState(nngp, pool(ins[0].ntk))
+
+
+def rule_pad(step, ins: list[KState], ctx: Ctx) -> KState:
+    """Zero padding of the spatial dims: K′ and Θ′ are K and Θ zero-padded on each position axis."""
+    pad = step.params["pad"]  # F.pad order: last spatial dim first
+    full_pad = pad + pad if ctx.full else pad
+
+    def apply(T: Tensor | None) -> Tensor | None:
+        return None if T is None else F.pad(T, full_pad)
+
+    nngp = apply(ins[0].nngp)
+    assert nngp is not None
+    return KState(nngp, apply(ins[0].ntk))
+
+
+def _per_input(v: Tensor, ctx: Ctx) -> Tensor:
+    return v.mean(dim=tuple(range(1, v.ndim))) if v.ndim > 1 else v
+
+
+def rule_layernorm(step, ins: list[KState], ctx: Ctx) -> KState:
+    """LayerNorm over all non-batch dims of a zero-mean Gaussian input (γ, β constant): with v_i = mean_s K_ii(s, s),
+    K̂ = K/√((v_i+ε)(v_j+ε)), K′ = γ² K̂ + β², Θ′ = γ² Θ/√((v_i+ε)(v_j+ε)) + K̂ [γ trained] + 1 [β trained]
+    (Neural Tangents' ``stax.LayerNorm``, which has no γ, β)."""
+    p = step.params
+    x = ins[0]
+    v1, v2 = input_variances(step.inputs[0], x.nngp, step.spatial, ctx)
+    r1, r2 = torch.sqrt(_per_input(v1, ctx) + p["eps"]), torch.sqrt(_per_input(v2, ctx) + p["eps"])
+    extra = (1,) * (x.nngp.ndim - ctx.lead)
+    norm = (r1 * r2 if ctx.lead == 1 else r1[:, None] * r2[None, :]).reshape(*x.nngp.shape[: ctx.lead], *extra)
+    Kh = x.nngp / norm
+    nngp = p["gamma"] ** 2 * Kh + p["beta"] ** 2
+    ntk = None
+    if ctx.need_ntk:
+        ntk = torch.zeros_like(Kh) if x.ntk is None else p["gamma"] ** 2 * x.ntk / norm
+        if p["gamma_grad"]:
+            ntk = ntk + Kh
+        if p["beta_grad"]:
+            ntk = ntk + 1.0
+    return KState(nngp, ntk)
+
+
+def rule_batchnorm(step, ins: list[KState], ctx: Ctx) -> KState:
+    """BatchNorm in eval mode with per-channel constants (as at initialisation): x̂ = (x − μ_r)/s, s = √(σ_r² + ε),
+    y = γ x̂ + β: K_x̂ = (K + μ_r²)/s², K′ = γ² K_x̂ − 2γβ μ_r/s + β², Θ′ = γ² Θ/s² + K_x̂ [γ trained] + 1 [β trained]
+    (μ_r ≠ 0 or β ≠ 0 needs a zero-mean Gaussian input)."""
+    p = step.params
+    x = ins[0]
+    s2 = p["var"] + p["eps"]
+    Kx = (x.nngp + p["mean"] ** 2) / s2
+    nngp = p["gamma"] ** 2 * Kx - 2 * p["gamma"] * p["beta"] * p["mean"] / math.sqrt(s2) + p["beta"] ** 2
+    ntk = None
+    if ctx.need_ntk:
+        ntk = torch.zeros_like(Kx) if x.ntk is None else p["gamma"] ** 2 * x.ntk / s2
+        if p["gamma_grad"]:
+            ntk = ntk + Kx
+        if p["beta_grad"]:
+            ntk = ntk + 1.0
+    return KState(nngp, ntk)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One op's rule: the function and the text of its NNGP and NTK maps, and how the expectations are taken."""
+
+    fn: Callable[..., KState]
+    ops: str
+    nngp: str
+    ntk: str
+    exact: str = "exact (linear)"
+
+
+RULES: dict[str, Rule] = {
+    "linear": Rule(rule_linear, "nn.Linear, nn.Conv1d, nn.Conv2d (stride, padding incl. 'same', dilation)",
+                   "σ_w² 𝒫(K) + σ_b²", "σ_w² 𝒫(Θ) + fan_in 𝒫(K) + 1 (standard); σ_w² 𝒫(Θ) + σ_w² 𝒫(K) + σ_b² (ntk)"),
+    "elementwise": Rule(rule_elementwise, "ReLU, LeakyReLU, GELU, erf; Tanh, Sigmoid, SiLU, Softplus, ELU, "
+                        "GELU(tanh); Identity, Dropout", "E[σ(u)σ(v)]", "E[σ′(u)σ′(v)] Θ",
+                        "closed form (ReLU, LeakyReLU, GELU, erf); Gauss–Hermite quadrature (the rest)"),
+    "add": Rule(rule_add, "a + b, a − b of independent branches", "K_a + K_b", "Θ_a + Θ_b"),
+    "scale": Rule(rule_scale, "c · x, x / c, −x", "c² K", "c² Θ"),
+    "concat": Rule(rule_concat, "torch.cat(dim=1)", "Σ_k (C_k/C) K_k", "Σ_k (C_k/C) Θ_k"),
+    "flatten": Rule(rule_flatten, "nn.Flatten, torch.flatten, .view/.reshape(n, -1)", "mean_s K(s, s)",
+                    "mean_s Θ(s, s)"),
+    "pad": Rule(rule_pad, "nn.ZeroPad1d/2d, F.pad(mode='constant', value=0) of spatial dims", "K zero-padded",
+                "Θ zero-padded"),
+    "avgpool": Rule(rule_avgpool, "nn.AvgPool1d/2d, F.avg_pool1d/2d", "avg_win(s) avg_win(t) K",
+                    "avg_win(s) avg_win(t) Θ"),
+    "global_pool": Rule(rule_global_pool, "nn.AdaptiveAvgPool1d/2d(1), .mean over spatial dims",
+                        "mean_{s,t} K(s, t)", "mean_{s,t} Θ(s, t)"),
+    "layernorm": Rule(rule_layernorm, "nn.LayerNorm over (C, *S) of a Gaussian input", "γ² K/√((v_i+ε)(v_j+ε)) + β²",
+                      "γ² Θ/√((v_i+ε)(v_j+ε)) + K̂ + 1", "exact (normalisation)"),
+    "batchnorm": Rule(rule_batchnorm, "nn.BatchNorm1d/2d, eval mode, per-channel constants",
+                      "γ² (K + μ_r²)/s² − 2γβμ_r/s + β²", "γ² Θ/s² + K_x̂ + 1"),
+}
+
+
+# --------------------------------------------------------------------------- plan-time checks (graph.build_plan)
+
+def _refuse(node: fx.Node, what: str, reason: str) -> ZerolossInputError:
+    from zeroloss.infinite.graph import SUPPORTED
+
+    return ZerolossInputError(f"model: node {node.name!r} ({what}) {reason}; supported: {SUPPORTED}")
+
+
+def _tuple(v: object, k: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * k  # type: ignore[arg-type]
+
+
+def _constant(t: Tensor | None, default: float, node: fx.Node, what: str, field_name: str) -> float:
+    if t is None:
+        return default
+    flat = t.detach().to(torch.float64).flatten()
+    if not bool((flat == flat[0]).all()):
+        raise _refuse(node, what, f"has a {field_name} that differs between channels (the limit needs the same "
+                                  f"affine map on every channel, as at initialisation)")
+    return float(flat[0])
+
+
+def _check_linear(step, node, x, m, what: str) -> None:
+    if isinstance(m, nn.Linear):
+        if x.spatial:
+            raise _refuse(node, what, f"acts on an input of shape (n, {x.channels}, {', '.join(map(str, x.spatial))})"
+                                      f"; a Linear needs (n, features): flatten or pool first")
+        return
+    k = len(m.kernel_size)
+    if m.groups != 1 or m.padding_mode != "zeros" or len(x.spatial) != k:
+        raise _refuse(node, what, f"has groups={m.groups}, padding_mode={m.padding_mode!r} on a {len(x.spatial)}-d "
+                                  f"input (needs groups=1, zero padding, a {k}-d input)")
+    ks, dil = tuple(m.kernel_size), tuple(m.dilation)
+    if m.padding == "same":
+        total = [d * (q - 1) for d, q in zip(dil, ks, strict=True)]
+        lo, hi = tuple(t // 2 for t in total), tuple(t - t // 2 for t in total)
+    elif m.padding == "valid":
+        lo = hi = (0,) * k
+    else:
+        lo = hi = _tuple(m.padding, k)
+    step.params.update(ks=ks, stride=tuple(m.stride), dil=dil, lo=lo, hi=hi)
+
+
+def check_step(step, node: fx.Node, ins: list, modules: dict[str, nn.Module], what: str) -> None:
+    """Fill ``step.params`` and the flags (module docstring of :mod:`zeroloss.infinite.graph`), refusing what the
+    rule cannot do with the shapes and arguments at hand."""
+    rule = step.rule
+    x = ins[0] if ins else None
+    if rule == "input":
+        return
+    if x is None:
+        raise _refuse(node, what, "has no tensor input")
+    step.upstream = frozenset().union(*(i.upstream for i in ins))
+    copy_flags = dict(mixed=x.mixed, gaussian=x.gaussian, sources=x.sources)
+    m = modules.get(node.target) if node.op == "call_module" else None
+    if rule == "linear":
+        _check_linear(step, node, x, m, what)
+        step.gaussian, step.sources, step.upstream = True, frozenset([step.target]), step.upstream | {step.target}
+        return
+    if rule in ("elementwise", "layernorm") and x.mixed:
+        raise _refuse(node, what, f"follows the flatten or concatenation {x.name!r}, whose features are not "
+                                  f"exchangeable (only a linear layer may follow it)")
+    if rule == "elementwise":
+        if step.params["nl"].act is None:
+            step.__dict__.update(copy_flags)
+        return
+    if rule == "add":
+        tensors = [a for a in node.args if isinstance(a, fx.Node)]
+        if len(node.args) != 2 or len(tensors) != 2 or len(ins) != 2 or node.kwargs:
+            raise _refuse(node, what, "adds something other than two tensors of the graph")
+        a, b = ins
+        if (a.channels, a.spatial) != (b.channels, b.spatial):
+            raise _refuse(node, what, "adds tensors of different shapes (broadcasting has no rule)")
+        if not ((a.sources is not None and not (a.sources & b.upstream))
+                or (b.sources is not None and not (b.sources & a.upstream))):
+            raise _refuse(node, what, f"adds {a.name!r} and {b.name!r}, which share randomness (neither is the output "
+                                      f"of a linear layer that the other does not depend on)")
+        step.mixed = a.mixed or b.mixed
+        step.gaussian = a.gaussian and b.gaussian
+        step.sources = a.sources | b.sources if a.sources is not None and b.sources is not None else None
+        return
+    if rule == "scale":
+        numbers = [a for a in node.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        if node.target is operator.neg:
+            factor = -1.0
+        elif len(numbers) == 1 and len(ins) == 1 and len(node.args) == 2 and not node.kwargs:
+            divide = node.target in (operator.truediv, "div")
+            if divide and not isinstance(node.args[1], (int, float)):
+                raise _refuse(node, what, "divides a number by a tensor")
+            factor = 1.0 / numbers[0] if divide else float(numbers[0])
+        else:
+            raise _refuse(node, what, "multiplies by something other than one number")
+        step.params["factor"] = factor
+        step.__dict__.update(copy_flags)
+        return
+    if rule == "concat":
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        ndim = 2 + len(x.spatial)
+        if dim % ndim != 1 or any(i.spatial != x.spatial for i in ins):
+            raise _refuse(node, what, f"concatenates along dim {dim}; only channels/features (dim 1) have a rule")
+        step.params["weights"] = [i.channels / step.channels for i in ins]
+        step.mixed = len(ins) > 1
+        step.gaussian = all(i.gaussian for i in ins)
+        step.sources = frozenset().union(*(i.sources for i in ins)) if all(i.sources is not None for i in ins) \
+            else None
+        return
+    if rule == "flatten":
+        if step.spatial or step.channels != x.channels * x.positions:
+            raise _refuse(node, what, f"reshapes (n, {x.channels}, {', '.join(map(str, x.spatial))}) to (n, "
+                                      f"{step.channels}, {', '.join(map(str, step.spatial))}); only (n, -1) has a rule")
+        step.params["in_spatial"] = x.spatial
+        step.__dict__.update(copy_flags)
+        step.mixed = x.mixed or x.positions > 1
+        return
+    step.params["in_spatial"] = x.spatial
+    if rule == "pad":
+        if m is not None:
+            pad = list(m.padding)
+        else:
+            pad = list(node.args[1]) if len(node.args) > 1 else list(node.kwargs.get("pad", ()))
+            mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+            value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else None)
+            if mode != "constant" or value not in (None, 0, 0.0):
+                raise _refuse(node, what, f"pads with mode={mode!r}, value={value!r}; only zero padding has a rule")
+        if len(pad) != 2 * len(x.spatial) or step.channels != x.channels or min(pad) < 0:
+            raise _refuse(node, what, f"pads {pad}; only non-negative padding of every spatial dim has a rule")
+        step.params["pad"] = pad
+        step.__dict__.update(copy_flags)
+        return
+    if rule == "avgpool":
+        k = len(x.spatial)
+        if m is not None:
+            p = dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, ceil_mode=m.ceil_mode,
+                     count_include_pad=m.count_include_pad, divisor_override=getattr(m, "divisor_override", None))
+        else:
+            names = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"]
+            p = dict(zip(names[: len(node.args) - 1], node.args[1:], strict=True))
+            p.update(node.kwargs)
+            p.setdefault("stride", None)
+            p.setdefault("padding", 0)
+            p.setdefault("ceil_mode", False)
+            p.setdefault("count_include_pad", True)
+            p.setdefault("divisor_override", None)
+        if k not in (1, 2):
+            raise _refuse(node, what, "pools a non-1-d/2-d input")
+        step.params.update(p)
+        step.__dict__.update(copy_flags)
+        return
+    if rule == "global_pool":
+        if step.channels != x.channels or any(s != 1 for s in step.spatial):
+            raise _refuse(node, what, f"pools to shape (n, {step.channels}, {', '.join(map(str, step.spatial))}); "
+                                      f"only global average pooling (output size 1 / the mean over all spatial "
+                                      f"dims) has a rule")
+        if step.spatial and len(step.spatial) != len(x.spatial):
+            raise _refuse(node, what, "keeps some spatial dims")
+        step.__dict__.update(copy_flags)
+        return
+    if rule == "layernorm":
+        if tuple(m.normalized_shape) != (x.channels, *x.spatial):
+            raise _refuse(node, what, f"normalises over {tuple(m.normalized_shape)}; the rule needs all non-batch "
+                                      f"dims {(x.channels, *x.spatial)}")
+        if not x.gaussian:
+            raise _refuse(node, what, "normalises an input that is not a zero-mean Gaussian in the limit (put it "
+                                      "right after a linear layer, as Neural Tangents' LayerNorm requires)")
+        gamma = _constant(m.weight, 1.0, node, what, "weight")
+        beta = _constant(m.bias, 0.0, node, what, "bias")
+        step.params.update(eps=float(m.eps), gamma=gamma, beta=beta,
+                           gamma_grad=m.weight is not None and m.weight.requires_grad,
+                           beta_grad=m.bias is not None and m.bias.requires_grad)
+        step.gaussian = beta == 0.0
+        return
+    if rule == "batchnorm":
+        if m.running_mean is None or m.running_var is None:
+            raise _refuse(node, what, "has no running statistics (track_running_stats=False)")
+        mean = _constant(m.running_mean, 0.0, node, what, "running_mean")
+        var = _constant(m.running_var, 1.0, node, what, "running_var")
+        gamma = _constant(m.weight, 1.0, node, what, "weight")
+        beta = _constant(m.bias, 0.0, node, what, "bias")
+        if (mean != 0.0 or beta != 0.0) and not x.gaussian:
+            raise _refuse(node, what, "shifts (running_mean or bias ≠ 0) an input that is not a zero-mean Gaussian")
+        step.params.update(eps=float(m.eps), mean=mean, var=var, gamma=gamma, beta=beta,
+                           gamma_grad=m.weight is not None and m.weight.requires_grad,
+                           beta_grad=m.bias is not None and m.bias.requires_grad)
+        shift = mean != 0.0 or beta != 0.0
+        step.mixed = x.mixed
+        step.gaussian = x.gaussian and not shift
+        step.sources = None if shift else x.sources
+        return
+    raise AssertionError(rule)
