@@ -26,6 +26,8 @@ PUBLIC = [
     # any nn.Module (issue 13): eNTK, linearisation, closed-form kernel predictions, the diagnosis
     "Diagnosis", "KernelPrediction", "Linearized", "Verdict", "WidthSweep", "diagnose", "diagnose_widths", "entk",
     "entk_memory_bytes", "linearize", "predict_gd_mse",
+    # infinite width of any traceable nn.Module (issue 21; zeroloss.limit_kernel dispatches to it)
+    "infinite",
 ]
 
 PUBLIC_NETS = [

@@ -46,7 +46,7 @@ _SOURCES = {
     "largest_stable_step": "zeroloss.theory.du2019", "step_scaling": "zeroloss.theory.du2019",
     "width_scaling": "zeroloss.theory.du2019",
     "GDRun": "zeroloss.train.gd", "train_gd": "zeroloss.train.gd",
-    "nets": None, "twotimescale": None,  # subpackages: the module itself
+    "infinite": None, "nets": None, "twotimescale": None,  # subpackages: the module itself
 }
 
 
@@ -107,6 +107,7 @@ __all__ = [
     "get_activation",
     "gram",
     "gram_memory_bytes",
+    "infinite",
     "initialise",
     "lambda0",
     "lambda_max",

@@ -56,6 +56,7 @@ class Nonlinearity:
     act: Activation | None  # None: the identity
     ss: Closed | None = None
     dd: Closed | None = None
+    both: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] | None = None
 
     @property
     def closed(self) -> bool:
@@ -98,6 +99,30 @@ def _relu_dd(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     norm, _, theta = _relu_angle(a, b, c)
     # relu′(0) = 0 (torch's autograd): a zero-variance side gives 0
     return torch.where(norm > 0, (math.pi - theta) / (2 * math.pi), torch.zeros_like(theta))
+
+
+def _relu_both(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(E[σσ], E[σ′σ′]) of ReLU together, sharing θ, with in-place arithmetic (the hot path of ReLU nets)."""
+    zero = bool((a <= 0).any()) or bool((c <= 0).any())
+    ac = a.clamp_min(0.0) * c.clamp_min(0.0)
+    mask = ac <= 0 if zero else None
+    # b·b rounded before the subtraction (not a fused multiply-add): exactly 0 on a diagonal pair, b = a = c
+    sine = ac.sub_(b * b).clamp_min_(0.0).sqrt_()
+    rest = torch.atan2(sine, b).neg_().add_(math.pi)  # π − θ
+    ss = torch.addcmul(sine, rest, b).div_(2 * math.pi)
+    dd = rest.div_(2 * math.pi)
+    if mask is not None:
+        dd.masked_fill_(mask, 0.0)
+    return ss, dd
+
+
+def _erf_both(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(E[σσ], E[σ′σ′]) of erf together (Williams' forms), in place where possible."""
+    q = (1.0 + 2.0 * a) * (1.0 + 2.0 * c)
+    q = q.expand(b.shape).contiguous() if q.shape != b.shape else q
+    ss = torch.mul(b, 2.0).mul_(q.rsqrt()).clamp_(-1.0, 1.0).asin_().mul_(2.0 / math.pi)
+    dd = q.addcmul_(b, b, value=-4.0).rsqrt_().mul_(4.0 / math.pi)
+    return ss, dd
 
 
 def leaky_relu(alpha: float) -> Nonlinearity:
@@ -172,8 +197,8 @@ def softplus(beta: float, threshold: float) -> Nonlinearity:
 #: :func:`leaky_relu`, :func:`elu`, :func:`softplus`).
 NONLINEARITIES: dict[str, Nonlinearity] = {
     "identity": Nonlinearity("identity", None),
-    "relu": Nonlinearity("relu", ACTIVATIONS["relu"], _relu_ss, _relu_dd),
-    "erf": Nonlinearity("erf", ACTIVATIONS["erf"], CLOSED_FORMS["erf"].ss, CLOSED_FORMS["erf"].dd),
+    "relu": Nonlinearity("relu", ACTIVATIONS["relu"], _relu_ss, _relu_dd, _relu_both),
+    "erf": Nonlinearity("erf", ACTIVATIONS["erf"], CLOSED_FORMS["erf"].ss, CLOSED_FORMS["erf"].dd, _erf_both),
     "gelu": Nonlinearity("gelu", ACTIVATIONS["gelu"], _gelu_ss, _gelu_dd),
     "gelu_tanh": Nonlinearity("gelu_tanh", _custom("gelu_tanh", _gelu_tanh, _gelu_tanh_d1)),
     "tanh": Nonlinearity("tanh", ACTIVATIONS["tanh"]),
@@ -196,6 +221,9 @@ def expectations(nl: Nonlinearity, a: Tensor, b: Tensor, c: Tensor, *, nodes: in
         return out
     if nl.closed and not force_quadrature:
         assert nl.ss is not None and nl.dd is not None
+        if need_dd and nl.both is not None:
+            ss, dd = nl.both(a, b, c)
+            return {"ss": ss, "dd": dd}
         out = {"ss": nl.ss(a, b, c)}
         if need_dd:
             out["dd"] = nl.dd(a, b, c)

@@ -9,7 +9,8 @@ The infinite-width kernel is the kernel of a *distribution* of weights; a module
   :data:`RECOGNISE_SIGMAS` standard errors (a uniform law has kurtosis 9/5, so the relative standard error of
   the sample variance of N entries is √(0.8/N));
 * ``"given"`` — ``init={"layer.name": (σ_w², σ_b²)}``;
-* ``"measured"`` — σ_w² = fan_in · mean(W²), σ_b² = mean(b²) (zero-mean laws), with the stated relative
+* ``"measured"`` — σ_w² = fan_in · mean(W²), σ_b² = mean(b²) (zero-mean laws; W and b each recognised or
+  measured on its own), with the stated relative
   tolerance 3 √((κ − 1)/N) (κ the sample kurtosis); a warning when it exceeds :data:`MEASURE_WARN` (a tensor too
   small to measure its law, e.g. a one-entry output bias).
 
@@ -88,21 +89,24 @@ def _is_default(t: torch.Tensor, fan: int) -> bool:
 
 
 def find_law(module: nn.Module, name: str, init: str = "auto") -> Law:
-    """The law of one linear layer (``init`` ``"auto"``: recognised default, else measured; ``"default"``;
-    ``"measured"``)."""
+    """The law of one linear layer (``init`` ``"auto"``: each of W and b recognised as PyTorch's default draw, else
+    measured; ``"default"``; ``"measured"``)."""
     fan = fan_in(module)
     bias = module.bias
-    if init == "default" or (init == "auto" and _is_default(module.weight, fan)
-                             and (bias is None or _is_default(bias, fan))):
-        return Law(1.0 / 3.0, 0.0 if bias is None else 1.0 / (3.0 * fan), "pytorch-default", fan)
-    w2, tol_w = _measure(module.weight)
-    b2, tol_b = _measure(bias) if bias is not None else (0.0, 0.0)
+    default_w = init == "default" or (init == "auto" and _is_default(module.weight, fan))
+    default_b = bias is None or init == "default" or (init == "auto" and _is_default(bias, fan))
+    w2, tol_w = (1.0 / 3.0, 0.0) if default_w else _measure(module.weight)
+    w2 = w2 if default_w else fan * w2
+    b2, tol_b = (0.0, 0.0) if bias is None else (1.0 / (3.0 * fan), 0.0) if default_b else _measure(bias)
+    source = {(True, True): "pytorch-default", (False, False): "measured",
+              (True, False): "pytorch-default weight, measured bias",
+              (False, True): "measured weight, pytorch-default bias"}[(default_w, default_b)]
     tol = max(tol_w, tol_b)
     if tol > MEASURE_WARN:
         which = "weight" if tol_w >= tol_b else "bias"
         warnings.warn(f"init: {name}.{which} has too few entries to measure its variance (relative tolerance "
                       f"{tol:.2g}); pass init={{{name!r}: (sigma_w2, sigma_b2)}} to state the law", stacklevel=3)
-    return Law(fan * w2, b2, "measured", fan, tol)
+    return Law(w2, b2, source, fan, tol)
 
 
 def resolve_laws(layers: Mapping[str, nn.Module],

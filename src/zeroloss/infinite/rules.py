@@ -54,7 +54,8 @@ class Ctx:
     """What the rules need beyond their inputs: the pass (``lead`` 1: the diagonal pass over pairs (i, i); 2: a
     block rows × cols), the layout, the laws and settings, and the per-node variances (recorded by the diagonal
     pass in ``record``, read by a block from ``variances`` as (rows (r, *S), cols (c, *S))). ``square`` r > 0 says
-    the block's first r columns are its rows (pairs (k, k) are diagonal pairs, see :func:`pin_diagonal`)."""
+    the block's first r columns are its rows (pairs (k, k) are diagonal pairs, see :func:`pin_diagonal`); ``owned``
+    the inputs of the running step that nothing later reads (a rule may overwrite them)."""
 
     lead: int
     full: bool
@@ -67,6 +68,7 @@ class Ctx:
     record: dict[str, Tensor] | None = None
     variances: dict[str, tuple[Tensor, Tensor]] | None = None
     square: int = 0
+    owned: frozenset[str] = frozenset()
     quadrature_errors: dict[str, float] = field(default_factory=dict)
 
 
@@ -93,7 +95,7 @@ def input_variances(name: str, T: Tensor, S: tuple[int, ...], ctx: Ctx) -> tuple
     return ctx.variances[name]
 
 
-def pin_diagonal(T: Tensor, v: Tensor, S: tuple[int, ...], ctx: Ctx) -> Tensor:
+def pin_diagonal(T: Tensor, v: Tensor, S: tuple[int, ...], ctx: Ctx, in_place: bool = False) -> Tensor:
     """T with its diagonal pairs' variances (i = j, s = t) set to the diagonal pass's v, bit for bit.
 
     A closed form is ill-conditioned at correlation 1 (arccos(1 − ε) ≈ √(2ε)), so a one-ulp difference between a
@@ -103,7 +105,7 @@ def pin_diagonal(T: Tensor, v: Tensor, S: tuple[int, ...], ctx: Ctx) -> Tensor:
         return T
     r = ctx.square
     idx = torch.arange(r, device=T.device)
-    T = T.clone()
+    T = T if in_place and T.is_contiguous() else T.clone()
     if ctx.full and S:
         P = math.prod(S)
         view = T.view(T.shape[0], T.shape[1], P, P)
@@ -137,24 +139,33 @@ def _spatial_axes(ctx: Ctx, k: int) -> list[list[int]]:
 def window_average(T: Tensor, ctx: Ctx, ks: tuple[int, ...], stride: tuple[int, ...], lo: tuple[int, ...],
                    hi: tuple[int, ...], dil: tuple[int, ...], S_out: tuple[int, ...]) -> Tensor:
     """𝒫(T)(s, t) = (1/|k|) Σ_δ T(s·stride + δ·dil − lo, t·stride + δ·dil − lo), zero outside (the same offset δ on
-    both positions: one weight multiplies both). A loop over the |k| offsets, vectorised over pairs and positions."""
-    k = len(ks)
-    copies = _spatial_axes(ctx, k)
-    pad: list[int] = []
-    for _copy in reversed(copies):  # F.pad lists the last axis first
-        for d in reversed(range(k)):
-            pad += [lo[d], hi[d]]
-    P = F.pad(T, pad) if any(pad) else T
-    out = None
-    for offs in itertools.product(*(range(q) for q in ks)):
-        idx: list[slice] = [slice(None)] * ctx.lead
-        for _copy in copies:
-            idx += [slice(o * dl, o * dl + (so - 1) * st + 1, st)
-                    for o, dl, so, st in zip(offs, dil, S_out, stride, strict=True)]
-        piece = P[tuple(idx)]
-        out = piece.clone() if out is None else out.add_(piece)
-    assert out is not None
-    return out.div_(math.prod(ks))
+    both positions: one weight multiplies both). Returns a new array.
+
+    The window is a product over the spatial dims, so the average is taken one dim at a time (Σ_d k_d shifted
+    adds instead of Π_d k_d), each offset adding only its in-range part (no padded copy); vectorised over pairs.
+    ``hi`` is implied by the output size.
+    """
+    del hi
+    copies = _spatial_axes(ctx, len(ks))
+    for d in range(len(ks)):
+        size_in, st = T.shape[copies[0][d]], stride[d]
+        shape = list(T.shape)
+        for axes in copies:
+            shape[axes[d]] = S_out[d]
+        out = T.new_zeros(shape)
+        for off in range(ks[d]):
+            shift = off * dil[d] - lo[d]  # output o reads input o·st + shift
+            o_lo, o_hi = max(0, -(shift // st)), min(S_out[d] - 1, (size_in - 1 - shift) // st)
+            if o_hi < o_lo:
+                continue
+            src: list[slice] = [slice(None)] * T.ndim
+            dst: list[slice] = [slice(None)] * T.ndim
+            for axes in copies:
+                src[axes[d]] = slice(o_lo * st + shift, o_hi * st + shift + 1, st)
+                dst[axes[d]] = slice(o_lo, o_hi + 1)
+            out[tuple(dst)] += T[tuple(src)]
+        T = out.div_(ks[d])
+    return T
 
 
 # ----------------------------------------------------------------------------------------------------- rules
@@ -165,26 +176,29 @@ def rule_linear(step, ins: list[KState], ctx: Ctx) -> KState:
     law = ctx.laws[step.target]
     x = ins[0]
 
-    def patch(T: Tensor) -> Tensor:
+    def patch(T: Tensor) -> Tensor:  # a new array, except for nn.Linear (T itself)
         if isinstance(m, nn.Linear):
             return T
         p = step.params
         return window_average(T, ctx, p["ks"], p["stride"], p["lo"], p["hi"], p["dil"], step.spatial)
 
     PK = patch(x.nngp)
-    nngp = law.sigma_w2 * PK
-    if m.bias is not None:
-        nngp = nngp + law.sigma_b2
     ntk = None
     if ctx.need_ntk:
         standard = ctx.parameterisation == "standard"
-        ntk = torch.zeros_like(nngp)
-        if m.weight.requires_grad:
-            ntk = ntk + (law.fan_in if standard else law.sigma_w2) * PK
-        if m.bias is not None and m.bias.requires_grad:
-            ntk = ntk + (1.0 if standard else law.sigma_b2)
+        w_grad = m.weight.requires_grad
+        b_grad = m.bias is not None and m.bias.requires_grad
         if x.ntk is not None:
-            ntk = ntk + law.sigma_w2 * patch(x.ntk)
+            ntk = patch(x.ntk).mul_(law.sigma_w2)
+            if w_grad:
+                ntk.add_(PK, alpha=law.fan_in if standard else law.sigma_w2)
+        else:
+            ntk = PK * (law.fan_in if standard else law.sigma_w2) if w_grad else torch.zeros_like(PK)
+        if b_grad:
+            ntk.add_(1.0 if standard else law.sigma_b2)
+    nngp = PK.mul_(law.sigma_w2) if PK is not x.nngp else PK * law.sigma_w2
+    if m.bias is not None:
+        nngp.add_(law.sigma_b2)
     return KState(nngp, ntk)
 
 
@@ -198,12 +212,17 @@ def rule_elementwise(step, ins: list[KState], ctx: Ctx) -> KState:
     a, c = pair_variances(step.inputs[0], x.nngp, step.spatial, ctx)
     K = x.nngp
     if ctx.square:
-        K = pin_diagonal(K, ctx.variances[step.inputs[0]][0], step.spatial, ctx)  # type: ignore[index]
+        K = pin_diagonal(K, ctx.variances[step.inputs[0]][0], step.spatial, ctx,  # type: ignore[index]
+                         in_place=step.inputs[0] in ctx.owned)
     need_dd = ctx.need_ntk and x.ntk is not None
     res = ew.expectations(nl, a, K, c, nodes=ctx.nodes, need_dd=need_dd, max_bytes=ctx.max_bytes)
     if ctx.lead == 1 and not nl.closed:
         ctx.quadrature_errors[step.name] = ew.quadrature_error(nl, a, K, c, nodes=ctx.nodes, max_bytes=ctx.max_bytes)
-    return KState(res["ss"], res["dd"] * x.ntk if need_dd else None)
+    if not need_dd:
+        return KState(res["ss"], None)
+    dd = res["dd"]
+    fresh = dd.shape == K.shape and dd.data_ptr() not in (K.data_ptr(), res["ss"].data_ptr())
+    return KState(res["ss"], dd.mul_(x.ntk) if fresh else dd * x.ntk)
 
 
 def _sum(parts: list[Tensor | None]) -> Tensor | None:
@@ -469,6 +488,9 @@ def check_step(step, node: fx.Node, ins: list, modules: dict[str, nn.Module], wh
         return
     if rule == "add":
         tensors = [a for a in node.args if isinstance(a, fx.Node)]
+        if len(tensors) == 2 and tensors[0] is tensors[1]:
+            raise _refuse(node, what, f"adds {tensors[0].name!r} to itself: the two terms share randomness "
+                                      f"(write 2 * x)")
         if len(node.args) != 2 or len(tensors) != 2 or len(ins) != 2 or node.kwargs:
             raise _refuse(node, what, "adds something other than two tensors of the graph")
         a, b = ins
