@@ -1,6 +1,7 @@
 """``zeroloss kernel``: an infinite-width kernel (Du's K^(H), NNGP or NTK) of one of Du et al.'s nets.
 
     zeroloss kernel --net fc --depth 3 --activation softplus --kind du --inputs X.npy --out K.npy
+    zeroloss kernel --model my_net.py:make_net --kind ntk --inputs X.npy --out K.npy    # your own nn.Module
 
 Inputs are validated as Du et al. require (unit norm within 1e-5, no two rows parallel) unless ``--normalise``
 projects them onto the sphere. Prints λ_min, λ_max and the condition number; ``--json`` prints them alone as
@@ -52,8 +53,17 @@ def kernel(
     overwrite: bool = typer.Option(False, help="replace --out if it exists"),
     max_bytes: str | None = typer.Option(None, "--max-bytes", help="memory budget, e.g. 8GiB (default: half the "
                                          "available memory, or ZEROLOSS_MAX_BYTES)"),
+    model: str = typer.Option("", "--model", help="FILE.py:FACTORY: the kernel of your own nn.Module (--kind nngp|ntk; "
+                              "--net, --depth, --activation do not apply)"),
+    parameterisation: str = typer.Option("standard", "--parameterisation", help="with --model: standard | ntk"),
 ) -> None:
     """Write the infinite-width kernel (float64) and print lambda_min, lambda_max and the condition number."""
+    if model:  # a user's nn.Module: zeroloss.infinite (self-contained there)
+        from zeroloss.infinite.shell import model_kernel_command
+
+        model_kernel_command(model, inputs, out, kind, parameterisation, nodes, parse_device(device), overwrite,
+                             as_json, max_bytes)
+        return
     import numpy as np
 
     from zeroloss.activations import ACTIVATIONS

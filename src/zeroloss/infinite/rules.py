@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
 import operator
 from collections.abc import Callable
