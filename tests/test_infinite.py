@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchmarks import bench_infinite_nt as B
 from torch import nn
 
 import zeroloss
-from benchmarks import bench_infinite_nt as B
 from zeroloss.errors import ZerolossInputError
-from zeroloss.infinite import infinite_kernel, infinite_kernel_memory_bytes
 from zeroloss.infinite import elementwise as ew
+from zeroloss.infinite import infinite_kernel, infinite_kernel_memory_bytes
 from zeroloss.kernels.gaussian import CLOSED_FORMS, bivariate_expectations
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "nt_stax_reference.json").read_text())["kernels"]
@@ -310,3 +310,33 @@ def test_monte_carlo_cnn_converges_with_width():
         ses[m] = float(ntk.std(0).norm() / math.sqrt(48) / limit.ntk.norm())
     assert errs[64] <= 4 * ses[64] + 2 * errs[4] * 4 / 64
     assert errs[64] < errs[4]
+
+
+@pytest.mark.slow
+def test_diagnose_widths_reports_the_distance_to_the_limit():
+    def make_net(width):
+        return nn.Sequential(nn.Linear(4, width), nn.Tanh(), nn.Linear(width, 1)).double()
+
+    X, y = zeroloss.sphere_data(n=6, d=4, seed=0)
+    sweep = zeroloss.diagnose_widths(make_net, [16, 256], X, y, steps=4, probe_every=4, threads=1, progress=False)
+    dist = sweep.table["limit_distance"]
+    assert dist.notna().all() and (dist > 0).all() and "limit_distance" in sweep.slopes
+    assert sweep.table["final_loss_predicted_limit"].notna().all()
+    assert "Theta_inf" in str(sweep)
+    # the distance is ‖Θ_m(0) − Θ_∞‖/‖Θ_∞‖ of the initial model, as entk and infinite_kernel give it
+    from zeroloss.diagnose.widths import build
+
+    net = build(make_net, 16, 0)
+    ref = infinite_kernel(net, X, kind="ntk").ntk
+    assert math.isclose(dist.iloc[0], float((zeroloss.entk(net, X) - ref).norm() / ref.norm()), rel_tol=1e-10)
+
+    class NoLimit(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.W = nn.Parameter(torch.randn(m, 4, dtype=torch.float64))
+
+        def forward(self, x):
+            return torch.tanh(x @ self.W.T).sum(1, keepdim=True)
+
+    sweep = zeroloss.diagnose_widths(NoLimit, [8, 16], X, y, steps=2, probe_every=2, threads=1, progress=False)
+    assert "limit_distance" not in sweep.table and sweep.limit_note.startswith("no infinite-width limit: model:")
