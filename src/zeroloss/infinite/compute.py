@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,6 +205,68 @@ def _expectation_notes(plan: Plan, nodes: int) -> dict[str, str]:
     return notes
 
 
+def compute_kernels(plan: Plan, laws: dict[str, Any], modules: dict[str, nn.Module], X: Tensor, X2: Tensor | None,
+                    kind: str, parameterisation: str, nodes: int, budget: int,
+                    grad: bool = False) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """The two passes (module docstring) on inputs already on their device and dtype: kind → (n1, n2) kernel, and
+    the quadrature's error estimates by node. ``grad``: differentiable in the laws (tensors allowed in place of the
+    floats of :class:`~zeroloss.infinite.laws.Law`), out-of-place arithmetic, one block (for GP hyperparameters).
+    """
+    need_ntk = kind != "nngp"
+    Y = X if X2 is None else X2
+    n1, n2 = X.shape[0], Y.shape[0]
+    itemsize = torch.finfo(X.dtype).bits // 8
+
+    def ctx(lead: int, record: dict | None = None, variances: dict | None = None, ntk: bool = need_ntk,
+            square: int = 0) -> Ctx:
+        return Ctx(lead, plan.full, parameterisation, ntk, laws, modules, nodes, budget, record, variances, square,
+                   inplace=not grad)
+
+    with no_tf32(), (contextlib.nullcontext() if grad else torch.no_grad()):
+        rec1: dict[str, Tensor] = {}
+        diag_ctx = ctx(1, rec1, ntk=False)
+        _run(plan, diag_ctx, _input_block(X, X, plan.full, True))
+        rec2 = rec1
+        if X2 is not None:
+            rec2 = {}
+            _run(plan, ctx(1, rec2, ntk=False), _input_block(Y, Y, plan.full, True))
+        if grad:
+            variances = {name: (v, rec2[name]) for name, v in rec1.items()}
+            state = _run(plan, ctx(2, variances=variances, square=n1 if X2 is None else 0),
+                         _input_block(X, Y, plan.full, False))
+            results = {}
+            for k in ("nngp", "ntk"):
+                if kind in (k, "both"):
+                    B = (state.nngp if k == "nngp" else state.ntk).reshape(n1, n2)  # type: ignore[union-attr]
+                    results[k] = torch.triu(B) + torch.triu(B, 1).T if X2 is None else B
+            return results, diag_ctx.quadrature_errors
+        results = {k: torch.empty(n1, n2, dtype=X.dtype, device=X.device) for k in ("nngp", "ntk")
+                   if kind in (k, "both")}
+        start = 0
+        while start < n1:
+            cols = slice(start, n1) if X2 is None else slice(0, n2)
+            ncols = cols.stop - cols.start
+            stop = min(n1, start + _rows(n1, ncols, _per_pair_bytes(plan, need_ntk, itemsize)[0], budget))
+            rows_ = slice(start, stop)
+            variances = {name: (v[rows_], rec2[name][cols]) for name, v in rec1.items()}
+            square = stop - start if X2 is None else 0
+            state = _run(plan, ctx(2, variances=variances, square=square),
+                         _input_block(X[rows_], Y[cols], plan.full, False))
+            for k, out in results.items():
+                B = state.nngp if k == "nngp" else state.ntk
+                assert B is not None
+                B = B.reshape(stop - start, ncols)
+                if X2 is None:
+                    sq = B[:, : stop - start]
+                    sq.copy_(torch.triu(sq) + torch.triu(sq, 1).T)
+                    out[rows_, cols] = B
+                    out[cols, rows_] = B.T
+                else:
+                    out[rows_, cols] = B
+            start = stop
+    return results, diag_ctx.quadrature_errors
+
+
 def infinite_kernel(
     model: nn.Module,
     X: Tensor,
@@ -258,48 +321,12 @@ def infinite_kernel(
 
     check_memory(need, memory_budget, field="X", flag=ARGUMENT, hint="use fewer inputs or a smaller max_bytes",
                  what=f"the {n1} × {n2 or n1} infinite-width kernel(s)")
-    need_ntk = kind != "nngp"
     modules = dict(model.named_modules())
     X = X.to(device=where, dtype=dtype)
     Y = X if X2 is None else Y.to(device=where, dtype=dtype)
 
-    def ctx(lead: int, record: dict | None = None, variances: dict | None = None, ntk: bool = need_ntk,
-            square: int = 0) -> Ctx:
-        return Ctx(lead, plan.full, parameterisation, ntk, laws, modules, nodes, budget, record, variances, square)
-
-    with no_tf32(), torch.no_grad():
-        rec1: dict[str, Tensor] = {}
-        diag_ctx = ctx(1, rec1, ntk=False)
-        _run(plan, diag_ctx, _input_block(X, X, plan.full, True))
-        rec2 = rec1
-        if X2 is not None:
-            rec2 = {}
-            _run(plan, ctx(1, rec2, ntk=False), _input_block(Y, Y, plan.full, True))
-        results = {k: torch.empty(n1, Y.shape[0], dtype=dtype, device=where) for k in ("nngp", "ntk")
-                   if kind in (k, "both")}
-        start = 0
-        while start < n1:
-            cols = slice(start, n1) if X2 is None else slice(0, Y.shape[0])
-            ncols = cols.stop - cols.start
-            stop = min(n1, start + _rows(n1, ncols, _per_pair_bytes(plan, need_ntk, itemsize)[0], budget))
-            rows_ = slice(start, stop)
-            variances = {name: (v[rows_], rec2[name][cols]) for name, v in rec1.items()}
-            square = stop - start if X2 is None else 0
-            state = _run(plan, ctx(2, variances=variances, square=square),
-                         _input_block(X[rows_], Y[cols], plan.full, False))
-            for k, out in results.items():
-                B = state.nngp if k == "nngp" else state.ntk
-                assert B is not None
-                B = B.reshape(stop - start, ncols)
-                if X2 is None:
-                    square = B[:, : stop - start]
-                    square.copy_(torch.triu(square) + torch.triu(square, 1).T)
-                    out[rows_, cols] = B
-                    out[cols, rows_] = B.T
-                else:
-                    out[rows_, cols] = B
-            start = stop
-    errors = diag_ctx.quadrature_errors
+    results, errors = compute_kernels(plan, laws, modules, X, Y if X2 is not None else None, kind, parameterisation,
+                                      nodes, budget)
     k = plan.outputs
     structure = (f"{k} outputs, independent and identically distributed: the ({k}, {k}) kernel of inputs (i, j) "
                  f"is K[i, j] · I_{k}") if k > 1 else "one output: the kernel is K"

@@ -90,15 +90,70 @@ def _relu_angle(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor
     return torch.sqrt(ac), sine, torch.atan2(sine, b)
 
 
-def _relu_ss(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+def _relu_ss_value(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     _, sine, theta = _relu_angle(a, b, c)
     return (sine + (math.pi - theta) * b) / (2 * math.pi)
 
 
-def _relu_dd(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+def _relu_dd_value(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
     norm, _, theta = _relu_angle(a, b, c)
     # relu′(0) = 0 (torch's autograd): a zero-variance side gives 0
     return torch.where(norm > 0, (math.pi - theta) / (2 * math.pi), torch.zeros_like(theta))
+
+
+def _safe_div(x: Tensor, y: Tensor) -> Tensor:
+    return torch.where(y > 0, x / torch.where(y > 0, y, torch.ones_like(y)), torch.zeros_like(x))
+
+
+class _ReluSS(torch.autograd.Function):
+    """J(a, b, c) = E[relu(u) relu(v)] with its exact gradient: ∂J/∂b = E[relu′relu′] (Price's theorem) and, J being
+    √(ac) g(b/√(ac)), ∂J/∂a = (J − b ∂J/∂b)/(2a), ∂J/∂c = (J − b ∂J/∂b)/(2c) — finite on the diagonal, where the
+    closed form's √(ac − b²) has an infinite derivative."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, c: Tensor) -> Tensor:  # type: ignore[override]
+        J = _relu_ss_value(a, b, c)
+        ctx.save_for_backward(a, b, c, J)
+        return J
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        a, b, c, J = ctx.saved_tensors
+        Jb = _relu_dd_value(a, b, c)
+        rest = J - b * Jb
+        return ((g * _safe_div(rest, 2 * a)).sum_to_size(a.shape), (g * Jb).sum_to_size(b.shape),
+                (g * _safe_div(rest, 2 * c)).sum_to_size(c.shape))
+
+
+class _ReluDD(torch.autograd.Function):
+    """h(ρ) = E[relu′(u) relu′(v)] = (π − arccos ρ)/(2π), ρ = b/√(ac), with h′(ρ) = 1/(2π √(1 − ρ²)); on a
+    diagonal pair ρ ≡ 1 whatever the hyperparameters, so its derivative is taken as 0 there (not ∞ · 0)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, c: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a, b, c)
+        return _relu_dd_value(a, b, c)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        a, b, c = ctx.saved_tensors
+        norm = torch.sqrt(a.clamp_min(0.0) * c.clamp_min(0.0))
+        rho = _safe_div(b, norm).clamp(-1.0, 1.0)
+        gap = 1.0 - rho * rho
+        dh = _safe_div(torch.ones_like(gap), 2 * math.pi * torch.sqrt(gap.clamp_min(0.0)))
+        dh = torch.where(gap > 1e-12, dh, torch.zeros_like(dh))
+        return ((g * -rho * _safe_div(dh, 2 * a)).sum_to_size(a.shape), (g * _safe_div(dh, norm)).sum_to_size(b.shape),
+                (g * -rho * _safe_div(dh, 2 * c)).sum_to_size(c.shape))
+
+
+def _relu_ss(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    a, b, c = torch.broadcast_tensors(a, b, c) if a.requires_grad or c.requires_grad else (a, b, c)
+    return _ReluSS.apply(a, b, c)
+
+
+def _relu_dd(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    a, b, c = torch.broadcast_tensors(a, b, c) if a.requires_grad or c.requires_grad else (a, b, c)
+    return _ReluDD.apply(a, b, c)
 
 
 def _relu_both(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -209,10 +264,11 @@ NONLINEARITIES: dict[str, Nonlinearity] = {
 
 
 def expectations(nl: Nonlinearity, a: Tensor, b: Tensor, c: Tensor, *, nodes: int, need_dd: bool = True,
-                 max_bytes: int = 256 * 2**20, force_quadrature: bool = False) -> dict[str, Tensor]:
+                 max_bytes: int = 256 * 2**20, force_quadrature: bool = False, fused: bool = True) -> dict[str, Tensor]:
     """E[σ(u)σ(v)] (``"ss"``) and, with ``need_dd``, E[σ′(u)σ′(v)] (``"dd"``) for broadcastable a, b, c.
 
     Closed forms keep b's dtype; the quadrature runs in float64 (:mod:`zeroloss.kernels.gaussian`) and is cast back.
+    ``fused`` allows the in-place forms that compute both at once (not differentiable: off under autograd).
     """
     if nl.act is None:
         out = {"ss": b}
@@ -221,7 +277,7 @@ def expectations(nl: Nonlinearity, a: Tensor, b: Tensor, c: Tensor, *, nodes: in
         return out
     if nl.closed and not force_quadrature:
         assert nl.ss is not None and nl.dd is not None
-        if need_dd and nl.both is not None:
+        if need_dd and fused and nl.both is not None:
             ss, dd = nl.both(a, b, c)
             return {"ss": ss, "dd": dd}
         out = {"ss": nl.ss(a, b, c)}

@@ -54,7 +54,8 @@ class Ctx:
     block rows × cols), the layout, the laws and settings, and the per-node variances (recorded by the diagonal
     pass in ``record``, read by a block from ``variances`` as (rows (r, *S), cols (c, *S))). ``square`` r > 0 says
     the block's first r columns are its rows (pairs (k, k) are diagonal pairs, see :func:`pin_diagonal`); ``owned``
-    the inputs of the running step that nothing later reads (a rule may overwrite them)."""
+    the inputs of the running step that nothing later reads (a rule may overwrite them); ``inplace`` False keeps
+    every operation out of place (autograd through the laws, :mod:`zeroloss.gp`)."""
 
     lead: int
     full: bool
@@ -69,6 +70,7 @@ class Ctx:
     square: int = 0
     owned: frozenset[str] = frozenset()
     quadrature_errors: dict[str, float] = field(default_factory=dict)
+    inplace: bool = True
 
 
 # ----------------------------------------------------------------------------------------------- layout helpers
@@ -182,6 +184,17 @@ def rule_linear(step, ins: list[KState], ctx: Ctx) -> KState:
         return window_average(T, ctx, p["ks"], p["stride"], p["lo"], p["hi"], p["dil"], step.spatial)
 
     PK = patch(x.nngp)
+    if not ctx.inplace:  # differentiable in the laws: out of place
+        nngp = law.sigma_w2 * PK + (law.sigma_b2 if m.bias is not None else 0.0)
+        ntk = None
+        if ctx.need_ntk:
+            standard = ctx.parameterisation == "standard"
+            ntk = 0.0 * PK if x.ntk is None else law.sigma_w2 * patch(x.ntk)
+            if m.weight.requires_grad:
+                ntk = ntk + (law.fan_in if standard else law.sigma_w2) * PK
+            if m.bias is not None and m.bias.requires_grad:
+                ntk = ntk + (1.0 if standard else law.sigma_b2)
+        return KState(nngp, ntk)
     ntk = None
     if ctx.need_ntk:
         standard = ctx.parameterisation == "standard"
@@ -212,15 +225,16 @@ def rule_elementwise(step, ins: list[KState], ctx: Ctx) -> KState:
     K = x.nngp
     if ctx.square:
         K = pin_diagonal(K, ctx.variances[step.inputs[0]][0], step.spatial, ctx,  # type: ignore[index]
-                         in_place=step.inputs[0] in ctx.owned)
+                         in_place=ctx.inplace and step.inputs[0] in ctx.owned)
     need_dd = ctx.need_ntk and x.ntk is not None
-    res = ew.expectations(nl, a, K, c, nodes=ctx.nodes, need_dd=need_dd, max_bytes=ctx.max_bytes)
+    res = ew.expectations(nl, a, K, c, nodes=ctx.nodes, need_dd=need_dd, max_bytes=ctx.max_bytes,
+                          fused=ctx.inplace)
     if ctx.lead == 1 and not nl.closed:
         ctx.quadrature_errors[step.name] = ew.quadrature_error(nl, a, K, c, nodes=ctx.nodes, max_bytes=ctx.max_bytes)
     if not need_dd:
         return KState(res["ss"], None)
     dd = res["dd"]
-    fresh = dd.shape == K.shape and dd.data_ptr() not in (K.data_ptr(), res["ss"].data_ptr())
+    fresh = ctx.inplace and dd.shape == K.shape and dd.data_ptr() not in (K.data_ptr(), res["ss"].data_ptr())
     return KState(res["ss"], dd.mul_(x.ntk) if fresh else dd * x.ntk)
 
 
