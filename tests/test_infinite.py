@@ -340,3 +340,60 @@ def test_diagnose_widths_reports_the_distance_to_the_limit():
 
     sweep = zeroloss.diagnose_widths(NoLimit, [8, 16], X, y, steps=2, probe_every=2, threads=1, progress=False)
     assert "limit_distance" not in sweep.table and sweep.limit_note.startswith("no infinite-width limit: model:")
+
+
+class _FCResidual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.fc1, self.fc2 = nn.Linear(3, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+        self.ln, self.out = nn.LayerNorm(16), nn.Linear(16, 2)
+
+    def forward(self, x):
+        h = self.inp(x)
+        h = h + self.fc2(torch.relu(self.fc1(h)))       # the skip reads h after the branch has used it
+        return self.out(nn.functional.silu(self.ln(h)) * 0.5)
+
+
+def _flatten_cnn():
+    return nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2), nn.GELU(),
+                         nn.Flatten(), nn.Linear(8 * 4, 1))
+
+
+@pytest.mark.parametrize("build, shape", [(_FCResidual, (3,)), (_cnn, (2, 5, 5)), (_flatten_cnn, (2, 5, 5))])
+def test_in_place_fast_path_equals_out_of_place_path(build, shape):
+    """The in-place arithmetic of the fast path (fused closed forms, reused buffers) against the out-of-place
+    path used under autograd: the same kernels to round-off, also where a skip reads a node twice."""
+    from zeroloss.infinite.compute import compute_kernels
+    from zeroloss.infinite.graph import build_plan
+    from zeroloss.infinite.laws import resolve_laws
+
+    torch.manual_seed(0)
+    net = build()
+    X = torch.randn(5, *shape, dtype=torch.float64)
+    plan = build_plan(net, X[:2])
+    laws = resolve_laws(plan.layers, "default")
+    modules = dict(net.named_modules())
+    fast, _ = compute_kernels(plan, laws, modules, X, None, "both", "standard", 64, 2**30)
+    with torch.no_grad():
+        slow, _ = compute_kernels(plan, laws, modules, X, None, "both", "standard", 64, 2**30, grad=True)
+    for kind in ("nngp", "ntk"):
+        assert torch.allclose(fast[kind], slow[kind], rtol=1e-13, atol=0), kind
+
+
+def test_pixel_diagonal_layout_equals_full_layout():
+    """Without pooling only K(s, s) is needed (the graph's choice); forcing cross-position covariances changes
+    nothing."""
+    from zeroloss.infinite.compute import compute_kernels
+    from zeroloss.infinite.graph import build_plan
+    from zeroloss.infinite.laws import resolve_laws
+
+    net = _flatten_cnn()
+    X = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    plan = build_plan(net, X[:2])
+    assert not plan.full
+    laws = resolve_laws(plan.layers, "default")
+    diag, _ = compute_kernels(plan, laws, dict(net.named_modules()), X, None, "both", "standard", 64, 2**30)
+    plan.full = True
+    full, _ = compute_kernels(plan, laws, dict(net.named_modules()), X, None, "both", "standard", 64, 2**30)
+    for kind in ("nngp", "ntk"):
+        assert torch.allclose(diag[kind], full[kind], rtol=1e-13, atol=0), kind

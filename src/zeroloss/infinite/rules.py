@@ -201,7 +201,8 @@ def rule_linear(step, ins: list[KState], ctx: Ctx) -> KState:
         w_grad = m.weight.requires_grad
         b_grad = m.bias is not None and m.bias.requires_grad
         if x.ntk is not None:
-            ntk = patch(x.ntk).mul_(law.sigma_w2)
+            own = not isinstance(m, nn.Linear) or step.inputs[0] in ctx.owned  # nn.Linear's patch is T itself
+            ntk = patch(x.ntk).mul_(law.sigma_w2) if own else x.ntk * law.sigma_w2
             if w_grad:
                 ntk.add_(PK, alpha=law.fan_in if standard else law.sigma_w2)
         else:
