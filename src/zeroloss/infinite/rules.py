@@ -137,23 +137,19 @@ def _spatial_axes(ctx: Ctx, k: int) -> list[list[int]]:
     return [list(range(ctx.lead + c * k, ctx.lead + (c + 1) * k)) for c in range(copies)]
 
 
-def window_average(T: Tensor, ctx: Ctx, ks: tuple[int, ...], stride: tuple[int, ...], lo: tuple[int, ...],
-                   hi: tuple[int, ...], dil: tuple[int, ...], S_out: tuple[int, ...]) -> Tensor:
-    """𝒫(T)(s, t) = (1/|k|) Σ_δ T(s·stride + δ·dil − lo, t·stride + δ·dil − lo), zero outside (the same offset δ on
-    both positions: one weight multiplies both). Returns a new array.
+def window_sum(T: Tensor, ctx: Ctx, ks: tuple[int, ...], stride: tuple[int, ...], lo: tuple[int, ...],
+               dil: tuple[int, ...], S_out: tuple[int, ...]) -> Tensor:
+    """|k| 𝒫(T): Σ_δ T(s·stride + δ·dil − lo, t·stride + δ·dil − lo), zero outside (the same offset δ on both
+    positions: one weight multiplies both). Returns a new array; the caller folds 1/|k| into its own scaling.
 
-    The window is a product over the spatial dims, so the average is taken one dim at a time (Σ_d k_d shifted
-    adds instead of Π_d k_d), each offset adding only its in-range part (no padded copy); vectorised over pairs.
-    ``hi`` is implied by the output size.
+    The window is a product over the spatial dims, so the sum is taken one dim at a time (Σ_d k_d shifted adds
+    instead of Π_d k_d), each offset adding only its in-range part (no padded copy), the first offset that covers
+    every output starting the sum (no zero fill); vectorised over pairs.
     """
-    del hi
     copies = _spatial_axes(ctx, len(ks))
     for d in range(len(ks)):
         size_in, st = T.shape[copies[0][d]], stride[d]
-        shape = list(T.shape)
-        for axes in copies:
-            shape[axes[d]] = S_out[d]
-        out = T.new_zeros(shape)
+        pieces = []
         for off in range(ks[d]):
             shift = off * dil[d] - lo[d]  # output o reads input o·st + shift
             o_lo, o_hi = max(0, -(shift // st)), min(S_out[d] - 1, (size_in - 1 - shift) // st)
@@ -164,8 +160,19 @@ def window_average(T: Tensor, ctx: Ctx, ks: tuple[int, ...], stride: tuple[int, 
             for axes in copies:
                 src[axes[d]] = slice(o_lo * st + shift, o_hi * st + shift + 1, st)
                 dst[axes[d]] = slice(o_lo, o_hi + 1)
-            out[tuple(dst)] += T[tuple(src)]
-        T = out.div_(ks[d])
+            pieces.append((o_hi - o_lo + 1 == S_out[d], tuple(dst), tuple(src)))
+        full = next((p for p in pieces if p[0]), None)
+        if full is not None:
+            out = T[full[2]].clone()
+        else:
+            shape = list(T.shape)
+            for axes in copies:
+                shape[axes[d]] = S_out[d]
+            out = T.new_zeros(shape)
+        for piece in pieces:
+            if piece is not full:
+                out[piece[1]] += T[piece[2]]
+        T = out
     return T
 
 
@@ -177,11 +184,15 @@ def rule_linear(step, ins: list[KState], ctx: Ctx) -> KState:
     law = ctx.laws[step.target]
     x = ins[0]
 
-    def patch(T: Tensor) -> Tensor:  # a new array, except for nn.Linear (T itself)
+    # 𝒫 = window sum / |k|; the 1/|k| is folded into the laws' factors below (one pass fewer per array)
+    window = 1 if isinstance(m, nn.Linear) else math.prod(step.params["ks"])
+    law = Law(law.sigma_w2 / window, law.sigma_b2, law.source, law.fan_in / window)  # type: ignore[arg-type]
+
+    def patch(T: Tensor) -> Tensor:  # window sum: a new array, except for nn.Linear (T itself)
         if isinstance(m, nn.Linear):
             return T
         p = step.params
-        return window_average(T, ctx, p["ks"], p["stride"], p["lo"], p["hi"], p["dil"], step.spatial)
+        return window_sum(T, ctx, p["ks"], p["stride"], p["lo"], p["dil"], step.spatial)
 
     PK = patch(x.nngp)
     if not ctx.inplace:  # differentiable in the laws: out of place
