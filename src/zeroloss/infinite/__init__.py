@@ -2,6 +2,7 @@
 
 * :mod:`~zeroloss.infinite.graph` — trace the module, match every node to a rule, refuse unsupported ops by name;
 * :mod:`~zeroloss.infinite.rules` — one function per op mapping (K, Θ) of its inputs to its output's;
+* :mod:`~zeroloss.infinite.checks` — the plan-time checks and refusals (shapes, arguments, independence);
 * :mod:`~zeroloss.infinite.elementwise` — closed forms (ReLU, LeakyReLU, GELU, erf) and quadrature (the rest);
 * :mod:`~zeroloss.infinite.laws` — the initialisation law of each linear layer (PyTorch default, given, measured);
 * :mod:`~zeroloss.infinite.compute` — the two-pass blocked computation and its memory statement.

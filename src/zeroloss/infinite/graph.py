@@ -227,7 +227,7 @@ def build_plan(model: nn.Module, example: torch.Tensor) -> Plan:
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise ZerolossInputError(f"X: the model's forward fails on inputs of shape {tuple(example.shape)} "
                                      f"({type(exc).__name__}: {first})") from None
-    from zeroloss.infinite.rules import check_step
+    from zeroloss.infinite.checks import check_step
 
     steps: list[Step] = []
     by_name: dict[str, Step] = {}
