@@ -397,3 +397,52 @@ def test_pixel_diagonal_layout_equals_full_layout():
     full, _ = compute_kernels(plan, laws, dict(net.named_modules()), X, None, "both", "standard", 64, 2**30)
     for kind in ("nngp", "ntk"):
         assert torch.allclose(diag[kind], full[kind], rtol=1e-13, atol=0), kind
+
+
+_PEAK_SCRIPT = '''
+import json, sys, torch
+from torch import nn
+from zeroloss.infinite import infinite_kernel, infinite_kernel_memory_bytes
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+kind, budget = sys.argv[1], int(sys.argv[2])
+if kind == "cnn":
+    net = nn.Sequential(nn.Conv2d(2, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2, padding=1),
+                        nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 1))
+    X = torch.randn(30, 2, 8, 8, dtype=torch.float64)
+else:
+    net = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.GELU(), nn.Linear(64, 1))
+    X = torch.randn(1500, 8, dtype=torch.float64)
+infinite_kernel(net, X[:6], max_bytes=budget)  # warm: libraries loaded
+before = status("VmRSS")
+res = infinite_kernel(net, X, max_bytes=budget)
+peak = status("VmHWM")
+stated = infinite_kernel_memory_bytes(net, tuple(X.shape[1:]), X.shape[0], max_bytes=budget)
+print(json.dumps({"peak": peak - before, "stated": stated, "rows": res.block_rows, "n": X.shape[0]}))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident-set peak from /proc")
+@pytest.mark.parametrize("kind", ["cnn", "fc"])
+def test_measured_peak_stays_within_the_stated_memory(kind):
+    """A fresh process computes NNGP and NTK with an 8 MiB block budget (several blocks; the CNN's full
+    cross-position layout, closed forms) and reads its resident-set peak from /proc: the kernel's own
+    peak must stay within what infinite_kernel_memory_bytes states (glibc's mmap threshold fixed, as in
+    tests/test_limit_blocks.py, so that freed blocks are returned and the peak is that of the live arrays)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, kind, str(8 * 2**20)], capture_output=True, text=True,
+                         check=True, env=env)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["rows"] < info["n"]  # the budget did split the kernel into blocks
+    assert 2 * info["n"] ** 2 * 8 <= info["peak"] <= info["stated"], info
