@@ -31,6 +31,8 @@ PUBLIC = [
     # issue 21: the method entk chose; inference with infinite-width kernels
     "diagnose_memory_bytes", "entk_method", "EnsemblePrediction", "GaussianPosterior", "gp_inference",
     "gradient_descent_mse_ensemble",
+    # infinite width of any traceable nn.Module (issue 21; zeroloss.limit_kernel dispatches to it)
+    "infinite",
 ]
 
 PUBLIC_NETS = [

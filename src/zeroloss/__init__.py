@@ -48,10 +48,11 @@ _SOURCES = {
                      "width_scaling"), "zeroloss.papers.du2019.theory"),
     "GDRun": "zeroloss.train.gd", "train_gd": "zeroloss.train.gd",
     "StoredKernel": "zeroloss.tiles", "kernel_job": "zeroloss.tiles", "open_kernel": "zeroloss.tiles",
-    "nets": "zeroloss.nets", "tiles": "zeroloss.tiles", "twotimescale": "zeroloss.papers.marion2023.twotimescale",
+    "infinite": "zeroloss.infinite", "nets": "zeroloss.nets", "tiles": "zeroloss.tiles",
+    "twotimescale": "zeroloss.papers.marion2023.twotimescale",
 }
 #: Public names that are modules (the package itself), not a name defined in the module.
-_MODULES = ("nets", "tiles", "twotimescale")
+_MODULES = ("infinite", "nets", "tiles", "twotimescale")
 
 
 def __getattr__(name: str) -> object:
@@ -103,6 +104,7 @@ __all__ = [
     "gradient_descent_mse_ensemble",
     "gram",
     "gram_memory_bytes",
+    "infinite",
     "initialise",
     "kernel_job",
     "lambda0",

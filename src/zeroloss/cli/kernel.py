@@ -1,6 +1,7 @@
 """``zeroloss kernel``: an infinite-width kernel (Du's K^(H), NNGP or NTK) of one of Du et al.'s nets.
 
     zeroloss kernel --net fc --depth 3 --activation softplus --kind du --inputs X.npy --out K.npy
+    zeroloss kernel --model my_net.py:make_net --kind ntk --inputs X.npy --out K.npy    # your own nn.Module
 
 With ``--out K.zarr`` the kernel is a tiled, resumable job (:mod:`zeroloss.tiles`, :mod:`zeroloss.cli.kernel_job`)
 and ``--kind`` may also be ``gram`` (the finite-width Gram of a lab net: ``--width``, ``--seed``, ``--layer``) or
@@ -82,7 +83,9 @@ def kernel(
     address: str | None = typer.Option(None, help="K.zarr: a Ray cluster's address (default: a private local one)"),
     dtype: str = typer.Option("float64", help="K.zarr: stored dtype, float64 | float32"),
     dry_run: bool = typer.Option(False, "--dry-run", help="K.zarr: state tiles, disk, memory and time; write nothing"),
-    model: str | None = typer.Option(None, help="K.zarr, --kind entk: FILE.py:FACTORY returning a torch.nn.Module"),
+    model: str | None = typer.Option(None, help="FILE.py:FACTORY returning a torch.nn.Module: its infinite-width "
+                                     "kernel (--kind nngp|ntk, to K.npy), or with K.zarr --kind entk its eNTK"),
+    parameterisation: str = typer.Option("standard", "--parameterisation", help="with --model: standard | ntk"),
     width: int = typer.Option(0, help="--kind gram: the net's width (0: 512); entk: FACTORY(width) (0: FACTORY())"),
     seed: int = typer.Option(0, help="--kind gram: the net's seed; entk: torch's seed before FACTORY is called"),
     layer: str = typer.Option("all", help="--kind gram: all | last | output | an integer h"),
@@ -94,6 +97,12 @@ def kernel(
         from zeroloss.cli.kernel_job import run_job
 
         return run_job(dict(locals()))
+    if model is not None:  # a user's nn.Module to K.npy: its infinite-width kernel (zeroloss.infinite.shell)
+        from zeroloss.infinite.shell import model_kernel_command
+
+        model_kernel_command(model, inputs, out, kind, parameterisation, nodes, parse_device(device), overwrite,
+                             as_json, max_bytes)
+        return
     if kind in ("gram", "entk"):
         raise ZerolossInputError(f"--kind: {kind} is computed as a tiled job; give --out K.zarr, got {str(out)!r}")
     for given, name in ((executor != "local", "--executor"), (workers is not None, "--workers"),

@@ -8,6 +8,12 @@ reports: movement should fall like m^{−1/2} (‖θ_t − θ₀‖ stays O(1) w
 gap at least as fast — the second-order analyses (Dyer & Gur-Ari 2020; Huang & Yau 2020) give m^{−1} for both, since
 their leading terms are linear in the zero-mean output weights and average out over neurons. A slope near 0 means
 the family does not become lazy with width (mean-field or μP parametrisations, or too large a step).
+
+When the family has an infinite-width limit (:mod:`zeroloss.infinite` traces it; otherwise the reason is kept in
+``limit_note``), each row also reports ``limit_distance`` = ‖Θ_m(0) − Θ_∞‖_F / ‖Θ_∞‖_F, the initial eNTK against the
+limit kernel at the model's own widths and laws (standard parameterisation: what the eNTK concentrates on; its
+fitted slope ≈ −½ expected), and ``final_loss_predicted_limit``, the closed-form GD prediction with Θ_∞ in place of
+Θ_m(0) (same f₀, step and steps) beside the finite kernel's ``final_loss_predicted``.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ class WidthSweep:
             ``final_loss_real``.
         slopes: metric (:data:`SLOPE_METRICS`) → :class:`Slope` against width.
         diagnoses: the :class:`~zeroloss.diagnosis.run.Diagnosis` of every row (empty with ``keep=False``).
+        limit_note: why the table has no ``limit_distance`` column ("" when it has one, or when not asked).
     """
 
     table: pd.DataFrame
     slopes: dict[str, Slope]
     diagnoses: list[Diagnosis] = field(default_factory=list)
+    limit_note: str = ""
 
     def figure(self) -> Any:
         """Log-log figure of movement, drift and gap against width, with the fits and the m^{−1/2} reference."""
@@ -62,6 +70,16 @@ class WidthSweep:
             lines.append(f"  {name:<9} {s.slope:+.3f} +- {s.stderr:.3f}  ({s.points} points)")
         lazy = self.table.groupby("width")["lazy"].mean()
         lines.append("  lazy fraction by width: " + ", ".join(f"{w}: {v:.2g}" for w, v in lazy.items()))
+        if "limit_distance" in self.table:
+            dist = self.table.groupby("width")["limit_distance"].mean()
+            lines.append("  ||Theta_m(0) - Theta_inf|| / ||Theta_inf|| by width: "
+                         + ", ".join(f"{w}: {v:.3g}" for w, v in dist.items()))
+            if "final_loss_predicted_limit" in self.table:
+                pair = self.table.groupby("width")[["final_loss_predicted", "final_loss_predicted_limit"]].mean()
+                lines.append("  final loss predicted by Theta_m(0) | Theta_inf: " + ", ".join(
+                    f"{w}: {a:.3g} | {b:.3g}" for w, (a, b) in pair.iterrows()))
+        elif self.limit_note:
+            lines.append(f"  {self.limit_note}")
         return "\n".join(lines)
 
 
@@ -78,6 +96,7 @@ def diagnose_widths(
     seed: int = 0,
     keep: bool = True,
     progress: bool | None = None,
+    limit: bool = True,
     **kwargs: Any,
 ) -> WidthSweep:
     """Run :func:`zeroloss.diagnose` on ``factory(width)`` for every width and fit the width slopes.
@@ -96,6 +115,7 @@ def diagnose_widths(
         seed: seed of repeat 0.
         keep: keep every run's :class:`Diagnosis` (histories, trained models) in the result.
         progress: tqdm bars (None: only on a terminal).
+        limit: compare each initial eNTK with the infinite-width kernel when the model has one (module docstring).
         **kwargs: passed on to :func:`zeroloss.diagnose` (``X_test``, ``y_test``, ``optimizer``, ``probe_every``,
             ``dtype``, ``alpha`` (default False here), ``threads``, …).
 
@@ -128,18 +148,55 @@ def diagnose_widths(
     kwargs.setdefault("alpha", False)
     rows: list[dict[str, Any]] = []
     kept: list[Diagnosis] = []
+    notes: list[str] = []
     for width in ws:
         for r in range(repeats):
             model = build(factory, width, seed + r)
+            against = _against_limit(model, X, y, notes) if limit else None
             d = diagnose(model, X, y, steps=steps, lr=lr, lr_fraction=lr_fraction, progress=progress, **kwargs)
             summary = d.summary()
             rows.append({"width": width, "repeat": r, **{k: v for k, v in summary.items() if not isinstance(v, str)
                                                          or k == "reasons"}})
+            if against is not None:
+                rows[-1].update(against(d.lr, d.steps))
             if keep:
                 kept.append(d)
     table = pd.DataFrame(rows)
     slopes = {name: fit_slope(table["width"], table[name]) for name in SLOPE_METRICS}
-    return WidthSweep(table, slopes, kept)
+    if "limit_distance" in table:
+        slopes["limit_distance"] = fit_slope(table["width"], table["limit_distance"])
+    return WidthSweep(table, slopes, kept, notes[0] if notes else "")
+
+
+def _against_limit(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                   notes: list[str]) -> Callable[[float, int], dict[str, float]] | None:
+    """Θ_m(0) against Θ_∞ for one initial model (module docstring); None, with the reason in ``notes``, when the
+    model has no limit here. Returns a function of (lr, steps) giving the row's columns."""
+    from zeroloss.infinite import infinite_kernel
+    from zeroloss.ntk import entk, predict_gd_mse
+
+    Xd = torch.as_tensor(X).to(torch.float64)
+    try:
+        limit = infinite_kernel(model, Xd, kind="ntk").ntk
+    except ZerolossInputError as exc:
+        if not notes:
+            notes.append(f"no infinite-width limit: {str(exc).split('; supported:')[0]}")
+        return None
+    with torch.no_grad():
+        f0 = model(Xd.to(next(model.parameters()).dtype)).to(torch.float64).reshape(Xd.shape[0], -1)
+    k = f0.shape[1]
+    theta = entk(model, Xd) / k  # the trace over k i.i.d. outputs is k Θ
+    distance = float((theta - limit).norm() / limit.norm())
+    Y = torch.as_tensor(y).to(torch.float64).reshape(Xd.shape[0], -1)
+
+    def columns(lr: float, steps: int) -> dict[str, float]:
+        out = {"limit_distance": distance}
+        if k == 1:
+            p = predict_gd_mse(limit, Y.reshape(-1), lr, steps=[steps], f0_train=f0.reshape(-1))
+            out["final_loss_predicted_limit"] = float(p.loss[-1])
+        return out
+
+    return columns
 
 
 def build(factory: Callable[[int], nn.Module], width: int, seed: int) -> nn.Module:

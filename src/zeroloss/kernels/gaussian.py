@@ -163,6 +163,27 @@ def quadrature_chunk_bytes(blocks: int, nodes: int = DEFAULT_NODES, block_bytes:
     return max(1, min(blocks, block_bytes // per_block)) * per_block
 
 
+class _SqrtFlatAtZero(torch.autograd.Function):
+    """√x whose derivative is taken as 0 at x = 0 (not ∞): γ = √(c − b²/a) is 0 on every block with |ρ| = 1, and
+    stays 0 whatever moves the entries (a diagonal pair, or x and −x), so autograd through the rule
+    (:mod:`zeroloss.gp`) must not multiply ∞ by 0 there."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        root = torch.sqrt(x)
+        ctx.save_for_backward(root)
+        return root
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        (root,) = ctx.saved_tensors
+        return torch.where(root > 0, g / (2 * torch.where(root > 0, root, torch.ones_like(root))), torch.zeros_like(g))
+
+
+def _sqrt_flat_at_zero(x: Tensor) -> Tensor:
+    return _SqrtFlatAtZero.apply(x) if x.requires_grad else torch.sqrt(x)
+
+
 def _quadrature(a: Tensor, b: Tensor, c: Tensor, fns: dict[str, Callable[[Tensor], Tensor]],
                 pairs: Sequence[str], nodes: int, block_bytes: int) -> dict[str, Tensor]:
     """Tensor Gauss–Hermite rule on each block's Cholesky factor; a, b, c flat (B,) float64.
@@ -175,7 +196,7 @@ def _quadrature(a: Tensor, b: Tensor, c: Tensor, fns: dict[str, Callable[[Tensor
     safe = torch.where(sa > 0, sa, torch.ones_like(sa))
     beta = torch.where(sa > 0, b / safe, torch.zeros_like(b))
     beta = torch.maximum(torch.minimum(beta, sc), -sc)  # |β| ≤ √c for any PSD block (round-off clipped)
-    gamma = torch.sqrt((c - beta * beta).clamp_min(0.0))
+    gamma = _sqrt_flat_at_zero((c - beta * beta).clamp_min(0.0))
     out = {p: torch.empty_like(a) for p in pairs}
     chunk = max(1, block_bytes // (4 * nodes * nodes * 8))
     ww = w[:, None] * w[None, :]
@@ -259,8 +280,8 @@ def _common_variance(a: Tensor, c: Tensor) -> float | None:
     """
     if a.numel() == 0 or c.numel() == 0:
         return None
-    lo = min(float(a.min()), float(c.min()))
-    hi = max(float(a.max()), float(c.max()))
+    lo = min(float(a.detach().min()), float(c.detach().min()))
+    hi = max(float(a.detach().max()), float(c.detach().max()))
     if lo > 0 and hi - lo <= EQUAL_VARIANCE_RTOL * hi:
         return 0.5 * (lo + hi)
     return None

@@ -268,10 +268,10 @@ def limit_gram_by_layer(
 
 def limit_kernel(
     X: Tensor,
-    net: str | EnsembleNet = "fc",
+    net: str | EnsembleNet | torch.nn.Module = "fc",
     depth: int | None = None,
     activation: str | Activation | None = None,
-    kind: str = "du",
+    kind: str | None = None,
     c_res: float | None = None,
     kernel_size: int | None = None,
     nodes: int = DEFAULT_NODES,
@@ -281,8 +281,20 @@ def limit_kernel(
     progress: bool | None = None,
     memory_budget: int | str | None = None,
     max_bytes: int | None = None,
-) -> Tensor:
-    """Infinite-width kernel of one of Du et al.'s nets on inputs X: (n, n) float64.
+    *,
+    X2: Tensor | None = None,
+    init: str | dict | None = None,
+    parameterisation: str = "standard",
+    dtype: torch.dtype = torch.float64,
+):
+    """Infinite-width kernel of one of Du et al.'s nets on inputs X: (n, n) float64 — or of any ``nn.Module``.
+
+    A user's ``nn.Module`` (anything but the lab's nets) goes to :func:`zeroloss.infinite.infinite_kernel`:
+    ``limit_kernel(X, model, kind="nngp" | "ntk" | "both", X2=..., init=..., parameterisation=...)`` returns an
+    :class:`~zeroloss.infinite.InfiniteKernel` (the kernels with the laws used, the outputs' structure and the
+    quadrature's error); ``kind`` defaults to ``"both"`` there, and depth, activation, c_res, kernel_size,
+    method and progress do not apply (docs/infinite.md). The keyword-only X2, init, parameterisation and dtype
+    apply to such modules only.
 
     Args:
         X: (n, d), or (n, channels, positions) for the convolutional ResNet.
@@ -291,7 +303,8 @@ def limit_kernel(
             not its weights, and an explicit argument below that disagrees with it is an error.
         depth: H (hidden layers; default 2 for a name).
         activation: registry name or Activation (default softplus for a name).
-        kind: ``"du"`` (lim G^(H), Du's K^(H)), ``"nngp"`` (lim E[f fᵀ]) or ``"ntk"`` (lim Σ_h G^(h)).
+        kind: ``"du"`` (lim G^(H), Du's K^(H); the default, None, for the lab's nets), ``"nngp"`` (lim E[f fᵀ]) or
+            ``"ntk"`` (lim Σ_h G^(h)).
         c_res: residual scale of the ResNets, in (0, 1) (default 0.5 for a name, as :mod:`zeroloss.nets.du`).
         kernel_size: q of the convolutional ResNet (default 3 for a name).
         nodes: Gauss–Hermite nodes per axis where no closed form exists.
@@ -316,6 +329,21 @@ def limit_kernel(
         >>> bool(torch.equal(K, K.T))
         True
     """
+    if isinstance(net, torch.nn.Module) and not isinstance(net, EnsembleNet):
+        from zeroloss.infinite import infinite_kernel
+
+        for field_name, value in (("depth", depth), ("activation", activation), ("c_res", c_res),
+                                  ("kernel_size", kernel_size)):
+            require(value is None, field_name, "applies to the lab's nets only, not to a user's nn.Module", value)
+        require(method == "auto", "method", "must be 'auto' for a user's nn.Module", method)
+        return infinite_kernel(net, X, X2, kind="both" if kind is None else kind, parameterisation=parameterisation,
+                               init=init, nodes=nodes, device=device, dtype=dtype,
+                               block_bytes=renamed_block_bytes(block_bytes, max_bytes), memory_budget=memory_budget)
+    for field_name, value in (("X2", X2), ("init", init)):
+        require(value is None, field_name, "applies to a user's nn.Module only (the lab's nets have their laws)", value)
+    require(parameterisation == "standard" and dtype == torch.float64, "parameterisation",
+            "and dtype apply to a user's nn.Module only", (parameterisation, dtype))
+    kind = "du" if kind is None else kind
     choice(kind, "kind", KINDS)
     layers = {"du": "last", "nngp": "output", "ntk": "all"}[kind]
     return _limit(X, net, depth, activation, layers, c_res, kernel_size, nodes, method, device,
