@@ -74,6 +74,19 @@ def test_entk_job_of_a_user_model_and_cross_kernel(tmp_path):
     _close(K.numpy(), zeroloss.entk(model, X.double(), X2.double()))
 
 
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_infinite_width_job_of_a_user_model_equals_its_limit_kernel(tmp_path, kind):
+    """The tiled NNGP / NTK of a user's module (kind "infinite") equals zeroloss.limit_kernel of the same module
+    in one call: every tile runs the same rules on its rectangle of pairs, so only the summation of blocks differs
+    (1e-12 relative: float64 round-off of a few layers)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
+    X = torch.randn(9, 4, dtype=torch.float64)
+    kernel_job(X, "infinite", params={"kind": kind}, model=model, out=tmp_path / "K.zarr", block=4, progress=False)
+    whole = getattr(zeroloss.limit_kernel(X, model, kind=kind), kind)
+    _close(open_kernel(tmp_path / "K.zarr").numpy(), whole, 1e-12)
+
+
 def test_a_symmetric_job_stores_only_the_upper_triangle_and_the_reader_mirrors(tmp_path):
     X, _ = sphere_data(n=10, d=3, seed=2)
     out = tmp_path / "K.zarr"

@@ -84,7 +84,7 @@ def test_gram_job_and_dry_run(work):
     (["--kind", "gram", "--out", "{w}/G.npy"], "--kind"),
     (["--executor", "process", "--out", "{w}/K.npy"], "--executor"),
     (["--kind", "entk", "--out", "{w}/E.zarr"], "--model"),
-    (["--kind", "ntk", "--model", "{w}/cnn.py:make_cnn", "--out", "{w}/E.zarr"], "--model"),
+    (["--kind", "du", "--model", "{w}/cnn.py:make_cnn", "--out", "{w}/E.zarr"], "--kind"),
     (["--kind", "entk", "--model", "{w}/missing.py:f", "--out", "{w}/E.zarr"], "--model"),
     (["--kind", "ntk", "--block", "0", "--out", "{w}/K.zarr"], "--block"),
     (["--kind", "ntk", "--dtype", "float16", "--out", "{w}/K.zarr"], "--dtype"),

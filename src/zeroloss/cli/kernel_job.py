@@ -74,7 +74,8 @@ def run_job(o: dict[str, Any]) -> None:
     require(o["block"] >= 1, "--block", "must be a positive integer (tile side)", o["block"])
     require(o["threads"] >= 1, "--threads", "must be a positive integer", o["threads"])
     budget = resolve_budget(o["max_bytes"], FLAG)
-    lab_net = kind != "entk"
+    user_model = kind == "entk" or o["model"] is not None  # a user's module: its eNTK, or its NNGP/NTK at m → ∞
+    lab_net = not user_model
     params: dict[str, Any] = {}
     if lab_net:
         choice(o["net"], "--net", NETS)
@@ -89,7 +90,15 @@ def run_job(o: dict[str, Any]) -> None:
             raise ZerolossInputError(f"--model: only used with --kind entk, got --kind {kind}")
         params = {"net": o["net"], "depth": o["depth"], "activation": o["activation"], "c_res": o["c_res"],
                   "kernel_size": o["kernel_size"]}
-    if kind in LIMIT_KINDS:
+    if user_model and kind in ("nngp", "ntk"):
+        choice(o["parameterisation"], "--parameterisation", ("standard", "ntk"))
+        params.update(kind=kind, parameterisation=o["parameterisation"], nodes=o["nodes"])
+        job_kind = "infinite"
+    elif user_model and kind != "entk":
+        raise ZerolossInputError(f"--kind: a --model takes entk, nngp or ntk, got {kind}")
+    else:
+        job_kind = "limit" if kind in LIMIT_KINDS else kind
+    if kind in LIMIT_KINDS and lab_net:
         require(o["nodes"] >= 1, "--nodes", "must be a positive integer (Gauss-Hermite nodes per axis)", o["nodes"])
         params.update(kind=kind, nodes=o["nodes"])
     elif kind == "gram":
@@ -110,7 +119,7 @@ def run_job(o: dict[str, Any]) -> None:
     if lab_net and (o["net"] == "conv-resnet") != (X.ndim == 3):
         shape_text = "(n, channels, positions)" if o["net"] == "conv-resnet" else "(n, d)"
         raise ZerolossInputError(f"--inputs: {o['net']} needs {shape_text} arrays, got shape {tuple(X.shape)}")
-    result = kernel_job(X, "limit" if kind in LIMIT_KINDS else kind, out=o["out"], X2=X2, params=params,
+    result = kernel_job(X, job_kind, out=o["out"], X2=X2, params=params,
                         model=o["model"], model_width=o["width"] or None, model_seed=o["seed"], block=o["block"],
                         executor=o["executor"], workers=o["workers"], address=o["address"], dtype=o["dtype"],
                         device=device, threads=o["threads"], memory_budget=budget, dry_run=o["dry_run"],

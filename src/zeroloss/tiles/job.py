@@ -155,8 +155,8 @@ def _spec(kind: str, params: dict[str, Any] | None, model: Any, model_width: int
 
         extra, blob = serialise_model(model, model_width, model_seed)
         params.update(extra)
-    elif kind == "entk":
-        raise ZerolossInputError("model: the entk kernel needs a model (an nn.Module or 'FILE.py:FACTORY')")
+    elif kind in ("entk", "infinite"):
+        raise ZerolossInputError(f"model: the {kind} kernel needs a model (an nn.Module or 'FILE.py:FACTORY')")
     return prepare_spec(torch.as_tensor(X), KernelSpec(kind, params, blob))
 
 
@@ -207,7 +207,8 @@ def kernel_job(
 
     Args:
         X: inputs (n1, ...) (array or tensor; stored and fingerprinted as float64).
-        kind: a registered kind (:data:`zeroloss.tiles.kinds.KINDS`): ``"gram"``, ``"limit"``, ``"entk"``.
+        kind: a registered kind (:data:`zeroloss.tiles.kinds.KINDS`): ``"gram"``, ``"limit"``, ``"entk"``,
+            ``"infinite"``.
         out: the job folder (conventionally ``K.zarr``); created, or resumed when it holds this same job.
         X2: inputs (n2, ...) for the cross kernel K(X, X2) (all tiles); None for the symmetric K(X, X).
         params: the kind's options (:mod:`zeroloss.tiles.kinds`: ``gram`` — net, width, depth, activation, seed,

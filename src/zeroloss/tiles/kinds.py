@@ -340,9 +340,34 @@ def entk_memory(rows: int, cols: int, X: Tensor, spec: KernelSpec) -> int:
     return entk_memory_bytes(model, sample, other) + 8 * rows * cols
 
 
+# --------------------------------------------------------------------- infinite width of a user's nn.Module
+
+def infinite_tile(X1: Tensor, X2: Tensor | None, spec: KernelSpec) -> Tensor:
+    """The NNGP or NTK (``kind``) of a user's ``nn.Module`` at infinite width (:func:`zeroloss.infinite.
+    infinite_kernel`, ``parameterisation`` and ``nodes`` from the spec), per output."""
+    from zeroloss.infinite import infinite_kernel
+    from zeroloss.tiles.models import load_model
+
+    p = spec.params
+    model = cached(f"infinite:{spec.key()}:{X1.device}", lambda: load_model(spec, X1.device))
+    result = infinite_kernel(model, X1, X2, kind=p["kind"], parameterisation=p.get("parameterisation", "standard"),
+                             nodes=int(p.get("nodes", 96)))
+    return getattr(result, p["kind"])
+
+
+def infinite_memory(rows: int, cols: int, X: Tensor, spec: KernelSpec) -> int:
+    from zeroloss.infinite import infinite_kernel_memory_bytes
+    from zeroloss.tiles.models import load_model
+
+    model = cached(f"infinite:{spec.key()}:{X.device}", lambda: load_model(spec, X.device))
+    return infinite_kernel_memory_bytes(model, tuple(X.shape[1:]), rows, cols, kind=spec.params["kind"])
+
+
 register_kind("gram", gram_tile, memory_bytes=gram_memory,
               description="zeroloss.gram of a lab net (net, width, depth, activation, seed, layer)")
 register_kind("limit", limit_tile, prepare=limit_prepare, memory_bytes=limit_memory,
               description="zeroloss.limit_kernel (kind du | nngp | ntk) of a lab net's architecture")
 register_kind("entk", entk_tile, memory_bytes=entk_memory,
               description="zeroloss.entk (trace over outputs) of a user's nn.Module")
+register_kind("infinite", infinite_tile, memory_bytes=infinite_memory,
+              description="zeroloss.limit_kernel (kind nngp | ntk) of a user's nn.Module: its infinite-width kernel")
