@@ -132,13 +132,20 @@ def kernel(
                 kernel_size)
     where = parse_device(device)
     budget = resolve_budget(max_bytes, FLAG)
-    header = input_shape(inputs)
-    if header is not None and len(header[0]) in (2, 3) and 0 not in header[0]:
-        shape, itemsize = header  # sized from the .npy header, before the inputs are read
+    def command_bytes(shape: tuple[int, ...], itemsize: int) -> int:
+        """The whole command's peak: reading and checking the inputs, the kernel, its file and its spectrum."""
         n, positions = shape[0], (shape[2] if len(shape) == 3 else 1)
-        need = kernel_command_bytes(limit_kernel_memory_bytes(n, depth, positions, nodes, device=where), n) \
-            + n * int(np.prod(shape[1:])) * (itemsize + 8) + PARALLEL_CHECK_BYTES
-        check_memory(need, budget, field="--inputs", what=f"the {n} × {n} {kind} kernel", hint="use fewer inputs")
+        return (kernel_command_bytes(limit_kernel_memory_bytes(n, depth, positions, nodes, device=where), n)
+                + n * int(np.prod(shape[1:])) * (itemsize + 8) + PARALLEL_CHECK_BYTES)
+
+    # the memory is checked once, for the whole command: from the file's header, before the inputs are read (or,
+    # for a file without a usable header, from the inputs as read); the library calls below state no more than it
+    header = input_shape(inputs)
+    checked = header is not None and len(header[0]) in (2, 3) and 0 not in header[0]
+    if checked:
+        need = command_bytes(*header)
+        check_memory(need, budget, field="--inputs", what=f"the {header[0][0]} × {header[0][0]} {kind} kernel",
+                     hint="use fewer inputs")
     X = load_inputs(inputs, normalise, budget)
     if (net == "conv-resnet") != (X.ndim == 3):
         shape_text = "(n, channels, positions)" if net == "conv-resnet" else "(n, d)"
@@ -151,9 +158,10 @@ def kernel(
     if float(norms.max() - norms.min()) > 1e-13 and net != "conv-resnet":
         echo_err("note: the input norms differ by more than 1e-13, so every block is integrated separately "
                  "(slow for large n); --normalise projects onto the sphere exactly and enables the fast table")
-    n, positions = X.shape[0], (X.shape[2] if X.ndim == 3 else 1)
-    need = kernel_command_bytes(limit_kernel_memory_bytes(n, depth, positions, nodes, device=where), n)
-    check_memory(need, budget, field="--inputs", what=f"the {n} × {n} {kind} kernel", hint="use fewer inputs")
+    n = X.shape[0]
+    if not checked:
+        need = command_bytes(tuple(X.shape), X.element_size())
+        check_memory(need, budget, field="--inputs", what=f"the {n} × {n} {kind} kernel", hint="use fewer inputs")
     if need > 2**30:
         echo_err(f"note: computing a {n}x{n} kernel on {where} needs about {need / 2**30:.1f} GiB")
     prepare_output_file(out, "--out", overwrite)
