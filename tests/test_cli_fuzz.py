@@ -166,7 +166,7 @@ CASES = [
     case(CERTIFY + ["--samples", "1e12"], "--samples", id="certify --samples 1e12: a parse error in one line"),
     case(TWO + ["--eps", "1e-320"], "--t-max", id="two-timescale --eps 1e-320"),
     *(case(["sweep", f"{{w}}/{name}.yaml", "--out", "{w}/sw", "--device", "cpu"], field, id=f"sweep {name}")
-      for name, field in [("du_huge_width", "width"), ("du_conv_in_kernel", "channels"), ("du_d1", "d"),
+      for name, field in [("du_huge_width", "width"), ("du_conv_in_kernel", "net"), ("du_d1", "d"),
                           ("du_grid_duplicate", "grid.width"), ("deep_key", "base")]),
     case(SWEEP + ["--set", "base." + ".".join(["a"] * 3000) + "=1"], "--set", id="sweep a 3000-part --set key"),
     case(SWEEP + ["--executor", "ray", "--address", "not-an-address:abc"], "--address",
