@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,11 +35,23 @@ ENV_KEY = "result_version"
 
 
 def _source_path(module: str) -> str | None:
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):  # "a.b.name" where a.b is a module and name one of its attributes
-        return None
-    return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+    """The source file of a module. A zeroloss module is found on disk without importing anything (an import could
+    run code); another (a user's run module, the root of the walk) through its import spec."""
+    if module != "zeroloss" and not module.startswith("zeroloss."):
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            return None
+        return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+    root = Path(__file__).resolve().parents[1]  # the zeroloss package folder
+    parts = module.split(".")[1:]
+    module_file = root.joinpath(*parts).with_suffix(".py") if parts else None
+    for candidate in (module_file, root.joinpath(*parts, "__init__.py")):
+        if candidate is not None and candidate.is_file():
+            return str(candidate)
+    return None
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
