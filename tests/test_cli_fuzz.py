@@ -193,7 +193,8 @@ def _unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 #: A du2019.kernel run (every key its registered runs set), with ``net`` and more keys to fill in.
 DU_BASE = ("experiment: du2019.kernel\nbase: {{net: {net}, depth: 2, n: 6, activation: softplus, labels: random, "
-           "data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss], limit: false, {extra}}}\nseeds: 1\n")
+           "data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss], limit: false, "
+           "{extra}}}\nseeds: 1\n")
 
 SWEEP_FILES = {
     "ok": "experiment: fake.decay\nbase: {lr: 0.1}\ngrid: {width: [1]}\nseeds: 1\n",
@@ -204,7 +205,8 @@ SWEEP_FILES = {
     "overlap": "experiment: fake.decay\nbase: {lr: 0.1, width: 1, net: {width: 8}}\ngrid: {net.width: [1, 2]}\n",
     "nan_lr": "experiment: fake.decay\nbase: {lr: .nan}\ngrid: {width: [1]}\nseeds: 1\n",
     "width0": "experiment: du2019.kernel\nbase: {net: fc, depth: 2, n: 6, d: 4, activation: softplus,"
-              " labels: random, data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss], limit: false}\n"
+              " labels: random, data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss],"
+              " limit: false}\n"
               "grid: {width: [0]}\nseeds: 1\n",
     "billion": "experiment: fake.decay\nbase: {lr: 0.1, width: 1}\nseeds: 1000000000\n",
     "not_a_mapping": "- 1\n- 2\n",

@@ -95,7 +95,8 @@ def inputs(tmp_path):
                                        "device='cpu'), nn.Tanh(), nn.Linear(16, 1, device='cpu')).double()\n")
     (tmp_path / "du.yaml").write_text(
         "experiment: du2019.kernel\nbase: {net: fc, depth: 2, n: 6, d: 4, activation: softplus, labels: random, "
-        "data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss, lambda_min], width: 8, limit: false}\n"
+        "data_seed: 0, dtype: float64, run_factor: 2.0, max_steps: 10, probes: [loss, lambda_min], width: 8, "
+        "limit: false}\n"
         "seeds: 2\n")
     return tmp_path
 

@@ -274,7 +274,7 @@ def test_cli_diagnose_refuses_a_huge_n_up_front(tmp_path, monkeypatch):
                                       "--out", str(tmp_path / "out")])
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1, result.output + result.stderr
-    assert lines[0].startswith("error: --n: the diagnosis of n = 40000") and "from ZEROLOSS_MAX_BYTES" in lines[0]
+    assert lines[0].startswith("error: --n: ") and "40000" in lines[0] and "from ZEROLOSS_MAX_BYTES" in lines[0]
     assert not (tmp_path / "out").exists()
 
 

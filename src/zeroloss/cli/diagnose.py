@@ -248,8 +248,14 @@ def _diagnose(o: dict[str, Any]) -> None:
         # the stated memory against the budget, before anything is trained or written
         check_diagnose_memory(prob.model, prob.X, prob.names, prob.outputs, prob.X_test, budget, field=size_field,
                               flag=FLAG)
-    with user_code("--model", f"{shown}'s model"):
-        _run_and_write(o, factory, shown, sweep_widths, X, y, X_test, y_test, torch_dtype)
+    from zeroloss.errors import ZerolossInputError
+
+    try:
+        with user_code("--model", f"{shown}'s model"):
+            _run_and_write(o, factory, shown, sweep_widths, X, y, X_test, y_test, torch_dtype)
+    except ZerolossInputError as exc:  # the library names the model "model"; on the command line it is --model
+        text = str(exc)
+        raise (ZerolossInputError("--" + text) if text.startswith("model: ") else exc) from None
 
 
 #: Bytes per step of a diagnosis's history (the per-step losses, gaps and contraction as records, then DataFrame

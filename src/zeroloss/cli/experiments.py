@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import TYPE_CHECKING
 
 import typer
 
 from zeroloss.cli.common import cli_errors
 
-if TYPE_CHECKING:
-    pass
 
 @cli_errors
 def experiments(
@@ -35,10 +32,15 @@ def experiments(
         typer.echo(json.dumps([{"name": e.name, "paper": e.paper, "description": e.description,
                                 "scales": {scale: len(s) for scale, s in e.specs.items()}} for e in ordered]))
         return
-    header = ("experiment", "paper", "runs per scale") + (("description",) if full else ())
-    rows = [(e.name, e.paper, ", ".join(f"{scale} {len(s)}" for scale, s in e.specs.items()))
-            + ((e.description,) if full else ()) for e in ordered]
-    typer.echo(wrap_table(header, rows, flexible=(3,) if full else ()))
+    header = ("experiment", "paper", "runs per scale")
+    rows = [(e.name, e.paper, ", ".join(f"{scale} {len(s)}" for scale, s in e.specs.items())) for e in ordered]
+    typer.echo(wrap_table(header, rows))
+    if full:  # each description as a paragraph under its name: a column beside long names would be too narrow
+        width = terminal_width()
+        for e in ordered:
+            typer.echo(f"\n{e.name}")
+            typer.echo("\n".join(textwrap.wrap(e.description, width, initial_indent="  ", subsequent_indent="  ",
+                                                break_long_words=False, break_on_hyphens=False)))
     footer = (f"{len(ordered)} experiments. `zeroloss experiments --full` says what each does; `zeroloss sweep "
               "--example NAME` prints a sweep file for one; `zeroloss reproduce PAPER --scale tiny` runs a paper's "
               "tiny scale.")

@@ -176,15 +176,18 @@ declare_checks(EXPERIMENT.name, {
 
 # ------------------------------------------------------------------------------------------ conditioning
 #: A synthetic spectrum's κ(XXᵀ): a finite number ≥ 1.
-KAPPA_CHECK = Rule(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 1.0,
-                   "must be a number ≥ 1")
+KAPPA_CHECK = Rule(lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) and v >= 1.0),
+                   "must be a number ≥ 1 (synthetic data), or null")
 
 
 def conditioning_specs(variants: list[dict], widths: list[int], n: int, seeds: int, budget: int) -> list[Spec]:
     """Runs of ``chatterjee2022.conditioning``: the net without hidden biases at one shape, every init and seed, on
-    each data variant (``data``, ``centred`` and optionally ``whitened``, ``kappa``); no certificate (the claims
+    each data variant (``data``, ``centred``, ``whitened``, and ``kappa`` for synthetic data, else None: every run
+    sets the same keys, so that a sweep file can say them all); no certificate (the claims
     here are about step counts; the certificate is init_comparison's)."""
-    return [{"data": "gaussian", "centred": True, **variant, "n": n, "d": 64, "data_seed": 0, "widths": list(widths),
+    return [{"data": "gaussian", "centred": True, "whitened": False, "kappa": None, **variant, "n": n, "d": 64,
+             "data_seed": 0, "widths": list(widths),
              "activation": "tanh", "hidden_bias": False, "init": init, "seed": seed, "radius_fraction": 0.5,
              "fractions": FRACTIONS, "budget": budget, "target": 1e-6, "certify": False,
              "certified_step_run": False}
@@ -203,7 +206,7 @@ CONDITIONING_VARIANTS = {
 
 CONDITIONING_EXPERIMENT = register(Experiment(
     name=CONDITIONING, paper=PAPER,
-    description="Issue 20's finding made an experiment: without hidden biases the positive initialisation is GD on "
+    description="Without hidden biases the positive initialisation is GD on "
                 "least squares in x (docs/theory.md §2.5), so its step count is set by the data. One net (tanh, "
                 "widths 16, 16, no hidden biases), the six initialisations of init_comparison at their best steps, on "
                 "data whose κ(XXᵀ) runs from 1 (whitened) to thousands (uncentred digits, synthetic spectra); the "
