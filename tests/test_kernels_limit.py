@@ -189,5 +189,5 @@ def test_cli_kernel_states_large_memory_before_computing(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["kernel", "--inputs", str(tmp_path / "X.npy"), "--out", str(tmp_path / "K.npy"),
                                       "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert any("needs about 3.0 GiB" in note for note in notes)
+    assert any("needs about 3." in note for note in notes)  # the kernel's 3 GiB and the command's few MiB more
     assert seen_before == [True]

@@ -198,8 +198,11 @@ def test_a_net_objects_architecture_wins_and_a_disagreeing_argument_is_an_error(
         limit_kernel(torch.nn.functional.normalize(torch.randn(3, 5, dtype=torch.float64), dim=1), net)
     with pytest.raises(ZerolossInputError, match="net: must be one of fc, resnet, conv-resnet, got 'feedforward'"):
         limit_kernel(X, FeedForward(4, [8]))
-    with pytest.raises(ZerolossInputError, match="net: must be a registry name"):
+    # any other nn.Module is a user's model (zeroloss.infinite): traced, its ops matched to rules; a bare layer traces
+    # into its own parameter reads, which have no rule (wrapped in nn.Sequential it is a model like any other)
+    with pytest.raises(ZerolossInputError, match="model: node 'weight' .* has no infinite-width rule"):
         limit_kernel(X, torch.nn.Linear(4, 1))
+    assert limit_kernel(X, torch.nn.Sequential(torch.nn.Linear(4, 1))).ntk.shape == (X.shape[0], X.shape[0])
 
 
 def test_theory_scalings_take_a_net_object():

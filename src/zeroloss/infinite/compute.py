@@ -146,8 +146,8 @@ def infinite_kernel_memory_bytes(model: nn.Module, input_shape: tuple[int, ...],
 
     Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
-        >>> round(infinite_kernel_memory_bytes(net, (8,), n1=1000) / 2**20)  # MiB: one block holds every pair
-        199
+        >>> round(infinite_kernel_memory_bytes(net, (8,), n1=1000) / 2**20)  # MiB, in blocks of 64 MiB (the default)
+        79
         >>> round(infinite_kernel_memory_bytes(net, (8,), n1=1000, block_bytes=2**20) / 2**20)  # blocks of 1 MiB
         16
     """

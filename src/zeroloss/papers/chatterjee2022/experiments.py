@@ -134,7 +134,7 @@ def estimate_seconds(spec: Spec) -> float:
     member_step = COSTS["member_layer_step"] * (len(widths) + 1) + COSTS["flop"] * flops
     positive, baseline = STEPS_GUESS.get((spec["data"], spec["centred"], spec["hidden_bias"]), (1000, 1000))
     if spec["data"] == "synthetic" or spec.get("whitened"):  # the least-squares count ≈ 5κ(XXᵀ) (κ = 1 whitened)
-        positive = baseline = 5.0 * spec.get("kappa", 1.0) + 10.0
+        positive = baseline = 5.0 * (spec.get("kappa") or 1.0) + 10.0
     scale = spec["n"] / 16.0  # κ(XXᵀ), hence the counts, grow with n (a rough guess beyond the measured n = 16)
     if spec["init"] in POSITIVE:
         growth = 1.0 + POSITIVE_DEPTH_GROWTH * (len(widths) - 2) if spec["hidden_bias"] else 1.0
