@@ -245,6 +245,27 @@ def compare_contraction(run: GDRun, lambda0: float, relative_floor: float | None
     return pd.DataFrame(rows)
 
 
+def _usable_steps(losses: np.ndarray, lr: np.ndarray | float, lambda_min: np.ndarray,
+                  relative_floor: float) -> list[tuple[np.ndarray, int, float, np.ndarray]]:
+    """Per member: (its loss curve, K the steps k → k + 1 with L(k) and L(k + 1) both usable — finite, positive, with
+    a finite λ_min and above ``relative_floor`` · L(0), up to the first unusable step —, its η, its λ_min path)."""
+    L = np.asarray(losses, dtype=np.float64)
+    lam = np.asarray(lambda_min, dtype=np.float64)
+    if L.ndim == 1:
+        L, lam = L[:, None], lam[:, None]
+    if lam.shape != L.shape:
+        raise ZerolossInputError(f"lambda_min: must have the shape of losses {L.shape}, got {lam.shape}")
+    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64), (L.shape[1],))
+    _positive(relative_floor, "relative_floor")
+    out = []
+    for s in range(L.shape[1]):
+        curve = L[:, s]
+        ok = np.isfinite(curve) & np.isfinite(lam[:, s]) & (curve > relative_floor * curve[0]) & (curve > 0)
+        usable = int(np.argmin(ok)) if not ok.all() else len(curve)
+        out.append((curve, max(usable - 1, 0), float(eta[s]), lam[:, s]))
+    return out
+
+
 def per_step_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min: np.ndarray,
                          relative_floor: float = (1e4 * float(np.finfo(np.float64).eps)) ** 2) -> pd.DataFrame:
     """Every step's ratio L(k+1)/L(k) against Du et al.'s per-step bound 1 − η λ_min(G(k)) / 2.
@@ -274,22 +295,10 @@ def per_step_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min:
         >>> per_step_contraction(L, lr=0.1, lambda_min=np.full(6, 3.0))["violations"].item()   # bound 0.85
         5
     """
-    L = np.asarray(losses, dtype=np.float64)
-    lam = np.asarray(lambda_min, dtype=np.float64)
-    if L.ndim == 1:
-        L, lam = L[:, None], lam[:, None]
-    if lam.shape != L.shape:
-        raise ZerolossInputError(f"lambda_min: must have the shape of losses {L.shape}, got {lam.shape}")
-    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64), (L.shape[1],))
-    _positive(relative_floor, "relative_floor")
     rows = []
-    for s in range(L.shape[1]):
-        curve = L[:, s]
-        ok = np.isfinite(curve) & np.isfinite(lam[:, s]) & (curve > relative_floor * curve[0]) & (curve > 0)
-        usable = int(np.argmin(ok)) if not ok.all() else len(curve)
-        K = max(usable - 1, 0)  # step k (L(k) → L(k+1)) is checked when L(k) and L(k+1) are both usable
+    for s, (curve, K, eta_s, lam_s) in enumerate(_usable_steps(losses, lr, lambda_min, relative_floor)):
         ratio = curve[1 : K + 1] / curve[:K]
-        bound = 1.0 - eta[s] * lam[:K, s] / 2.0
+        bound = 1.0 - eta_s * lam_s[:K] / 2.0
         excess = ratio - bound
         worst = int(np.argmax(excess)) if K else -1
         rows.append({
@@ -402,22 +411,10 @@ def linear_contraction(losses: np.ndarray, lr: np.ndarray | float, lambda_min: n
         >>> round(linear_contraction(0.9 ** np.arange(5.0), 0.1, np.ones(5))["min_fraction"].item(), 4)  # 0.1/0.19
         0.5263
     """
-    L = np.asarray(losses, dtype=np.float64)
-    lam = np.asarray(lambda_min, dtype=np.float64)
-    if L.ndim == 1:
-        L, lam = L[:, None], lam[:, None]
-    if lam.shape != L.shape:
-        raise ZerolossInputError(f"lambda_min: must have the shape of losses {L.shape}, got {lam.shape}")
-    eta = np.broadcast_to(np.asarray(lr, dtype=np.float64), (L.shape[1],))
-    _positive(relative_floor, "relative_floor")
     rows = []
-    for s in range(L.shape[1]):
-        curve = L[:, s]
-        ok = np.isfinite(curve) & np.isfinite(lam[:, s]) & (curve > relative_floor * curve[0]) & (curve > 0)
-        usable = int(np.argmin(ok)) if not ok.all() else len(curve)
-        K = max(usable - 1, 0)
+    for s, (curve, K, eta_s, lam_s) in enumerate(_usable_steps(losses, lr, lambda_min, relative_floor)):
         achieved = 1.0 - curve[1 : K + 1] / curve[:K]
-        linear = 1.0 - (1.0 - eta[s] * lam[:K, s]) ** 2
+        linear = 1.0 - (1.0 - eta_s * lam_s[:K]) ** 2
         fraction = achieved / linear
         worst = int(np.argmin(fraction)) if K else -1
         rows.append({"member": s, "steps_checked": K,
