@@ -28,20 +28,14 @@ JOB_KINDS = (*LIMIT_KINDS, "gram", "entk")
 
 
 def _inputs(path: Path, field: str, lab_net: bool, normalise: bool) -> Any:
-    import numpy as np
 
     from zeroloss.cli.common import load_inputs
-    from zeroloss.errors import ZerolossInputError
 
     if lab_net:
         return load_inputs(path, normalise) if field == "--inputs" else _relabel(load_inputs, path, normalise, field)
-    if not path.is_file():
-        raise ZerolossInputError(f"{field}: no such file {str(path)!r}")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ZerolossInputError(f"{field}: not a readable .npy array ({exc})") from None
-    return array
+    from zeroloss.cli.files import read_array
+
+    return read_array(path, field)  # regular files only, sized from the header, native byte order
 
 
 def _relabel(fn: Any, path: Path, normalise: bool, field: str) -> Any:

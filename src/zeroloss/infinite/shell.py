@@ -37,12 +37,9 @@ def model_kernel_command(model: str, inputs: Path, out: Path, kind: str, paramet
     choice(kind, "--kind", SHELL_KINDS)
     choice(parameterisation, "--parameterisation", PARAMETERISATIONS)
     budget = resolve_budget(max_bytes, FLAG)
-    if not inputs.is_file():
-        raise ZerolossInputError(f"--inputs: no such file {str(inputs)!r}")
-    try:
-        array = np.load(inputs, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ZerolossInputError(f"--inputs: not a readable .npy array ({exc})") from None
+    from zeroloss.cli.files import read_array
+
+    array = read_array(inputs, "--inputs", budget=budget)  # regular files only, sized from the header first
     if array.dtype.kind not in "fiu" or array.ndim < 2 or array.shape[0] < 1:
         raise ZerolossInputError(f"--inputs: must be a numeric array (n, *shape), got {array.dtype} {array.shape}")
     X = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
