@@ -14,6 +14,8 @@ Steps (each prints what it did and how long it took; any mismatch raises):
 3. The same job with ``--executor local`` (one process) into ``K1.zarr``, and on a local Ray instance
    (``--executor ray --workers 2``) into ``KR.zarr``: every chunk of the three must be equal bit for bit (compared
    tile by tile, never the whole matrix in memory).
+   3b. A worker's resident peak: a fresh process computes and writes the first tiles of row 0 again, as a pool
+   worker does, and reads its peak from /proc, beside the ``--dry-run`` statement of the peak per worker.
 4. Kernel regression on the stored kernel of the first ``--solve-n`` points (a separate job): the streaming solver
    (``predict_gd_mse`` with a budget too small for the matrix: conjugate gradients, tolerance 1e-10) against the
    in-memory solve; prints the largest relative difference of the test predictions and the CG iterations.
@@ -58,6 +60,37 @@ def _command(args: argparse.Namespace, inputs: Path, out: Path, executor: str) -
            "--activation", "relu", "--inputs", str(inputs), "--out", str(out), "--block", str(args.block),
            "--executor", executor, "--max-bytes", args.max_bytes, "--device", "cpu"]
     return cmd + (["--workers", "2"] if executor != "local" else [])
+
+
+_WORKER_PEAK = """
+import json, sys
+from pathlib import Path
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+from zeroloss.tiles.store import plan_of, read_job
+from zeroloss.tiles.task import TileTask, run_tile
+out = sys.argv[1]
+before = status("VmRSS")
+tiles = [t for t in plan_of(read_job(Path(out))).tiles() if t.i == 0][:4]
+for k, t in enumerate(tiles):
+    assert run_tile(TileTask(k, t, out, out, "peak", True)).error is None
+print(json.dumps({"baseline": before, "peak": status("VmHWM"), "tiles": len(tiles)}))
+"""
+
+
+def _worker_peak(out: Path) -> dict:
+    """A fresh process does what a pool worker does for the first tiles of row 0 of the finished job in ``out``
+    (each chunk rewritten with the same values) and reads its resident peak from /proc: the interpreter and torch
+    (its resident size before the first tile) and the tiles' own memory above it. glibc's mmap threshold is fixed,
+    as in the memory tests, so that freed tiles are returned and the peak is that of live arrays."""
+    import json
+
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run([sys.executable, "-c", _WORKER_PEAK, str(out)], capture_output=True, text=True, check=True,
+                          env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _run_until(cmd: list[str], out: Path, tiles: int, at: int, kill: str) -> None:
@@ -129,6 +162,14 @@ def main() -> None:
         print(f"3. --executor {executor}: {time.perf_counter() - t0:.1f} s, bit-identical to the killed job: {same}")
         if not same:
             raise SystemExit("the resumed kernel differs from the uninterrupted one")
+    if Path("/proc/self/status").exists():
+        peak = _worker_peak(work / "K1.zarr")
+        dry = subprocess.run(cmd + ["--dry-run"], capture_output=True, text=True, check=True).stdout
+        stated = next((line for line in dry.splitlines() if line.startswith("peak memory per worker")), "?")
+        above = (peak["peak"] - peak["baseline"]) / 2**20
+        print(f"3b. one worker, {peak['tiles']} tiles: resident {peak['baseline'] / 2**20:.0f} MiB before the first "
+              f"tile, peak {peak['peak'] / 2**20:.0f} MiB: the tiles took {above:.0f} MiB above it ({stated}; "
+              f"budget {args.max_bytes} per worker)")
     m = args.solve_n
     Xs, ys = X[:m], y[:m]
     Xt, _ = sphere_data(n=200, d=16, seed=1)
