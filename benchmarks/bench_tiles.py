@@ -94,6 +94,16 @@ def overhead(args: argparse.Namespace, tmp: Path) -> None:
           f"tiles 2..{len(tiles)} took {measured:.2f} s for {compute:.2f} s of compute -> overhead "
           f"{100 * (measured - compute) / compute:+.1f} % (goal <= 5 %); one-off set-up before the first tile "
           f"{wall - measured - (diag if tiles[0].diagonal else off):.2f} s")
+    # where it goes, from the records of tiles 2..: compute inside the job, the rest of the worker's time (chunk
+    # write beside its checksum, inputs), and the driver's time between two tiles (record, scheduling)
+    records = [json.loads((out / "records" / f"{t.i}_{t.j}.json").read_text()) for t in tiles[1:]]
+    in_job = sum(r["compute_seconds"] for r in records)
+    worker = sum(r["seconds"] - r["compute_seconds"] for r in records)
+    driver = measured - sum(r["seconds"] for r in records)
+    print(f"overhead: breakdown over tiles 2..{len(tiles)}: compute in the job {in_job:.2f} s "
+          f"({100 * (in_job - compute) / compute:+.1f} % against the best of 3 alone); write + checksum in the "
+          f"worker {worker:.3f} s ({100 * worker / in_job:.1f} % of the job's compute); driver between tiles "
+          f"{driver:.3f} s ({100 * driver / in_job:.1f} %)")
     shutil.rmtree(out)
 
 

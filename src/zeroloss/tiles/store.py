@@ -9,8 +9,8 @@ Layout of ``K.zarr`` (a results folder of kind ``kernel``: the store's ownership
     K.zarr/c/<i>/<j>              chunk (i, j) = tile (i, j), written by the worker that computed it
     K.zarr/inputs/x1.npy, x2.npy  the inputs (x2 only for a cross kernel), read by process workers
     K.zarr/model.pt               the serialised model of an ``entk`` job
-    K.zarr/records/<i>_<j>.json   the tile's record: its sha256 (of the chunk's values as stored), seconds,
-                                  device, worker pid — written atomically by the driver once the chunk is written
+    K.zarr/records/<i>_<j>.json   the tile's record: its sha256 (of the chunk's values as stored), seconds
+                                  (in the worker) and compute_seconds (the values alone), device, worker pid — written atomically by the driver once the chunk is written
     K.zarr/job.json               the job: kind, params, shape, block, dtype, fingerprints — written last when the
                                   job is created, so a folder without it holds no finished tile
 
@@ -78,8 +78,8 @@ def kernel_fingerprint(spec: KernelSpec) -> str:
 
 
 def tile_checksum(values: np.ndarray) -> str:
-    """sha256 of a tile's values as stored (C order)."""
-    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+    """sha256 of a tile's values as stored (C order), read in place (no copy of the tile's bytes)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).hexdigest()
 
 
 def read_job(out: Path) -> dict[str, Any] | None:
