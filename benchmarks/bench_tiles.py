@@ -15,6 +15,8 @@ sphere inputs (d = 32); tiles of ``--block`` (the default tile size, 2048) for t
 * overhead: the compute of one tile in this process (``tile_values``, best of 3 after a warm-up; diagonal tiles
   apart) against a local job of a ``--overhead-side``² grid: the time from its first to its last record minus the
   compute of the tiles in between, over that compute (chunk write, checksum, record, scheduling). Goal ≤ 5 %.
+  Then where it goes (the records' ``compute_seconds`` and ``seconds``) and the floor under the write: the tile's
+  bytes written to a new file with a raw ``write`` and their sha256 (best of 3).
 * scaling: wall time of a whole job (``tiles/s`` = tiles / wall, pool or Ray start included) and the steady rate
   (tiles between the first and the last record / the time between them: start-up excluded); speed-up = steady
   rate with 2 workers / with 1. Goal ≥ 1.7× on 2 cores.
@@ -26,6 +28,7 @@ sphere inputs (d = 32); tiles of ``--block`` (the default tile size, 2048) for t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import tempfile
@@ -105,6 +108,22 @@ def overhead(args: argparse.Namespace, tmp: Path) -> None:
           f"worker {worker:.3f} s ({100 * worker / in_job:.1f} % of the job's compute); driver between tiles "
           f"{driver:.3f} s ({100 * driver / in_job:.1f} %)")
     shutil.rmtree(out)
+    # the floor under the write: the tile's bytes written to a new file with a raw write (no zarr), and their
+    # sha256; best of 3 each
+    values = np.random.default_rng(0).standard_normal((B, B))
+    raw, digest = float("inf"), float("inf")
+    for k in range(3):
+        t0 = time.perf_counter()
+        with open(tmp / f"raw{k}.bin", "wb") as handle:
+            handle.write(memoryview(values).cast("B"))
+        raw = min(raw, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        hashlib.sha256(memoryview(values).cast("B")).hexdigest()
+        digest = min(digest, time.perf_counter() - t0)
+        (tmp / f"raw{k}.bin").unlink()
+    print(f"overhead: floor: {values.nbytes / 2**20:.0f} MiB written to a new file in {raw:.3f} s "
+          f"({values.nbytes / raw / 1e6:.0f} MB/s: {100 * raw / off:.1f} % of the tile's compute); sha256 "
+          f"{digest:.3f} s ({100 * digest / off:.1f} %)")
 
 
 def scaling(args: argparse.Namespace, tmp: Path) -> None:

@@ -6,6 +6,9 @@ processes) in ``tests/fake_experiment.py``.
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 import torch
 
@@ -59,10 +62,68 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_reproduction(tmp_path_factory):
-    """``zeroloss reproduce all --scale tiny`` (the README's main job), run once per test session on every core
-    (``executor="auto"``), shared by the tests that need real results: (folder, ReproduceResult)."""
+    """``zeroloss reproduce all --scale tiny`` (the README's main job), run once per test session on this worker's
+    share of the cores (``executor="auto"``: every core without xdist; under ``-n N``, cores / N, so that the other
+    workers keep theirs), shared by the tests that need real results: (folder, ReproduceResult)."""
     import zeroloss
 
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    share = max(1, xdist_auto_workers() // int(workers)) if workers else None
     out = tmp_path_factory.mktemp("reproduction") / "tiny"
-    result = zeroloss.reproduce("all", scale="tiny", out=out, executor="auto", device="cpu", progress=False)
+    result = zeroloss.reproduce("all", scale="tiny", out=out, executor="auto", workers=share, device="cpu",
+                                progress=False)
     return out, result
+
+
+# --- running the suite on every core (pytest-xdist, ``-n auto`` in pyproject.toml) ---------------------------------
+
+#: Tests kept on one xdist worker, one after another, by node id (the scheduler sees node ids only): the tests that
+#: read the session's tiny reproduction (one worker computes it, once), and every Ray test (two Ray instances on two
+#: cores starve each other, and the loopback tests read the machine's listening sockets).
+_TINY_FILES = ("tests/test_papers_purity.py", "tests/test_sweep_reproduce_tiny.py")
+_RAY_TEST = re.compile(r"^tests/test_sweep_faults_ray\.py::|::test_(\w+_)?ray(_\w+)?(\[|$)")
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The xdist group of a test (None: any worker)."""
+    if nodeid.startswith(_TINY_FILES):
+        return "tiny_reproduction"
+    if _RAY_TEST.search(nodeid):
+        return "ray"
+    return None
+
+
+def xdist_auto_workers() -> int:
+    """One per core this process may run on (the affinity mask, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: :func:`xdist_auto_workers`."""
+    return xdist_auto_workers()
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's load scheduling, except that the tests of one :func:`xdist_group_of` go to one worker (xdist's own
+    ``--dist loadgroup`` reads a node id suffix that pytest 9 no longer lets a plugin set)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tiny reproduction's tests first: it is the longest single piece of work, so the other worker runs the
+    rest of the suite beside it."""
+    items.sort(key=lambda item: 0 if xdist_group_of(item.nodeid) == "tiny_reproduction" else 1)
+
+
+def pytest_configure(config):
+    """In an xdist worker, torch computes on ``cores / workers`` intra-op threads (at least one): two workers on two
+    cores with two threads each would oversubscribe the machine. Tests that set threads themselves still do."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, xdist_auto_workers() // int(workers)))

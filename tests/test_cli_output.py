@@ -115,6 +115,7 @@ def test_train_overwrite_onto_a_file_leaves_nothing_behind(tmp_path):
     assert tree_bytes(tmp_path) == before, "no hidden .FILE.*.tmp/ either"
 
 
+@pytest.mark.slow  # kills a train and waits: not the fast tier
 def test_a_killed_train_leaves_a_temporary_that_the_next_train_removes(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "zeroloss", *TRAIN[:-4], "--steps", "1000000", "--probe-every",

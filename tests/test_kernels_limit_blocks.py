@@ -98,6 +98,7 @@ _PEAK_SCRIPT = STATUS_FUNCTION + textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh process per case: the peak-memory tests are not the fast tier
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident-set peak from /proc")
 @pytest.mark.parametrize(("activation", "n", "spread", "nodes"),
                          [("erf", 1500, 0.0, 96), ("softplus", 1500, 0.0, 96), ("softplus", 300, 0.2, 16)])

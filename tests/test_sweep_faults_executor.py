@@ -26,7 +26,7 @@ from zeroloss.store import run_id
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import MAX_ATTEMPTS, ProcessExecutor
 
-pytestmark = pytest.mark.usefixtures("fake_registered")
+pytestmark = [pytest.mark.usefixtures("fake_registered"), pytest.mark.slow]  # kills and waits: not the fast tier
 
 
 def _pool_workers(parent: int) -> list[int]:

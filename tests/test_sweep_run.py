@@ -73,6 +73,7 @@ def test_process_executor_equals_local(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # starts a Ray instance: not the fast tier
 def test_ray_executor_on_a_local_instance(tmp_path):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'zeroloss[ray]')")
     specs = fake_experiment.specs(widths=(1, 2), seeds=(0,))
@@ -91,6 +92,7 @@ def _success_marks(out: Path) -> dict[str, int]:
     return {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/_SUCCESS")} if runs.is_dir() else {}
 
 
+@pytest.mark.slow  # kills a driver and waits: not the fast tier
 def test_kill_minus_9_mid_sweep_then_resume_equals_an_uninterrupted_sweep(tmp_path):
     sweep_file = tmp_path / "sweep.yaml"
     sweep_file.write_text(SWEEP_YAML)
