@@ -10,7 +10,8 @@ Layout of ``K.zarr`` (a results folder of kind ``kernel``: the store's ownership
     K.zarr/inputs/x1.npy, x2.npy  the inputs (x2 only for a cross kernel), read by process workers
     K.zarr/model.pt               the serialised model of an ``entk`` job
     K.zarr/records/<i>_<j>.json   the tile's record: its sha256 (of the chunk's values as stored), seconds
-                                  (in the worker) and compute_seconds (the values alone), device, worker pid — written atomically by the driver once the chunk is written
+                                  (in the worker) and compute_seconds (the values alone), device, worker pid —
+                                  written atomically by the driver once the chunk is written
     K.zarr/job.json               the job: kind, params, shape, block, dtype, fingerprints — written last when the
                                   job is created, so a folder without it holds no finished tile
 
