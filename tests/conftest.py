@@ -81,6 +81,8 @@ def tiny_reproduction(tmp_path_factory):
 #: read the session's tiny reproduction (one worker computes it, once), and every Ray test (two Ray instances on two
 #: cores starve each other, and the loopback tests read the machine's listening sockets).
 _TINY_FILES = ("tests/test_papers_purity.py", "tests/test_sweep_reproduce_tiny.py")
+#: Tests that share one costly module-scoped fixture (one fresh interpreter checking every precision setting).
+_SHARED_FIXTURE = ("tests/test_precision.py::test_no_tf32_pins_ieee_and_restores_the_users_setting",)
 _RAY_TEST = re.compile(r"^tests/test_sweep_faults_ray\.py::|::test_(\w+_)?ray(_\w+)?(\[|$)")
 
 
@@ -90,6 +92,8 @@ def xdist_group_of(nodeid: str) -> str | None:
         return "tiny_reproduction"
     if _RAY_TEST.search(nodeid):
         return "ray"
+    if nodeid.startswith(_SHARED_FIXTURE):
+        return nodeid.split("[")[0]
     return None
 
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -39,6 +40,7 @@ def test_train_writes_one_run_per_member_in_the_store_format(tmp_path):
     assert "final_loss" in result.output
 
 
+@pytest.mark.slow  # four CLI processes: not the fast tier
 def test_bad_flag_gives_one_line_error_exit_2_and_nothing_written(tmp_path):
     out = tmp_path / "run"
     for args, field in ([["--activation", "swish"], "activation"], [["--width", "0"], "width"],

@@ -138,6 +138,7 @@ def test_a_killed_train_leaves_a_temporary_that_the_next_train_removes(tmp_path)
     assert load_runs(out)["steps"].tolist() == [5]
 
 
+@pytest.mark.slow  # two CLI processes that compute: not the fast tier
 def test_permissions_follow_the_umask(tmp_path):
     umask = 0o027
     proc = _zeroloss(*TRAIN, "--out", tmp_path / "new" / "run", umask=umask)

@@ -267,6 +267,7 @@ def test_a_second_reproduce_into_a_folder_being_written_is_refused(tmp_path):
     assert not (out / fake_experiment.NAME).exists()
 
 
+@pytest.mark.slow  # two reproductions in subprocesses: not the fast tier
 @pytest.mark.usefixtures("fake_registered")
 def test_reproduce_into_a_folder_of_another_paper_keeps_its_experiments_in_the_report(tmp_path):
     out = tmp_path / "rep"

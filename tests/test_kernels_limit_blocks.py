@@ -23,7 +23,7 @@ def _inputs(net: str, n: int = 11) -> torch.Tensor:
     return sphere_data(n, d=5, seed=2)[0]
 
 
-@pytest.mark.parametrize("net", ["fc", "resnet", "conv-resnet"])
+@pytest.mark.parametrize("net", ["fc", "resnet", pytest.param("conv-resnet", marks=pytest.mark.slow)])  # 7–17 s each
 @pytest.mark.parametrize("activation", ["erf", "softplus", "gelu"])
 def test_one_row_per_block_gives_the_same_kernel_as_one_block(net, activation):
     """block_bytes=1 forces one row per block (n blocks); the default budget takes the whole kernel in one block.

@@ -68,7 +68,8 @@ def _slope(widths: list[int], errors: list[float]) -> float:
 
 
 @pytest.mark.parametrize("activation", ["erf", "softplus"])  # closed form; quadrature-only (ρ-table)
-@pytest.mark.parametrize("net", ["fc", "resnet", "conv-resnet"])
+@pytest.mark.parametrize("net", ["fc", pytest.param("resnet", marks=pytest.mark.slow),  # 7–10 s each
+                                 pytest.param("conv-resnet", marks=pytest.mark.slow)])
 def test_monte_carlo_error_shrinks_like_inverse_sqrt_width(net, activation):
     X = _problem(net)
     H = DEPTH[net]

@@ -37,6 +37,7 @@ def _sweep(experiment, specs, out, process_threads):
     return load(out)
 
 
+@pytest.mark.slow  # two sweeps of worker processes: not the fast tier
 def test_du2019_tiny_sweep_is_identical_with_one_and_two_process_threads(tmp_path, restore_threads):
     experiment = get_experiment("du2019.kernel")
     # the tiny kernel experiment cut to three widths and two seeds (every claim still evaluates)
