@@ -109,8 +109,9 @@ def overhead(args: argparse.Namespace, tmp: Path) -> None:
           f"{driver:.3f} s ({100 * driver / in_job:.1f} %)")
     shutil.rmtree(out)
     # the floor under the write: the tile's bytes written to a new file with a raw write (no zarr), as many files as
-    # the job wrote chunks and all kept until the end, as the job keeps its chunks (a file deleted before the next
-    # write hands its pages back to it, which is not what a job sees); and their sha256; best of each
+    # the job wrote chunks, kept until the end; and their sha256; best of each. These writes reuse the page-cache
+    # pages the job's deleted chunks just freed: on a VM that backs guest memory lazily (first touch faults to the
+    # host), a job's own chunk writes into fresh pages cost up to 10x more (docs/performance.md, "Kernel jobs")
     values = np.random.default_rng(0).standard_normal((B, B))
     raw, digest = float("inf"), float("inf")
     for k in range(len(tiles)):
