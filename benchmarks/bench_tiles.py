@@ -16,7 +16,7 @@ sphere inputs (d = 32); tiles of ``--block`` (the default tile size, 2048) for t
   apart) against a local job of a ``--overhead-side``² grid: the time from its first to its last record minus the
   compute of the tiles in between, over that compute (chunk write, checksum, record, scheduling). Goal ≤ 5 %.
   Then where it goes (the records' ``compute_seconds`` and ``seconds``) and the floor under the write: the tile's
-  bytes written to a new file with a raw ``write`` and their sha256 (best of 3).
+  bytes written to new files with a raw ``write``, into new page-cache pages and into reused ones, and their sha256.
 * scaling: wall time of a whole job (``tiles/s`` = tiles / wall, pool or Ray start included) and the steady rate
   (tiles between the first and the last record / the time between them: start-up excluded); speed-up = steady
   rate with 2 workers / with 1. Goal ≥ 1.7× on 2 cores.
@@ -107,26 +107,37 @@ def overhead(args: argparse.Namespace, tmp: Path) -> None:
           f"({100 * (in_job - compute) / compute:+.1f} % against the best of 3 alone); write + checksum in the "
           f"worker {worker:.3f} s ({100 * worker / in_job:.1f} % of the job's compute); driver between tiles "
           f"{driver:.3f} s ({100 * driver / in_job:.1f} %)")
-    shutil.rmtree(out)
-    # the floor under the write: the tile's bytes written to a new file with a raw write (no zarr), as many files as
-    # the job wrote chunks, kept until the end; and their sha256; best of each. These writes reuse the page-cache
-    # pages the job's deleted chunks just freed: on a VM that backs guest memory lazily (first touch faults to the
-    # host), a job's own chunk writes into fresh pages cost up to 10x more (docs/performance.md, "Kernel jobs")
+    # the floor under the write: the tile's bytes written with a raw write (no zarr) to as many new files as the job
+    # wrote chunks, twice: first while the job's chunks are still there (the page cache takes new pages, as the job's
+    # writes did), then again after those files are deleted (it reuses the pages they freed). On a VM that backs
+    # guest memory lazily, the first touch of a page faults to the host: the two passes differ by up to 10x.
     values = np.random.default_rng(0).standard_normal((B, B))
-    raw, digest = float("inf"), float("inf")
-    for k in range(len(tiles)):
-        t0 = time.perf_counter()
-        with open(tmp / f"raw{k}.bin", "wb") as handle:
+    fresh = _raw_writes(tmp, values, len(tiles))
+    reused = _raw_writes(tmp, values, len(tiles))
+    digest = min(_seconds(lambda: hashlib.sha256(memoryview(values).cast("B")).hexdigest()) for _ in range(3))
+    shutil.rmtree(out)
+    print(f"overhead: floor: {values.nbytes / 2**20:.0f} MiB written to a new file: median {fresh:.3f} s into new "
+          f"pages ({100 * fresh / off:.1f} % of the tile's compute), {reused:.3f} s into reused pages "
+          f"({100 * reused / off:.1f} %); sha256 {digest:.3f} s ({100 * digest / off:.1f} %)")
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _raw_writes(folder: Path, values: np.ndarray, count: int) -> float:
+    """Median seconds of writing ``values`` to ``count`` new files (all kept until the last is written, then
+    deleted)."""
+    def write(path: Path) -> None:
+        with open(path, "wb") as handle:
             handle.write(memoryview(values).cast("B"))
-        raw = min(raw, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        hashlib.sha256(memoryview(values).cast("B")).hexdigest()
-        digest = min(digest, time.perf_counter() - t0)
-    for k in range(len(tiles)):
-        (tmp / f"raw{k}.bin").unlink()
-    print(f"overhead: floor: {values.nbytes / 2**20:.0f} MiB written to a new file in {raw:.3f} s "
-          f"({values.nbytes / raw / 1e6:.0f} MB/s: {100 * raw / off:.1f} % of the tile's compute); sha256 "
-          f"{digest:.3f} s ({100 * digest / off:.1f} %)")
+
+    times = [_seconds(lambda k=k: write(folder / f"raw{k}.bin")) for k in range(count)]
+    for k in range(count):
+        (folder / f"raw{k}.bin").unlink()
+    return float(np.median(times))
 
 
 def scaling(args: argparse.Namespace, tmp: Path) -> None:

@@ -24,6 +24,7 @@ Steps (each prints what it did and how long it took; any mismatch raises):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -85,8 +86,6 @@ def _worker_peak(out: Path) -> dict:
     (each chunk rewritten with the same values) and reads its resident peak from /proc: the interpreter and torch
     (its resident size before the first tile) and the tiles' own memory above it. glibc's mmap threshold is fixed,
     as in the memory tests, so that freed tiles are returned and the peak is that of live arrays."""
-    import json
-
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     done = subprocess.run([sys.executable, "-c", _WORKER_PEAK, str(out)], capture_output=True, text=True, check=True,
                           env=env)

@@ -120,8 +120,16 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tiny reproduction's tests first: it is the longest single piece of work, so the other worker runs the
-    rest of the suite beside it."""
+    """Check that the node-id rules of :func:`xdist_group_of` cover every test that needs them (a test marked
+    ``ray`` or reading ``tiny_reproduction`` outside its group is an error, not a silent second Ray instance or
+    reproduction), then put the tiny reproduction's tests first: it is the longest single piece of work, so the
+    other worker runs the rest of the suite beside it."""
+    for item in items:
+        group = xdist_group_of(item.nodeid)
+        if item.get_closest_marker("ray") is not None and group != "ray":
+            raise pytest.UsageError(f"{item.nodeid}: marked ray but not in the ray group (tests/conftest.py)")
+        if "tiny_reproduction" in getattr(item, "fixturenames", ()) and group != "tiny_reproduction":
+            raise pytest.UsageError(f"{item.nodeid}: reads tiny_reproduction outside its group (tests/conftest.py)")
     items.sort(key=lambda item: 0 if xdist_group_of(item.nodeid) == "tiny_reproduction" else 1)
 
 
