@@ -261,3 +261,31 @@ def test_lazy_slices_and_matmul_of_symmetric_and_cross_kernels_equal_the_whole_m
         _close(lazy.matmul(V), whole @ V, 1e-13)
         if name == "S":
             assert np.array_equal(lazy.diagonal(), np.diag(whole))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_chunk_written_directly_is_the_chunk_zarr_writes(tmp_path, dtype):
+    """write_chunk bypasses zarr's writer: its file must be byte for byte the chunk zarr encodes for the same values
+    (edge tiles padded with NaN to the chunk shape), and zarr must read it back."""
+    import zarr
+
+    from zeroloss.tiles.plan import Tile
+    from zeroloss.tiles.store import write_chunk
+    from zeroloss.tiles.task import _raw_bytes_codec
+
+    values = np.random.default_rng(0).standard_normal((7, 10)).astype(dtype)
+    for name in ("ours", "zarr"):
+        zarr.create_array(store=str(tmp_path / name), shape=(12, 10), chunks=(5, 4), dtype=dtype,
+                          fill_value=float("nan"), compressors=None, filters=None, zarr_format=3)
+    theirs = zarr.open_array(store=str(tmp_path / "zarr"), mode="r+")
+    assert _raw_bytes_codec(theirs)
+    for i, (a, b) in enumerate([(0, 5), (5, 10), (10, 12)]):
+        for j, (c, d) in enumerate([(0, 4), (4, 8), (8, 10)]):
+            tile = values[a:b, c:d] if b <= 7 else np.full((b - a, d - c), 1.5, dtype=dtype)
+            write_chunk(tmp_path / "ours", Tile(0, i, j, (a, b), (c, d)), np.ascontiguousarray(tile), (5, 4))
+            theirs[a:b, c:d] = tile
+            assert (tmp_path / "ours" / "c" / str(i) / str(j)).read_bytes() == \
+                (tmp_path / "zarr" / "c" / str(i) / str(j)).read_bytes(), (i, j)
+    ours = zarr.open_array(store=str(tmp_path / "ours"), mode="r")
+    assert np.array_equal(ours[:], theirs[:], equal_nan=True)
+    assert not list((tmp_path / "ours").rglob("*.partial"))
