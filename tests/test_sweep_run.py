@@ -1,4 +1,5 @@
-"""Running sweeps: batching, resume after kill -9, divergence and failures, the process and Ray executors."""
+"""Running sweeps: batching, resume after kill -9, divergence and failures, the process executor (the Ray executor:
+tests/test_sweep_faults_ray.py, whose private local instance runs a sweep and compares it with a local one)."""
 
 from __future__ import annotations
 
@@ -70,18 +71,6 @@ def test_process_executor_equals_local(tmp_path):
     pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "proc"))
     pids = {json.loads((tmp_path / "proc" / "runs" / r / "env.json").read_text())["pid"] for r in result.run_ids}
     assert os.getpid() not in pids
-
-
-@pytest.mark.ray
-@pytest.mark.slow  # starts a Ray instance: not the fast tier
-def test_ray_executor_on_a_local_instance(tmp_path):
-    pytest.importorskip("ray", reason="ray is not installed (pip install 'zeroloss[ray]')")
-    specs = fake_experiment.specs(widths=(1, 2), seeds=(0,))
-    run_sweep(fake_experiment.EXPERIMENT, specs, tmp_path / "local", device="cpu", progress=False)
-    result = run_sweep(fake_experiment.EXPERIMENT, specs, tmp_path / "ray", executor="ray", workers=2,
-                       device="cpu", progress=False)
-    assert result.ran == 2 and result.ok, result.failed
-    pd.testing.assert_frame_equal(run_values(tmp_path / "local"), run_values(tmp_path / "ray"))
 
 
 SWEEP_YAML = fake_experiment.sweep_yaml(0.25)
