@@ -16,6 +16,7 @@ from tests.conftest import NET_KINDS, make_net
 from helpers import relative_error
 from zeroloss.activations import ACTIVATIONS
 from zeroloss.errors import ZerolossInputError
+from zeroloss.kernels.empirical import gram_by_layer
 from zeroloss.nets import FeedForward, FullyConnected
 from zeroloss.nets.du import patches, patches_last
 from zeroloss.train.backprop import Backprop, ConvResNetBackprop, analytic_backprop
@@ -90,6 +91,35 @@ def test_fused_step_equals_parameters_minus_gradients(kind):
         assert relative_error(p.detach(), expected[name]) < RTOL, name
 
 
+@pytest.mark.parametrize("kind, depth", [("fc", 1), ("fc", 3), ("resnet", 2), ("resnet", 3), ("feedforward", 2)])
+def test_layer_grams_match_gram_by_layer(kind, depth):
+    """G^(h) = α² (Q Qᵀ) ⊙ (A Aᵀ) from one sweep of Σ_i u_i: the exact per-layer Grams of the autograd route."""
+    if kind == "feedforward":
+        net = FeedForward(4, [9, 6][:depth], "tanh", members=3, seed=1, dtype=torch.float64, bias=True,
+                          output_bias=True, init="gaussian")
+        X = make_net("fc")[1]
+    else:
+        net, X, _ = make_net(kind, members=3, width=24, depth=depth)
+    X = net.check_inputs(X)
+    bp = analytic_backprop(net, X)
+    bp.forward()
+    assert bp.exact_grams
+    ours, reference = bp.layer_grams(), gram_by_layer(net, X)
+    assert list(ours) == list(reference)  # every layer, in order
+    for h, K in reference.items():
+        assert ours[h].shape == K.shape and relative_error(ours[h], K) < RTOL, h
+
+
+def test_conv_and_float32_nets_have_no_layer_grams_shortcut():
+    conv, X, _ = make_net("conv-resnet")
+    bp = analytic_backprop(conv, conv.check_inputs(X))
+    assert not bp.exact_grams
+    with pytest.raises(NotImplementedError):
+        bp.layer_grams()
+    fc32, X, _ = make_net("fc", dtype=torch.float32)
+    assert not analytic_backprop(fc32, fc32.check_inputs(X)).exact_grams  # the probes' Grams are float64
+
+
 def _trainable(kind: str):
     if kind == "feedforward":
         net = FeedForward(4, [32, 16], "tanh", members=3, seed=0, dtype=torch.float64)
@@ -102,12 +132,14 @@ def _trainable(kind: str):
 @pytest.mark.filterwarnings("ignore::zeroloss.train.step.UnstableStepWarning")
 @pytest.mark.parametrize("kind", [*NET_KINDS, "feedforward"])
 def test_train_gd_analytic_and_autograd_runs_agree(kind):
-    """Whole runs, per-member step sizes, the fused steps between probes included: the same trajectory."""
+    """Whole runs, per-member step sizes, the fused steps between probes included: the same trajectory, and the
+    same Gram probes (from the sweep's layer_grams on one side, zeroloss.gram_by_layer on the other)."""
     runs = {}
     for mode in ("analytic", "autograd"):
         net, X, y = _trainable(kind)
         runs[mode] = (train_gd(net, X, y, lr=[0.05, 0.1, 0.2], steps=40, probe_every=10,
-                               probes=["loss", "pl_ratio", "movement"], progress=False, backprop=mode), net)
+                               probes=["loss", "pl_ratio", "movement", "lambda_min", "lambda_min_last",
+                                       "gram_drift"], progress=False, backprop=mode), net)
     (ours, net_a), (ref, net_b) = runs["analytic"], runs["autograd"]
     np.testing.assert_allclose(ours.losses, ref.losses, rtol=1e-10)
     np.testing.assert_allclose(ours.history["value"], ref.history["value"], rtol=1e-9, atol=1e-14)

@@ -41,8 +41,19 @@ Chatterjee's feedforward net (docs/theory.md §2.2), biases b_ℓ and c optional
 Shapes: X (n, d); z_h, s_h, x_h, e_h, q_h (S, n, m); r (S, n); W_1 (S, m, d), W_h (S, m, m), a (S, m) (for the
 feedforward net, per-layer widths d_ℓ in place of m, and v (S, d_L), b_ℓ (S, d_ℓ), c (S, 1)).
 
-The nets' ``functional_forward`` stays the definition; tests pin this module's predictions and gradients to it
-and to autograd (float64, ≤ 1e-12 relative). User subclasses of these nets use autograd.
+Gram matrices (docs/theory.md §1.3). Each sweep hands every dense map's gradient over as ∇W = α qᵀ A (q the
+back-propagated (S, n, fan_out) factor, A the map's (S, n, fan_in) input, α its scale): sample i contributes
+α q_i A_iᵀ. Swept from r = 1 (the sum Σ_i u_i: samples are independent, so q_i = ∂u_i/∂z_i / α up to the scale),
+these are the per-sample gradients of the predictions, and the layer-h Gram matrix is
+
+    G^(h) = α² (Q Qᵀ) ⊙ (A Aᵀ)   (S, n, n),   a bias adds Q Qᵀ (its per-sample gradient is q_i),
+
+which :meth:`Backprop.layer_grams` forms from the activations of the last ``forward`` — the training loop's probes
+get their Grams without a second forward pass or autograd. The convolutional ResNet's per-sample gradients are
+sums over positions, not outer products: it has no such shortcut (:attr:`Backprop.GRAMS`).
+
+The nets' ``functional_forward`` stays the definition; tests pin this module's predictions, gradients and Gram
+matrices to it and to autograd (float64, ≤ 1e-12 relative). User subclasses of these nets use autograd.
 """
 
 from __future__ import annotations
@@ -52,6 +63,7 @@ import torch
 from zeroloss.nets.base import EnsembleNet
 from zeroloss.nets.du import ConvResNet, FullyConnected, ResNet, patches_last
 from zeroloss.nets.feedforward import FeedForward
+from zeroloss.precision import no_tf32
 
 
 def _scaled_bmm(b1: torch.Tensor, b2: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -60,16 +72,48 @@ def _scaled_bmm(b1: torch.Tensor, b2: torch.Tensor, alpha: float) -> torch.Tenso
     return torch.baddbmm(out, b1, b2, beta=0.0, alpha=alpha)
 
 
+class LayerGrams:
+    """Sums the Gram matrices of a sweep's per-sample gradients per layer: what a sweep from r = 1 hands over.
+
+    ``by_layer``: 1-based layer → (S, n, n) G^(h) = Σ_{θ in layer h} ⟨∂u_i/∂θ, ∂u_j/∂θ⟩.
+    """
+
+    def __init__(self, net: EnsembleNet) -> None:
+        self.net = net
+        self.by_layer: dict[int, torch.Tensor] = {}
+
+    def add(self, name: str, alpha: float, q: torch.Tensor, inputs: torch.Tensor | None) -> None:
+        """Parameter ``name`` with per-sample gradients α q_i A_iᵀ: adds α² (Q Qᵀ) ⊙ (A Aᵀ) to its layer.
+
+        q (S, n, fan_out); inputs A (S, n, fan_in), (n, fan_in) when shared by the members, or None for a bias
+        (per-sample gradient α q_i: adds α² Q Qᵀ).
+        """
+        K = torch.matmul(q, q.transpose(-1, -2))  # (S, n, n)
+        if inputs is not None:
+            K.mul_(torch.matmul(inputs, inputs.transpose(-1, -2)))  # (S, n, n) or (n, n), broadcast
+        if alpha != 1.0:
+            K.mul_(alpha * alpha)
+        h = self.net.layer_of(name)
+        self.by_layer[h] = self.by_layer[h] + K if h in self.by_layer else K
+
+
 class Backprop:
     """Forward pass that keeps what the backward sweep needs, and that sweep, for one net and one input set.
 
     Usage: ``u = bp.forward()``, then either ``bp.gradients(r)`` (a dict name → gradient of Σ_s ½‖u_s − y‖²
-    with residual r, shaped like the parameters) or ``bp.step(eta_r)`` (θ ← θ − gradient for residual
-    ``eta_r`` = η_s r_s, in place). Both must follow the ``forward`` of the current parameters.
+    with residual r, shaped like the parameters), ``bp.step(eta_r)`` (θ ← θ − gradient for residual
+    ``eta_r`` = η_s r_s, in place) or ``bp.layer_grams()`` (the per-layer Gram matrices, where :attr:`GRAMS`).
+    All must follow the ``forward`` of the current parameters.
+
+    The sweep's ``grads`` argument says what becomes of each gradient: a dict stores it, None subtracts it from
+    the parameter in place, a :class:`LayerGrams` adds its per-sample Gram matrix.
     """
 
     #: name of the output weight vector (Du's nets: a; the feedforward net: v)
     OUTPUT = "a"
+    #: whether every per-sample gradient is an outer product α q_i A_iᵀ (or a bias's α q_i): then
+    #: :meth:`layer_grams` applies
+    GRAMS = True
 
     def __init__(self, net: EnsembleNet, X: torch.Tensor) -> None:
         self.net = net
@@ -95,7 +139,29 @@ class Backprop:
         with torch.no_grad():
             self._sweep(eta_r, None)
 
-    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+    @property
+    def exact_grams(self) -> bool:
+        """Whether :meth:`layer_grams` gives the float64 Grams of :func:`zeroloss.gram_by_layer`: the net has
+        :attr:`GRAMS` and float64 parameters (a float32 net's activations are not float64)."""
+        return self.GRAMS and self.net.dtype == torch.float64
+
+    def layer_grams(self) -> dict[int, torch.Tensor]:
+        """Every layer's Gram matrix at the parameters of the last ``forward``: 1-based layer → (S, n, n) in the
+        parameters' dtype, layers in order (the values of :func:`zeroloss.gram_by_layer` for ``layer="all"``, to
+        round-off).
+
+        One sweep from r = 1 (no forward pass, no autograd), G^(h) = α² (Q Qᵀ) ⊙ (A Aᵀ) per map (module
+        docstring). Only where :attr:`GRAMS`.
+        """
+        if not self.GRAMS:
+            raise NotImplementedError(f"{type(self).__name__} has no per-sample outer-product gradients")
+        grams = LayerGrams(self.net)
+        ones = torch.ones(self.net.members, self.X.shape[0], dtype=self.net.dtype, device=self.net.device)
+        with torch.no_grad(), no_tf32():
+            self._sweep(ones, grams)
+        return dict(sorted(grams.by_layer.items()))
+
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
         raise NotImplementedError
 
     def _input(self, index: int, members: int) -> torch.Tensor:
@@ -103,24 +169,38 @@ class Backprop:
         inputs = self._inputs[index]
         return inputs.expand(members, *inputs.shape) if inputs.ndim == 2 else inputs  # X is shared by the members
 
-    def _weight_gradient(self, h: int, q: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
-        """∇W_h = alpha · q_hᵀ (layer h's input), stored in ``grads`` or subtracted from W_h in place."""
+    def _weight_gradient(self, h: int, q: torch.Tensor, alpha: float,
+                         grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
+        """∇W_h = alpha · q_hᵀ (layer h's input): stored in ``grads``, subtracted from W_h in place, or its
+        per-sample Gram added (the class docstring)."""
+        if isinstance(grads, LayerGrams):
+            grads.add(f"W{h}", alpha, q, self._inputs[h - 1])
+            return
         inputs = self._input(h - 1, q.shape[0])
         if grads is None:
             self.weights[h - 1].baddbmm_(q.transpose(-1, -2), inputs, alpha=-alpha)
         else:
             grads[f"W{h}"] = _scaled_bmm(q.transpose(-1, -2), inputs, alpha)
 
-    def _output_gradient(self, r: torch.Tensor, alpha: float, grads: dict[str, torch.Tensor] | None) -> None:
-        """∇a = alpha · (last hidden input)ᵀ r, stored or subtracted from a in place."""
+    def _output_gradient(self, r: torch.Tensor, alpha: float,
+                         grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
+        """∇a = alpha · (last hidden input)ᵀ r: stored, subtracted from a in place, or its per-sample Gram added."""
+        if isinstance(grads, LayerGrams):
+            grads.add(self.OUTPUT, alpha, r.unsqueeze(-1), self._inputs[-1])
+            return
         last = self._input(len(self._inputs) - 1, r.shape[0])
         if grads is None:
             getattr(self.net, self.OUTPUT).unsqueeze(1).baddbmm_(r.unsqueeze(1), last, alpha=-alpha)
         else:
             grads[self.OUTPUT] = _scaled_bmm(r.unsqueeze(1), last, alpha).squeeze(1)
 
-    def _bias_gradient(self, name: str, upstream: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
-        """∇b = Σ_i upstream_i over the samples (dim 1), stored or subtracted from the bias in place."""
+    def _bias_gradient(self, name: str, upstream: torch.Tensor,
+                       grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
+        """∇b = Σ_i upstream_i over the samples (dim 1), (S, n, fan_out) or (S, n): stored, subtracted from the
+        bias in place, or its per-sample Gram added."""
+        if isinstance(grads, LayerGrams):
+            grads.add(name, 1.0, upstream if upstream.ndim == 3 else upstream.unsqueeze(-1), None)
+            return
         self._gradient(name, upstream.sum(dim=1).view(getattr(self.net, name).shape), grads)
 
     def _gradient(self, name: str, gradient: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
@@ -148,7 +228,7 @@ class FullyConnectedBackprop(Backprop):
             self._inputs.append(s)
             return _scaled_bmm(s, self.net.a.unsqueeze(-1), c).squeeze(-1)
 
-    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
         c = self.net.scale
         e = (c * r).unsqueeze(-1) * self.net.a.unsqueeze(-2)  # ∂L/∂s_H, before a moves
         self._output_gradient(r, c, grads)
@@ -176,7 +256,7 @@ class ResNetBackprop(Backprop):
             self._inputs.append(x)
             return torch.bmm(x, net.a.unsqueeze(-1)).squeeze(-1)
 
-    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
         net = self.net
         e = r.unsqueeze(-1) * net.a.unsqueeze(-2)  # ∂L/∂x_H, before a moves
         self._output_gradient(r, 1.0, grads)
@@ -195,6 +275,8 @@ class ConvResNetBackprop(Backprop):
     weight gradient and input gradient is one batched matmul (fused into the weights like the dense nets'), with
     no permuted copies; only the patches themselves (im2col) are materialised.
     """
+
+    GRAMS = False  # a per-sample gradient Σ_l q_il φ_l(x_i)ᵀ sums over positions: zeroloss.gram_by_layer forms it
 
     @staticmethod
     def _flipped_kernel(W: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -264,7 +346,7 @@ class FeedForwardBackprop(Backprop):
             u = torch.bmm(self._input(len(self._inputs) - 1, S), net.v.unsqueeze(-1)).squeeze(-1)
             return u + net.c if net.output_bias else u
 
-    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | None) -> None:
+    def _sweep(self, r: torch.Tensor, grads: dict[str, torch.Tensor] | LayerGrams | None) -> None:
         net = self.net
         e = r.unsqueeze(-1) * net.v.unsqueeze(-2)  # ∂L/∂x_L, before v moves
         self._output_gradient(r, 1.0, grads)

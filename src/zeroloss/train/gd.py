@@ -276,6 +276,8 @@ def train_gd(
     losses = LossHistory(S, device)
     records: list[tuple[int, int, str, float]] = []
     persistent: dict[str, object] = {}
+    # the probes' Gram matrices from the hand-derived sweep, at the activations of the step's own forward pass
+    layer_grams = engine.layer_grams if engine is not None and engine.exact_grams else None
     on_cpu = device.type == "cpu"  # reading a flag on the host is free there; on an accelerator it synchronises
     bar = tqdm(total=steps, desc="train_gd", unit="step", leave=False,
                disable=None if progress is None else not progress)
@@ -291,7 +293,8 @@ def train_gd(
         done = k == steps or ((probe_now or k % STOP_CHECK_EVERY == 0) and members.all_finished())
         gradients = _StepGradients(engine, names, tensors, members.active, residual, member_loss)
         if probe_now or done:
-            ctx = ProbeContext(net, X, Y, loss_now, gradients.by_name, initial, persistent=persistent)
+            ctx = ProbeContext(net, X, Y, loss_now, gradients.by_name, initial, persistent=persistent,
+                               layer_grams=layer_grams)
             _probe(ctx, probes, k, members.active.tolist(), records)
         if done:
             break

@@ -45,6 +45,10 @@ class ProbeContext:
         initial: parameter name → value at step 0.
         cache: per-step scratch space shared by the probes (e.g. the Gram matrices, computed once).
         persistent: scratch space kept across steps (e.g. the full Gram at the first probed step).
+        layer_grams: computes the per-layer float64 Gram matrices at step k, 1-based layer → (S, n, n), layers in
+            order — the training loop's shortcut from its own forward pass
+            (:meth:`zeroloss.train.backprop.Backprop.layer_grams`); None: :func:`zeroloss.gram_by_layer`'s
+            forward and backward pass on ``net`` and ``X``.
     """
 
     net: EnsembleNet
@@ -55,6 +59,7 @@ class ProbeContext:
     initial: dict[str, torch.Tensor]
     cache: dict[str, object] = field(default_factory=dict)
     persistent: dict[str, object] = field(default_factory=dict)
+    layer_grams: Callable[[], dict[int, torch.Tensor]] | None = None
 
     @property
     def grads(self) -> dict[str, torch.Tensor]:
@@ -66,8 +71,11 @@ class ProbeContext:
     def grams(self) -> dict[int, torch.Tensor]:
         """Per-layer Gram matrices at step k (float64), computed once per step."""
         if "grams" not in self.cache:
-            # no memory check here: a run is sized before it starts (a probe must not refuse half-way)
-            self.cache["grams"] = _gram_by_layer(self.net, self.X, "all", torch.float64, None, check_budget=False)
+            if self.layer_grams is not None:
+                self.cache["grams"] = self.layer_grams()
+            else:  # no memory check here: a run is sized before it starts (a probe must not refuse half-way)
+                self.cache["grams"] = _gram_by_layer(self.net, self.X, "all", torch.float64, None,
+                                                     check_budget=False)
         return self.cache["grams"]  # type: ignore[return-value]
 
     def full_gram(self) -> torch.Tensor:
