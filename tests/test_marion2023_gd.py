@@ -8,12 +8,16 @@ from zeroloss.activations import get_activation
 from zeroloss.errors import ZerolossInputError
 from zeroloss.papers.marion2023.twotimescale import two_optimizer_gd
 from zeroloss.papers.marion2023.twotimescale.gd import (
+    Workspace,
     additive_forward,
     criterion_and_grad,
     cubic_step_poly,
     cubic_step_poly_d1,
+    gd_per_seed,
     make_data,
     relu_forward,
+    weighted_features,
+    weighted_sum,
 )
 
 
@@ -60,8 +64,6 @@ def test_relu_model_is_univariate():
 
 def test_a_reused_workspace_gives_the_fresh_allocation_result():
     """The buffers of a Workspace carry nothing from one call to the next: every entry is overwritten."""
-    from zeroloss.papers.marion2023.twotimescale.gd import Workspace
-
     x_np, y_np = make_data("additive", 3, 300, seed=1)
     x, y = torch.tensor(x_np), torch.tensor(y_np)
     rng = np.random.default_rng(4)
@@ -72,3 +74,36 @@ def test_a_reused_workspace_gives_the_fresh_allocation_result():
         fresh = criterion_and_grad("additive", a, u, x, y, 0.05)
         for r, f in zip(reused, fresh, strict=True):
             torch.testing.assert_close(r, f, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model,d", [("additive", 2), ("relu", 1)])
+def test_a_seed_trained_beside_others_is_the_same_run_as_alone(model, d):
+    """gd_per_seed's member k (its own sample and initialisation) is two_optimizer_gd(repeats=1, seed=seeds[k]),
+    bit for bit; the standard regime (lr_u = 1) is the one most sensitive to round-off."""
+    together = gd_per_seed(model, d, 300, 1.0, 1.0, 200, [3, 0, 7], logs=10)
+    for k, seed in enumerate([3, 0, 7]):
+        alone = two_optimizer_gd(model, d, 300, 1.0, 1.0, 200, repeats=1, seed=seed, logs=10)
+        np.testing.assert_array_equal(together.criterion[:, k], alone.criterion[:, 0])
+        np.testing.assert_array_equal(together.a[k], alone.a[0])
+        np.testing.assert_array_equal(together.u[k], alone.u[0])
+        np.testing.assert_array_equal(together.x[k], alone.x)
+
+
+def test_the_batched_products_are_einsums_bit_for_bit():
+    rng = np.random.default_rng(5)
+    phi, a, g = (torch.tensor(rng.random(shape)) for shape in ((3, 400, 10, 4), (3, 10, 4), (3, 400)))
+    torch.testing.assert_close(weighted_features(a, phi), torch.einsum("rjk,rnjk->rn", a, phi), rtol=0, atol=0)
+    torch.testing.assert_close(weighted_sum(g, phi), torch.einsum("rn,rnjk->rjk", g, phi), rtol=0, atol=0)
+    torch.testing.assert_close(weighted_sum(g, phi[..., 0].contiguous()),
+                               torch.einsum("rn,rnj->rj", g, phi[..., 0]), rtol=0, atol=0)
+
+
+def test_the_sample_grid_follows_its_sample():
+    """The workspace's x repeated over the neurons is rebuilt for another sample and after an in-place change."""
+    work = Workspace()
+    x = torch.tensor(np.random.default_rng(6).random((2, 50, 3)))
+    torch.testing.assert_close(work.sample_grid(x, 4), x[:, :, None, :].expand(2, 50, 4, 3), rtol=0, atol=0)
+    x.mul_(2.0)
+    torch.testing.assert_close(work.sample_grid(x, 4), x[:, :, None, :].expand(2, 50, 4, 3), rtol=0, atol=0)
+    other = x[:1].clone()
+    assert work.sample_grid(other, 5).shape == (1, 50, 5, 3)

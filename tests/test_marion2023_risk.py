@@ -91,6 +91,18 @@ def test_optimal_outer_minimises_the_risk():
     assert np.abs(grad_a).max() < 1e-9
 
 
+def test_reduced_gradient_is_optimal_outer_then_risk_and_grad_bit_for_bit():
+    """The limit's velocity shares one evaluation of the integrands between a*(u) and ∇_u L: the same numbers."""
+    from zeroloss.papers.marion2023.twotimescale.risk import reduced_gradient
+
+    target = target_preset("paper")
+    _, u = _random_params(5, m=20)
+    a_star, grad_u = reduced_gradient(u, 4e-3, target)
+    expected_a = optimal_outer(u, 4e-3, target)
+    np.testing.assert_array_equal(a_star, expected_a)
+    np.testing.assert_array_equal(grad_u, risk_and_grad(expected_a, u, 4e-3, target)[2])
+
+
 def test_bad_target_names_the_field():
     with pytest.raises(ZerolossInputError, match="jumps: strictly increasing"):
         PiecewiseConstant(np.array([0.6, 0.4]), np.array([0.0, 1.0, 2.0]))

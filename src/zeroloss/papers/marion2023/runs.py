@@ -1,5 +1,6 @@
 """Running Marion & Berthier's experiments: online SGD (with its ε → 0 limit and the deterministic population run
-from the same u₀) and the appendix's full-batch GD, one spec at a time (docs/theory.md §3.4).
+from the same u₀), one spec at a time, and the appendix's full-batch GD, the specs of a batch side by side
+(docs/theory.md §3.4).
 
 This module holds everything a run's result depends on, and nothing of the claims or figures: result versions are
 derived from the code of the run module and what it imports (:mod:`zeroloss.sweep.versions`), so editing a claim
@@ -40,8 +41,8 @@ from zeroloss.papers.marion2023.twotimescale import (
     latest_closing_time,
     online_sgd,
     target_preset,
-    two_optimizer_gd,
 )
+from zeroloss.papers.marion2023.twotimescale.gd import GDRunTT, gd_per_seed
 from zeroloss.papers.marion2023.twotimescale.limit import EULER_DTAU
 from zeroloss.papers.marion2023.twotimescale.population import population_gd
 
@@ -189,30 +190,63 @@ def run_sgd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
 
 # ------------------------------------------------------------------------------------------- appendix
 
+#: Neurons J per coordinate of the appendix models (the paper's 10).
+GD_NEURONS = 10
+#: At most this many elements of the (R, n, J, d) sample × neuron arrays per group of runs trained side by side
+#: (32 MB per array in float64; four such arrays): the tiny scale's three seeds share a group, the paper's 10-D
+#: runs (n = 10⁴) go four at a time. Side by side pays off where an epoch is per-operation overhead, not arithmetic.
+GD_GROUP_ELEMENTS = 4_000_000
+
+
+def _gd_group(spec: Spec) -> tuple:
+    """What an appendix spec shares with the specs it trains beside: everything but its seed."""
+    return spec["model"], spec["d"], spec["n"], spec["lr_a"], spec["lr_u"], spec["epochs"], spec.get("logs", 50)
+
+
+def _gd_groups(specs: list[Spec]) -> list[list[int]]:
+    """Indices of the specs that train side by side: equal :func:`_gd_group`, at most :data:`GD_GROUP_ELEMENTS`."""
+    groups: dict[tuple, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(_gd_group(spec), []).append(i)
+    out = []
+    for members in groups.values():
+        first = specs[members[0]]
+        size = max(1, GD_GROUP_ELEMENTS // (first["n"] * GD_NEURONS * first["d"]))
+        out += [members[k:k + size] for k in range(0, len(members), size)]
+    return out
+
+
 def run_gd_batch(specs: list[Spec], device: Any = "cpu") -> list[RunOutput]:
-    """Full-batch GD with two optimisers, one spec at a time (each repeat its own sample and initialisation).
+    """Full-batch GD with two optimisers, each spec one independent run (its own sample and initialisation from its
+    seed); specs that differ only in seed train side by side
+    (:func:`~zeroloss.papers.marion2023.twotimescale.gd.gd_per_seed`: the same numbers as one by one).
 
     Summary: ``final_criterion`` (NaN when diverged), ``plateau_criterion`` and ``mid_criterion`` (window means),
     ``criterion_at_300`` (the official code's stopping epoch for the standard regime, when logged), ``diverged``,
-    ``seconds``.
+    ``seconds`` (the wall time of the group the run trained in).
     """
-    outputs = []
-    for spec in specs:
-        logs = spec.get("logs", 50)
-        run = two_optimizer_gd(spec["model"], spec["d"], spec["n"], spec["lr_a"], spec["lr_u"], spec["epochs"],
-                               neurons=10, eta=0.01, repeats=1, seed=spec["seed"], logs=logs)
-        crit = run.criterion[:, 0]
-        metrics = _tidy(run.epochs, {"criterion": crit})
-        positions = run.u[0].reshape(-1)
-        final = pd.DataFrame({"step": spec["epochs"], "metric": [f"u_{j}" for j in range(positions.size)],
-                              "value": positions})
-        tau = run.epochs.astype(np.float64)
-        at_300 = crit[run.epochs == 300]
-        outputs.append(RunOutput(pd.concat([metrics, final], ignore_index=True), {
-            "final_criterion": float(crit[-1]), "plateau_criterion": window_mean(tau, crit, PLATEAU_WINDOW),
-            "mid_criterion": window_mean(tau, crit, MID_WINDOW),
-            "criterion_at_300": float(at_300[0]) if at_300.size else float("nan"),
-            "diverged": bool(run.diverged[0]), "seconds": run.seconds}))
+    outputs: list[RunOutput | None] = [None] * len(specs)
+    for members in _gd_groups(specs):
+        first = specs[members[0]]
+        run = gd_per_seed(first["model"], first["d"], first["n"], first["lr_a"], first["lr_u"], first["epochs"],
+                          [specs[i]["seed"] for i in members], neurons=GD_NEURONS, eta=0.01,
+                          logs=first.get("logs", 50))
+        for k, i in enumerate(members):
+            outputs[i] = _gd_output(specs[i], run, k)
     return outputs
 
 
+def _gd_output(spec: Spec, run: GDRunTT, member: int) -> RunOutput:
+    """The RunOutput of member ``member`` of a :class:`GDRunTT` (see :func:`run_gd_batch`)."""
+    crit = run.criterion[:, member]
+    metrics = _tidy(run.epochs, {"criterion": crit})
+    positions = run.u[member].reshape(-1)
+    final = pd.DataFrame({"step": spec["epochs"], "metric": [f"u_{j}" for j in range(positions.size)],
+                          "value": positions})
+    tau = run.epochs.astype(np.float64)
+    at_300 = crit[run.epochs == 300]
+    return RunOutput(pd.concat([metrics, final], ignore_index=True), {
+        "final_criterion": float(crit[-1]), "plateau_criterion": window_mean(tau, crit, PLATEAU_WINDOW),
+        "mid_criterion": window_mean(tau, crit, MID_WINDOW),
+        "criterion_at_300": float(at_300[0]) if at_300.size else float("nan"),
+        "diverged": bool(run.diverged[member]), "seconds": run.seconds})

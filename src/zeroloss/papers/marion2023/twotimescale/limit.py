@@ -37,7 +37,7 @@ import numpy as np
 
 from zeroloss.errors import ZerolossInputError, positive_int
 from zeroloss.papers.marion2023.twotimescale.model import neurons_per_piece
-from zeroloss.papers.marion2023.twotimescale.risk import exact_risk, optimal_outer, risk_and_grad
+from zeroloss.papers.marion2023.twotimescale.risk import exact_risk, optimal_outer, reduced_gradient
 
 METHODS = ("euler", "rk45")
 
@@ -111,8 +111,7 @@ def general_limit(u0: np.ndarray, eta: float, target, t_max: float, n_steps: int
     R, m = u.shape
 
     def velocity(uu: np.ndarray) -> np.ndarray:
-        a = optimal_outer(uu, eta, target)
-        return -risk_and_grad(a, uu, eta, target)[2]
+        return -reduced_gradient(uu, eta, target)[1]
 
     if method == "euler":
         dtau = t_max / n_steps

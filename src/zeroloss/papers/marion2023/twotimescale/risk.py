@@ -65,24 +65,49 @@ def quadrature(u: np.ndarray, eta: float, target, order: int = GL_ORDER) -> Quad
     return Quadrature(x, w)
 
 
+@dataclass(frozen=True)
+class Integrands:
+    """What every integral at positions u is made of: the exact rule ``q`` (:func:`quadrature`), the features
+    Φ = [1, σ((x − u_j)/η)] at its nodes (R, Q, m + 1) and f* there (R, Q). Built once (:func:`integrands`), they
+    serve both the fast problem and the gradient of one step of the limit (:func:`reduced_gradient`)."""
+
+    q: Quadrature
+    phi: np.ndarray
+    fstar: np.ndarray
+
+
+def integrands(u: np.ndarray, eta: float, target) -> Integrands:
+    """:class:`Integrands` at positions u (R, m)."""
+    q = quadrature(u, eta, target)
+    return Integrands(q, features(u, q.x, eta), target(q.x))
+
+
 def exact_risk(a: np.ndarray, u: np.ndarray, eta: float, target) -> np.ndarray:
     """L(a, u) = ∫₀¹ (f − f*)² dx, exactly. a (R, m + 1), u (R, m) → (R,)."""
     a, u = check_params(a, u, eta)
-    q = quadrature(u, eta, target)
-    resid = (features(u, q.x, eta) @ a[:, :, None])[:, :, 0] - target(q.x)
-    return np.sum(q.w * resid**2, axis=1)
+    at = integrands(u, eta, target)
+    resid = _residual(a, at)
+    return np.sum(at.q.w * resid**2, axis=1)
+
+
+def _residual(a: np.ndarray, at: Integrands) -> np.ndarray:
+    """f − f* at the nodes of the rule: (R, Q)."""
+    return (at.phi @ a[:, :, None])[:, :, 0] - at.fstar
 
 
 def risk_and_grad(a: np.ndarray, u: np.ndarray, eta: float, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(L (R,), ∂L/∂a (R, m + 1), ∂L/∂u (R, m)), all exact (see the module docstring)."""
     a, u = check_params(a, u, eta)
-    q = quadrature(u, eta, target)
-    phi = features(u, q.x, eta)
-    resid = (phi @ a[:, :, None])[:, :, 0] - target(q.x)
-    wr = (q.w * resid)[:, None, :]
+    return _risk_and_grad(a, u, eta, integrands(u, eta, target))
+
+
+def _risk_and_grad(a: np.ndarray, u: np.ndarray, eta: float, at: Integrands) -> tuple[np.ndarray, ...]:
+    """:func:`risk_and_grad` from the integrands at u."""
+    resid = _residual(a, at)
+    wr = (at.q.w * resid)[:, None, :]
     risk = (wr @ resid[:, :, None])[:, 0, 0]
-    grad_a = 2.0 * (wr @ phi)[:, 0, :]
-    dphi = sigma_d1((q.x[:, :, None] - u[:, None, :]) / eta)
+    grad_a = 2.0 * (wr @ at.phi)[:, 0, :]
+    dphi = sigma_d1((at.q.x[:, :, None] - u[:, None, :]) / eta)
     grad_u = -(2.0 / eta) * a[:, 1:] * (wr @ dphi)[:, 0, :]
     return risk, grad_a, grad_u
 
@@ -90,13 +115,15 @@ def risk_and_grad(a: np.ndarray, u: np.ndarray, eta: float, target) -> tuple[np.
 def normal_equations(u: np.ndarray, eta: float, target) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(G (R, m+1, m+1), b (R, m+1), c (R,)) with L(a, u) = aᵀGa − 2bᵀa + c, all exact."""
     u = np.asarray(u, dtype=np.float64)
-    q = quadrature(u, eta, target)
-    phi = features(u, q.x, eta)
-    fstar = target(q.x)
-    weighted = np.swapaxes(phi * q.w[:, :, None], 1, 2)
-    G = weighted @ phi
-    b = (weighted @ fstar[:, :, None])[:, :, 0]
-    c = np.sum(q.w * fstar**2, axis=1)
+    return _normal_equations(integrands(u, eta, target))
+
+
+def _normal_equations(at: Integrands) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`normal_equations` from the integrands at u."""
+    weighted = np.swapaxes(at.phi * at.q.w[:, :, None], 1, 2)
+    G = weighted @ at.phi
+    b = (weighted @ at.fstar[:, :, None])[:, :, 0]
+    c = np.sum(at.q.w * at.fstar**2, axis=1)
     return G, b, c
 
 
@@ -111,7 +138,25 @@ def optimal_outer(u: np.ndarray, eta: float, target) -> np.ndarray:
 
     u: (R, m) → a*: (R, m + 1)."""
     G, b, _ = normal_equations(u, eta, target)
+    return _least_squares(G, b)
+
+
+def _least_squares(G: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The minimum-norm minimiser G⁺b of aᵀGa − 2bᵀa: G (R, m+1, m+1), b (R, m+1) → (R, m+1)."""
     return (np.linalg.pinv(G, rcond=PINV_RCOND, hermitian=True) @ b[:, :, None])[:, :, 0]
+
+
+def reduced_gradient(u: np.ndarray, eta: float, target) -> tuple[np.ndarray, np.ndarray]:
+    """(a*(u) (R, m + 1), ∇_u L(a*(u), u) (R, m)): the fast problem's solution and the gradient the ε → 0 limit
+    descends (by the envelope theorem, ∂_u L at a = a*; docs/theory.md §3.3).
+
+    The same numbers as :func:`optimal_outer` then :func:`risk_and_grad`, from one evaluation of the integrands
+    (the rule, Φ and f* at its nodes are the two calls' common, and costliest, part)."""
+    u = np.asarray(u, dtype=np.float64)
+    at = integrands(u, eta, target)
+    G, b, _ = _normal_equations(at)
+    a, u = check_params(_least_squares(G, b), u, eta)
+    return a, _risk_and_grad(a, u, eta, at)[2]
 
 
 def label_noise_excess(u: np.ndarray, eta: float, h: float, noise: float, target) -> np.ndarray:
@@ -148,8 +193,8 @@ def label_noise_excess(u: np.ndarray, eta: float, h: float, noise: float, target
         (2.498929, 2.498929)
     """
     u = np.atleast_2d(np.asarray(u, dtype=np.float64))
-    G, _, _ = normal_equations(u, eta, target)
-    a_star = optimal_outer(u, eta, target)
+    G, b, _ = normal_equations(u, eta, target)
+    a_star = _least_squares(G, b)
     q = quadrature(u, eta, target, order=7)
     phi = features(u, q.x, eta)
     misfit = target(q.x) - (phi @ a_star[:, :, None])[:, :, 0]
