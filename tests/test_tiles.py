@@ -119,12 +119,14 @@ def test_resume_computes_exactly_the_tiles_without_a_record(tmp_path):
     reference = open_kernel(out).numpy()
     for name in ("0_1.json", "2_2.json"):  # as if the driver had died before recording these two
         (out / "records" / name).unlink()
-    (out / "c" / "0" / f"1.{'ab' * 16}.partial").write_bytes(b"half a chunk")  # a dead writer's temporary
+    dead = out / "c" / "0" / ".1.abababab.tmp"  # a dead writer's temporary (nobody holds its lock), not young
+    dead.write_bytes(b"half a chunk")
+    os.utime(dead, (1.0, 1.0))
     with pytest.raises(ZerolossInputError, match="not finished .4 of 6 tiles"):
         open_kernel(out)
     again = kernel_job(X, "limit", params=LIMIT, out=out, block=4, progress=False)
     assert (first.computed, again.done_before, again.computed) == (6, 4, 2)
-    assert not list((out / "c" / "0").glob("*.partial"))
+    assert not dead.exists()
     assert np.array_equal(open_kernel(out).numpy(), reference)
 
 
@@ -266,19 +268,21 @@ def test_lazy_slices_and_matmul_of_symmetric_and_cross_kernels_equal_the_whole_m
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_chunk_written_directly_is_the_chunk_zarr_writes(tmp_path, dtype):
     """write_chunk bypasses zarr's writer: its file must be byte for byte the chunk zarr encodes for the same values
-    (edge tiles padded with NaN to the chunk shape), and zarr must read it back."""
+    (edge tiles padded with NaN to the chunk shape), and zarr must read it back; a compressed array is refused."""
     import zarr
 
     from zeroloss.tiles.plan import Tile
-    from zeroloss.tiles.store import write_chunk
-    from zeroloss.tiles.task import _raw_bytes_codec
+    from zeroloss.tiles.store import raw_bytes_codec, write_chunk
 
     values = np.random.default_rng(0).standard_normal((7, 10)).astype(dtype)
     for name in ("ours", "zarr"):
         zarr.create_array(store=str(tmp_path / name), shape=(12, 10), chunks=(5, 4), dtype=dtype,
                           fill_value=float("nan"), compressors=None, filters=None, zarr_format=3)
     theirs = zarr.open_array(store=str(tmp_path / "zarr"), mode="r+")
-    assert _raw_bytes_codec(theirs)
+    assert raw_bytes_codec(theirs)
+    compressed = zarr.create_array(store=str(tmp_path / "compressed"), shape=(12, 10), chunks=(5, 4), dtype=dtype,
+                                   fill_value=float("nan"), zarr_format=3)
+    assert not raw_bytes_codec(compressed)  # the negative control: zstd by default, not raw bytes
     for i, (a, b) in enumerate([(0, 5), (5, 10), (10, 12)]):
         for j, (c, d) in enumerate([(0, 4), (4, 8), (8, 10)]):
             tile = values[a:b, c:d] if b <= 7 else np.full((b - a, d - c), 1.5, dtype=dtype)
@@ -288,4 +292,4 @@ def test_a_chunk_written_directly_is_the_chunk_zarr_writes(tmp_path, dtype):
                 (tmp_path / "zarr" / "c" / str(i) / str(j)).read_bytes(), (i, j)
     ours = zarr.open_array(store=str(tmp_path / "ours"), mode="r")
     assert np.array_equal(ours[:], theirs[:], equal_nan=True)
-    assert not list((tmp_path / "ours").rglob("*.partial"))
+    assert not list((tmp_path / "ours").rglob("*.tmp"))

@@ -94,7 +94,7 @@ def _lock_held(fd: int) -> None:
     _try_lock(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+def atomic_write_bytes(path: Path | str, data: bytes | memoryview, *, drop_from_cache: bool = False) -> None:
     """Write ``data`` to ``path`` atomically: a temporary beside it (umask permissions), fsync, rename.
 
     The parent folder must exist (see :func:`ensure_parent`). On any error the temporary is removed and ``path``
@@ -102,7 +102,10 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 
     Args:
         path: the file to create or replace.
-        data: its new content.
+        data: its new content (any buffer: a memoryview is written in place, not copied).
+        drop_from_cache: after the fsync, drop the file's pages from the page cache (``POSIX_FADV_DONTNEED``,
+            where the system has it): for large files that this process will not read back, so that the next
+            write reuses those pages instead of taking new ones.
     """
     path = Path(path)
     while True:
@@ -118,6 +121,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+            if drop_from_cache and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -16,10 +16,9 @@ Layout of ``K.zarr`` (a results folder of kind ``kernel``: the store's ownership
                                   job is created, so a folder without it holds no finished tile
 
 A tile is complete exactly when its record exists: the record is written after the worker reports the chunk
-written, and a chunk is replaced only by rename (:func:`write_chunk` writes ``<j>.<uuid>.partial``, zarr's own
-temporary name, flushes it to disk and renames it). A kill at any
-moment therefore leaves complete tiles and, at worst, a chunk without a record or a dead writer's ``.partial``: the
-next start removes the partials and recomputes the tiles without a record.
+written, and a chunk is replaced only by rename (:func:`write_chunk`: a temporary ``.<j>.<8 hex>.tmp``, fsync,
+rename). A kill at any moment therefore leaves complete tiles and, at worst, a chunk without a record or a dead
+writer's temporary: the next start removes those temporaries and recomputes the tiles without a record.
 
 Fingerprints: sha256 of the inputs (dtype float64, shape and bytes, for X1 and X2), of the kernel (kind and
 params, canonical JSON) and of the model (:func:`zeroloss.tiles.models.model_fingerprint`). A job is resumed only
@@ -35,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +51,6 @@ RECORDS = "records"
 CHUNKS = "c"
 FORMAT = 1
 _RECORD = re.compile(r"(\d+)_(\d+)\.json")
-_PARTIAL = re.compile(r"\d+\.[0-9a-f]{32}\.partial")
 
 
 def array_fingerprint(*arrays: np.ndarray | None) -> str:
@@ -85,16 +82,26 @@ def tile_checksum(values: np.ndarray) -> str:
     return hashlib.sha256(memoryview(np.ascontiguousarray(values)).cast("B")).hexdigest()
 
 
+def raw_bytes_codec(array: Any) -> bool:
+    """Whether ``array``'s chunks are encoded by the ``bytes`` codec alone, little endian (as :func:`create_job`
+    makes them): then a chunk is its values' raw bytes, which :func:`write_chunk` writes."""
+    from zarr.codecs import BytesCodec
+
+    codecs = tuple(array.metadata.codecs)
+    return (len(codecs) == 1 and isinstance(codecs[0], BytesCodec) and codecs[0].endian is not None
+            and codecs[0].endian.value == "little")
+
+
 def write_chunk(out: Path, tile: Tile, values: np.ndarray, chunk_shape: tuple[int, int]) -> None:
     """Write ``values`` (the tile's rows × cols, little-endian C order, dtype as stored) as the zarr v3 chunk
-    ``c/<i>/<j>``, encoded as the array's one codec (``bytes``, little endian, no compression) encodes it: the chunk's
-    C-order bytes, padded to ``chunk_shape`` with the fill value NaN where the tile ends at the array's edge.
+    ``c/<i>/<j>`` of an array whose one codec is ``bytes`` (:func:`raw_bytes_codec`): the chunk's C-order bytes,
+    padded to ``chunk_shape`` with the fill value NaN where the tile ends at the array's edge.
 
-    Written from the tile's own buffer (zarr's writer copies a chunk twice on the way), to ``<j>.<uuid>.partial``
-    (zarr's own temporary name, removed by :func:`clean_job`), flushed to disk (``fdatasync``) and renamed into
-    place, the folder's entry flushed too: a chunk is on disk before its record can be written. Its pages are
-    then dropped from the page cache (the job never reads a chunk back), so the next chunk's write reuses them
-    instead of taking new ones (on a VM that backs guest memory lazily, first-touch pages cost ≈ 10× more).
+    Written from the tile's own buffer (zarr's writer copies a chunk twice on the way) by
+    :func:`~zeroloss.store.atomic.atomic_write_bytes` — a temporary, fsync, rename; the folder's entry is flushed
+    too: a chunk is on disk before its record can be written — and dropped from the page cache (the job never
+    reads a chunk back), so the next chunk's write reuses its pages instead of taking new ones (on a VM that backs
+    guest memory lazily, first-touch pages cost ≈ 10× more).
     """
     if values.shape != chunk_shape:
         padded = np.full(chunk_shape, np.nan, dtype=values.dtype)
@@ -102,15 +109,8 @@ def write_chunk(out: Path, tile: Tile, values: np.ndarray, chunk_shape: tuple[in
         values = padded
     folder = out / CHUNKS / str(tile.i)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / str(tile.j)
-    partial = folder / f"{tile.j}.{uuid.uuid4().hex}.partial"
-    with open(partial, "wb") as handle:
-        handle.write(memoryview(np.ascontiguousarray(values)).cast("B"))
-        handle.flush()
-        os.fdatasync(handle.fileno())
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    os.replace(partial, final)
+    atomic_write_bytes(folder / str(tile.j), memoryview(np.ascontiguousarray(values)).cast("B"),
+                       drop_from_cache=True)
     directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -180,22 +180,23 @@ def create_job(out: Path, job: dict[str, Any], X1: np.ndarray, X2: np.ndarray | 
 
 
 def clean_job(out: Path) -> None:
-    """Remove what dead writers left: zarr's ``.partial`` chunk temporaries and stale record temporaries."""
+    """Remove what dead writers left: the temporaries of chunks and of records whose writer is gone."""
     chunks = out / CHUNKS
     if chunks.is_dir():
         for row in os.scandir(chunks):
-            if not row.is_dir(follow_symlinks=False) or not row.name.isdigit():
-                continue
-            for entry in os.scandir(row.path):
-                if _PARTIAL.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
-    records = out / RECORDS
-    if records.is_dir():
-        names = {m.group(1) for e in os.listdir(records)
-                 if (m := re.fullmatch(r"\.(\d+_\d+\.json)\.[a-z0-9_]{8}\.tmp", e))}
-        for name in names:
-            remove_stale_temporaries(records, name)
+            if row.is_dir(follow_symlinks=False) and row.name.isdigit():
+                _remove_dead_temporaries(Path(row.path), r"\d+")
+    _remove_dead_temporaries(out / RECORDS, r"\d+_\d+\.json")
+
+
+def _remove_dead_temporaries(folder: Path, names: str) -> None:
+    """:func:`~zeroloss.store.atomic.remove_stale_temporaries` for every file name matching ``names`` that has a
+    temporary in ``folder``."""
+    if not folder.is_dir():
+        return
+    found = {m.group(1) for e in os.listdir(folder) if (m := re.fullmatch(rf"\.({names})\.[a-z0-9_]{{8}}\.tmp", e))}
+    for name in found:
+        remove_stale_temporaries(folder, name)
 
 
 def read_records(out: Path) -> dict[tuple[int, int], dict[str, Any]]:

@@ -80,17 +80,6 @@ def _array(out: str) -> Any:
     return cached(f"zarr:{out}", lambda: zarr.open_array(store=out, mode="r+"))
 
 
-def _raw_bytes_codec(array: Any) -> bool:
-    """Whether ``array``'s chunks are encoded by the ``bytes`` codec alone, little endian (as
-    :func:`~zeroloss.tiles.store.create_job` makes them): then a chunk is its values' raw bytes and
-    :func:`~zeroloss.tiles.store.write_chunk` writes it directly."""
-    from zarr.codecs import BytesCodec
-
-    codecs = tuple(array.metadata.codecs)
-    return len(codecs) == 1 and isinstance(codecs[0], BytesCodec) and codecs[0].endian is not None \
-        and codecs[0].endian.value == "little"
-
-
 def tile_values(payload: dict[str, Any], tile: Tile, symmetric: bool, device: str, threads: int) -> np.ndarray:
     """The float64 values of ``tile`` (rows × cols) of the job described by ``payload``, computed here."""
     import torch
@@ -114,7 +103,7 @@ def run_tile(task: TileTask) -> BatchResult:
     """Compute ``task``'s tile, write it as its chunk, return ``[{"sha256", "seconds", "compute_seconds", ...}]``
     (``seconds``: input, compute, write and checksum in the worker; ``compute_seconds``: the tile's values alone);
     never raises."""
-    from zeroloss.tiles.store import tile_checksum, write_chunk
+    from zeroloss.tiles.store import raw_bytes_codec, tile_checksum, write_chunk
 
     t0 = time.perf_counter()
     device = task.device
@@ -123,16 +112,15 @@ def run_tile(task: TileTask) -> BatchResult:
         values = tile_values(_payload(task), task.tile, task.symmetric, device, task.threads)
         computed = time.perf_counter() - t0
         stored = np.ascontiguousarray(values, dtype=np.dtype(task.dtype).newbyteorder("<"))
-        (a, b), (c, d) = task.tile.rows, task.tile.cols
         array = _array(task.out)
+        if not raw_bytes_codec(array):
+            raise RuntimeError(f"{task.out}: the array's chunks are not raw little-endian bytes (zarr codecs "
+                               f"{array.metadata.codecs}); a kernel job writes only arrays that create_job made")
         # the checksum is computed beside the chunk write (hashlib releases the GIL on large buffers): the two
         # passes over the tile's bytes overlap instead of adding up
         with ThreadPoolExecutor(max_workers=1) as hasher:
             checksum = hasher.submit(tile_checksum, stored)
-            if _raw_bytes_codec(array):
-                write_chunk(Path(task.out), task.tile, stored, tuple(array.chunks))
-            else:  # an array this job did not create with the bytes codec alone: zarr encodes it
-                array[a:b, c:d] = stored
+            write_chunk(Path(task.out), task.tile, stored, tuple(array.chunks))
             digest = checksum.result()
         info = {"sha256": digest, "seconds": time.perf_counter() - t0, "compute_seconds": computed, "device": device,
                 "threads": task.threads, "pid": os.getpid()}
