@@ -46,6 +46,10 @@ def fake_registered(monkeypatch):
     monkeypatch.setenv("ZEROLOSS_EXTRA_EXPERIMENTS", "fake_experiment_plugin")
     fake_experiment.CALLS.clear()
     fake_experiment.register_fake()
+    # the plugin imported now, not by the test's first load_experiments(): a test that swaps the registered
+    # experiment for a variant would otherwise meet the plugin registering the original over it ("registered
+    # twice"), or not, depending on which test imported the plugin first in this process
+    import fake_experiment_plugin  # noqa: F401
     yield fake_experiment.EXPERIMENT
     REGISTRY.pop(fake_experiment.NAME, None)
 

@@ -80,6 +80,18 @@ def test_single_width_writes_runs_and_a_page(model_file, tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
 
 
+def test_the_model_file_is_imported_without_writing_bytecode_beside_it(model_file, tmp_path, monkeypatch):
+    # Python writes __pycache__ beside an imported file unless told not to (PYTHONDONTWRITEBYTECODE, which this
+    # machine may set): with writing allowed, the user's folder still gets nothing but the --out folder
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    before = {p.name for p in tmp_path.iterdir()}
+    result = invoke("--model", f"{model_file}:make_net", "--width", "16", "--n", "8", "--steps", "5",
+                    "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in tmp_path.iterdir()} - before == {"out"}
+    assert sys.dont_write_bytecode is False, "the setting is restored"
+
+
 def test_width_sweep_with_npz_data_and_test_set(model_file, tmp_path):
     g = np.random.default_rng(0)
     X = g.standard_normal((14, 8))

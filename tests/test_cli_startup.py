@@ -57,6 +57,21 @@ def test_import_zeroloss_alone_is_light_and_resolves_names_on_use():
     assert res.stdout.split() == ["True", "True", "True"]
 
 
+def test_a_worker_that_trains_loads_no_plotting_statistics_or_compiler_stack():
+    # what a sweep's worker process does before its first batch (load the registry), then a batch of du2019 (a
+    # gram's memory check included): matplotlib, scipy.stats and torch._dynamo (with sympy) are ~2.4 s of a fresh
+    # process's start-up that a worker which only trains never uses
+    code = ("import json, sys\n"
+            "from zeroloss.papers.registry import load_experiments\n"
+            "experiment = load_experiments()['du2019.kernel']\n"
+            "experiment.run_batch([experiment.specs['tiny'][0]], 'cpu')\n"
+            "print(json.dumps(sorted(m for m in ('matplotlib', 'scipy.stats', 'torch._dynamo', 'sympy') "
+            "if m in sys.modules)))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == []
+
+
 def test_every_command_help_lists_every_option_with_its_default():
     command = typer.main.get_command(app)  # typer's own click (vendored in typer 0.29): duck-typed here
     runner = CliRunner()

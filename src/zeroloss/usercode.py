@@ -24,10 +24,13 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import sys
 import sysconfig
 from collections.abc import Iterator
-from types import TracebackType
+from pathlib import Path
+from types import ModuleType, TracebackType
 
 from zeroloss.errors import ZerolossInputError
 
@@ -87,6 +90,41 @@ def user_code(field: str, what: str) -> Iterator[None]:
         if raised_in_user_code(exc, skip=1):  # the first frame holds the `with` block: the caller's, not below it
             raise ZerolossInputError(f"{field}: {what} raised {_first_line(exc)}") from exc
         raise
+
+
+def import_user_file(path: Path, module_name: str, field: str = "--model", shown: str | None = None,
+                     reuse: bool = False) -> ModuleType:
+    """Import the user's Python file ``path`` as ``module_name``, writing nothing beside it.
+
+    The module is registered in ``sys.modules`` (dataclasses and pickling in the user's file look it up there);
+    no ``__pycache__`` is written into the user's folder (``sys.dont_write_bytecode`` while it runs). An exception
+    or ``sys.exit`` raised while the file runs is a one-line :class:`~zeroloss.errors.ZerolossInputError` naming
+    ``field``.
+
+    Args:
+        path: the ``.py`` file.
+        module_name: the name it is imported under.
+        field: the option that named the file, for errors.
+        shown: how errors show the file (default: ``path``).
+        reuse: return the module already imported under ``module_name`` instead of running the file again.
+    """
+    if reuse and module_name in sys.modules:
+        return sys.modules[module_name]
+    shown = str(path) if shown is None else shown
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ZerolossInputError(f"{field}: cannot import {shown!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:  # the user's code (sys.exit included): one line, naming the option
+        sys.modules.pop(module_name, None)
+        raise ZerolossInputError(f"{field}: importing {shown} failed: {_first_line(exc)}") from exc
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
+    return module
 
 
 def finite_inputs(x: object, field: str) -> None:

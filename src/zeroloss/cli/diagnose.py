@@ -22,8 +22,6 @@ Top-level imports are typer and the standard library only: torch and zeroloss in
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +54,10 @@ def load_factory(spec: str) -> tuple[Any, str]:
         raise _error(f"--model: no such file {path_text!r}")
     if not name.isidentifier():
         raise _error(f"--model: FACTORY must be a Python name, got {name!r}")
+    from zeroloss.usercode import import_user_file
+
     module_name = f"zeroloss_user_model_{abs(hash(str(path.resolve())))}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise _error(f"--model: cannot import {path_text!r}")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module  # dataclasses and pickling in the user's file look their module up here
-    try:
-        loader_spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:  # the user's code (sys.exit included): one line, naming the option
-        sys.modules.pop(module_name, None)
-        raise _error(f"--model: importing {path_text} failed: {_first_line(exc)}") from exc
+    module = import_user_file(path, module_name, shown=path_text)
     factory = getattr(module, name, None)
     if factory is None:
         defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")

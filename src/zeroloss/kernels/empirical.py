@@ -178,9 +178,9 @@ def gram_memory_bytes(
     layers = resolve_layers(net, layer)
     itemsize = torch.empty((), dtype=dtype).element_size()
     chunk = min(n, chunk_size or DEFAULT_CHUNK)
-    probe_params = {k: p.detach()[:1].to("meta") for k, p in net.named_parameters()}
-    sample = _meta_sample(net).to(next(iter(probe_params.values())).dtype)
-    _, maps = net.functional_forward(probe_params, sample, record=True)
+    member = {k: p.detach()[:1] for k, p in net.named_parameters()}  # one member: views, nothing copied
+    with torch.no_grad():
+        _, maps = net.functional_forward(member, _one_sample(net, next(iter(member.values()))), record=True)
     stored = graph = largest = 0
     for m in maps:
         out_numel = m.preact[0, 0].numel()
@@ -201,8 +201,14 @@ def gram_memory_bytes(
     return int(total * itemsize)
 
 
-def _meta_sample(net: EnsembleNet) -> torch.Tensor:
-    """One input sample on the meta device (shapes only), used to size a forward pass without computing it."""
+def _one_sample(net: EnsembleNet, like: torch.Tensor) -> torch.Tensor:
+    """One zero input sample (dtype and device of ``like``) whose forward pass gives every layer's shape.
+
+    A real one-sample pass of one member costs a few vectors; a pass on the meta device would send the activations
+    through torch's Python decompositions, which import ``torch._dynamo`` (~1.3 s, once per process).
+    """
     if hasattr(net, "positions"):
-        return torch.empty(1, net.channels, net.positions, device="meta")  # type: ignore[attr-defined]
-    return torch.empty(1, net.d, device="meta")  # type: ignore[attr-defined]
+        shape = (1, net.channels, net.positions)  # type: ignore[attr-defined]
+    else:
+        shape = (1, net.d)  # type: ignore[attr-defined]
+    return torch.zeros(shape, dtype=like.dtype, device=like.device)

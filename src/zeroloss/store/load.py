@@ -161,20 +161,25 @@ def finished_run_dirs(sweep_dir: Path | str, all_runs: bool = False) -> list[Pat
 
 
 def _run_frame(run: dict[str, Any]) -> pd.DataFrame:
-    metrics = run["metrics"].copy()
+    metrics = run["metrics"]
     if metrics.empty:  # keep a run without metric rows visible through its spec and summary
         metrics = pd.DataFrame({"step": [np.nan], "metric": [None], "value": [np.nan]})
-    metrics.insert(0, "experiment", run["experiment"])
-    metrics.insert(0, "run_id", run["run_id"])
-    taken = set(metrics.columns)
+    taken = {"run_id", "experiment", *metrics.columns}
+    constant: dict[str, Any] = {}
     for key, v in flatten(run["spec"]).items():
         if key not in taken:
-            metrics[key] = [v] * len(metrics) if isinstance(v, tuple) else v
+            constant[key] = v
             taken.add(key)
     for key, v in flatten(run["summary"]).items():
-        name = key if key not in taken else f"summary.{key}"
-        metrics[name] = [v] * len(metrics) if isinstance(v, tuple) else v
-    return metrics
+        constant[key if key not in taken else f"summary.{key}"] = v
+
+    def columns(values: dict[str, Any]) -> pd.DataFrame:
+        # one frame built at once (not a column at a time: ~15 ms a run); a tuple is one cell per row
+        cells = {k: [v] * len(metrics) if isinstance(v, tuple) else v for k, v in values.items()}
+        return pd.DataFrame(cells, index=metrics.index)
+
+    head = columns({"run_id": run["run_id"], "experiment": run["experiment"]})
+    return pd.concat([head, metrics, columns(constant)], axis=1)
 
 
 def empty_frame() -> pd.DataFrame:

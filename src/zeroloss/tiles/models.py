@@ -22,9 +22,7 @@ Examples:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from torch import nn
 
 from zeroloss.errors import ZerolossInputError
 from zeroloss.tiles.kinds import KernelSpec
+from zeroloss.usercode import import_user_file
 
 
 def _state_hash(model: nn.Module) -> str:
@@ -47,19 +46,7 @@ def _state_hash(model: nn.Module) -> str:
 def _import_file(path: Path) -> Any:
     """Import the Python file ``path`` under a name derived from its absolute path (the same in every process)."""
     name = "zeroloss_tile_model_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ZerolossInputError(f"--model: cannot import {str(path)!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: one line naming the option
-        sys.modules.pop(name, None)
-        raise ZerolossInputError(f"--model: importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    return module
+    return import_user_file(path, name, reuse=True)
 
 
 def _build_from_file(path: Path, factory: str, width: int | None, seed: int) -> nn.Module:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zeroloss.papers.base import pyplot
 from zeroloss.papers.chatterjee2022.claims import data_label, flag, net_label, runs_table
 
 #: Readable names of the initialisations, in legend order.
@@ -50,10 +51,7 @@ def _panels(runs: pd.DataFrame) -> tuple[list[bool], list[tuple[str, bool]]]:
 
 
 def _figure(nets: list[bool], data: list[tuple[str, bool]]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(nets), len(data), figsize=(3.4 * len(data) + 1.2, 2.9 * len(nets) + 0.6),
                              squeeze=False, sharey="row")
@@ -180,10 +178,7 @@ VARIANT_MARKERS = {"gaussian": "o", "digits": "s", "synthetic": "^"}
 def plot_conditioning(df: pd.DataFrame) -> dict[str, Any]:
     """The positive/baseline step ratio against κ(XXᵀ), one point per data variant (``chatterjee2022.conditioning``):
     against the best and the median baseline; censored counts are left out (the claim says so)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from zeroloss.papers.chatterjee2022.conditioning import ratio_by_kappa
 

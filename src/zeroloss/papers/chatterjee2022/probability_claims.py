@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS, Claim, Provenance, one_row_per_run
+from zeroloss.papers.base import FAIL, INCONCLUSIVE, PASS, Claim, Provenance, one_row_per_run, pyplot
 
 NAME = "chatterjee2022.criterion_probability"
 POSITIVE_LAW = "positive_uniform"
@@ -125,10 +125,7 @@ def claims(df: pd.DataFrame) -> list[Claim]:
 
 def plot(df: pd.DataFrame) -> dict[str, Any]:
     """The certified proportion (Wilson interval) and the optimistic one against width, per law and activation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = _runs(df)
     runs = runs[(runs["n"] <= runs["d"]) & ~runs["refused"].map(_flag)]

@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 
 from zeroloss.errors import choice, positive_int, require
 from zeroloss.nets.base import EnsembleNet
@@ -299,6 +298,8 @@ def binomial_interval(successes: int, trials: int, confidence: float = 0.95,
     require(0 <= successes <= trials, "successes", f"must be in 0..{trials}", successes)
     require(0.0 < confidence < 1.0, "confidence", "must be in (0, 1)", confidence)
     choice(method, "method", ("wilson", "clopper-pearson"))
+    from scipy import stats  # imported when used: ~0.6 s of a worker's start-up
+
     a = 1.0 - confidence
     if method == "clopper-pearson":
         lo = 0.0 if successes == 0 else float(stats.beta.ppf(a / 2, successes, trials - successes + 1))

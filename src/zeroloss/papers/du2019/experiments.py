@@ -37,7 +37,6 @@ from zeroloss.budget import MAX_DEPTH, format_bytes, resolve_budget, train_memor
 from zeroloss.errors import BOOLEAN, POSITIVE_INT, POSITIVE_NUMBER, SEED, Rule, ZerolossInputError, is_integer
 from zeroloss.nets.registry import DU_NETS
 from zeroloss.papers.base import Claim, Experiment, Spec, register
-from zeroloss.papers.du2019 import plots
 from zeroloss.papers.du2019.claims import (
     FIT_WITHIN,
     depth_claim,
@@ -178,6 +177,8 @@ def kernel_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def kernel_plot(df: pd.DataFrame) -> dict[str, Any]:
+    from zeroloss.papers.du2019 import plots  # matplotlib: imported when a figure is drawn
+
     runs = runs_table(df)
     return {
         "loss against its kernel prediction at the widest width": plots.kernel_curves(df, runs),
@@ -215,6 +216,8 @@ def depth_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def depth_plot(df: pd.DataFrame) -> dict[str, Any]:
+    from zeroloss.papers.du2019 import plots  # matplotlib: imported when a figure is drawn
+
     runs = runs_table(df)
     return {"deviation from the kernel prediction against width, per depth": plots.deviation_by_depth(runs),
             "width needed to track the kernel against depth": plots.needed_width_by_depth(runs)}
@@ -247,6 +250,8 @@ def conv_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def conv_plot(df: pd.DataFrame) -> dict[str, Any]:
+    from zeroloss.papers.du2019 import plots  # matplotlib: imported when a figure is drawn
+
     return {"convolutional ResNet: loss against its kernel prediction": plots.kernel_curves(df, runs_table(df))}
 
 
@@ -285,6 +290,8 @@ def theorem_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def theorem_plot(df: pd.DataFrame) -> dict[str, Any]:
+    from zeroloss.papers.du2019 import plots  # matplotlib: imported when a figure is drawn
+
     runs = runs_table(df)
     return {"the theorem's bound (1 − ηλ₀/2)^k against the loss, per rung, at the widest width":
             plots.theorem_curves(df, runs)}
@@ -332,6 +339,8 @@ def samples_claims(df: pd.DataFrame) -> list[Claim]:
 
 
 def samples_plot(df: pd.DataFrame) -> dict[str, Any]:
+    from zeroloss.papers.du2019 import plots  # matplotlib: imported when a figure is drawn
+
     return {"width needed to track the kernel against n": plots.needed_width_by_n(runs_table(df))}
 
 

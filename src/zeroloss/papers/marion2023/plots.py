@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from zeroloss.papers.marion2023.claims import runs_table  # noqa: E402
-from zeroloss.papers.marion2023.twotimescale import floor_risk, forward, target_preset  # noqa: E402
+from zeroloss.papers.base import pyplot
+from zeroloss.papers.marion2023.claims import runs_table
+from zeroloss.papers.marion2023.twotimescale import floor_risk, forward, target_preset
 
 
 def _parameters_at(rows: pd.DataFrame, step: int, m: int, prefix: str = "") -> tuple[np.ndarray, np.ndarray] | None:
@@ -65,6 +61,7 @@ def _risk_panel(ax, df: pd.DataFrame, runs: pd.DataFrame, target: str) -> None:
 
 def regimes_plot(df: pd.DataFrame) -> dict[str, Any]:
     """Risk against slow time per target, and snapshots of f for the first paper-target seed."""
+    plt = pyplot()
     runs = runs_table(df)
     targets = [t for t in ("paper", "code") if t in set(runs["target"])]
     fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(7.5 * max(len(targets), 1), 4.6), squeeze=False)
@@ -78,6 +75,7 @@ def regimes_plot(df: pd.DataFrame) -> dict[str, Any]:
 
 
 def _snapshots(df: pd.DataFrame, runs: pd.DataFrame, target: str):
+    plt = pyplot()
     fig, (snap, track) = plt.subplots(1, 2, figsize=(13, 4.3))
     f_star = target_preset(target)
     x = np.linspace(0, 1, 2001)
@@ -124,6 +122,7 @@ def _snapshots(df: pd.DataFrame, runs: pd.DataFrame, target: str):
 
 def sweep_plot(df: pd.DataFrame) -> dict[str, Any]:
     """Final (plateau) risk per ε, every repeat drawn over its box: at equal slow time and at equal samples."""
+    plt = pyplot()
     runs = runs_table(df)
     steps = (runs["t_max"] / (runs["h"] * runs["eps"])).round()
     common_tau = runs.groupby("t_max")["eps"].nunique().idxmax() if not runs.empty else 0.0
@@ -154,6 +153,7 @@ def sweep_plot(df: pd.DataFrame) -> dict[str, Any]:
 
 def eta_plot(df: pd.DataFrame) -> dict[str, Any]:
     """Final (plateau) risk against η, per seed, with the floor Σ Δf² η/28 (log-log: slope 1 is O(η))."""
+    plt = pyplot()
     runs = runs_table(df)
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for i, (seed, group) in enumerate(runs.groupby("seed")):
@@ -177,6 +177,7 @@ def _setting(row: Any) -> str:
 
 def appendix_plot(df: pd.DataFrame) -> dict[str, Any]:
     """Final criterion per regime and setting; the 2-D neuron positions of seed 0 against the target's jumps."""
+    plt = pyplot()
     runs = runs_table(df)
     runs["setting"] = runs.apply(_setting, axis=1)
     settings = sorted(runs["setting"].unique())
