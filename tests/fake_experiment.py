@@ -6,7 +6,8 @@ Spec flags: ``diverge`` (the loss blows up to inf: summary ``diverged``), ``fail
 ``sleep`` (seconds per batch: lets a test kill a sweep mid-way), ``crash`` (the worker process running the batch
 kills itself with SIGKILL) and ``crash_once: PATH`` (the same, only if PATH does not exist yet; it is created
 first). A crash never happens in the process that imported this module first (the test runner): there the batch
-raises instead.
+raises instead. Nor does a sleep: the runner itself is never killed, and its reference sweeps need no delay (the
+sleep changes no value).
 
 Tests register it with the ``fake_registered`` fixture (conftest.py); subprocesses (CLI, process pool, Ray workers) get
 it through ``ZEROLOSS_EXTRA_EXPERIMENTS=fake_experiment_plugin``, which the fixture sets.
@@ -19,15 +20,10 @@ import signal
 import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from zeroloss.papers.base import Claim, Experiment, RunOutput, register  # noqa: E402
+from zeroloss.papers.base import Claim, Experiment, RunOutput, pyplot, register
 
 NAME = "fake.decay"
 PAPER = "fakepaper"
@@ -55,7 +51,8 @@ def _one(spec: dict) -> RunOutput:
 
 def run_batch(specs: list[dict], device: str = "cpu") -> list[RunOutput]:
     CALLS.append(len(specs))
-    time.sleep(max(s.get("sleep", 0.0) for s in specs))
+    if os.getpid() != MAIN_PID:
+        time.sleep(max(s.get("sleep", 0.0) for s in specs))
     for s in specs:
         marker = s.get("crash_once")
         if s.get("crash") or (marker and not os.path.exists(marker)):
@@ -70,7 +67,7 @@ def run_batch(specs: list[dict], device: str = "cpu") -> list[RunOutput]:
 
 
 def plot(df: pd.DataFrame) -> dict:
-    fig, ax = plt.subplots(figsize=(4, 3))
+    fig, ax = pyplot().subplots(figsize=(4, 3))
     loss = df[df["metric"] == "loss"]
     for rid, curve in loss.groupby("run_id", sort=True):
         ax.semilogy(curve["step"], curve["value"], label=rid)
