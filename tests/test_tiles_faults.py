@@ -36,9 +36,12 @@ def _inputs():
     return sphere_data(n=N, d=8, seed=0)[0]
 
 
-def _reference(tmp_path: Path) -> np.ndarray:
-    kernel_job(_inputs(), "gram", params=PARAMS, out=tmp_path / "ref.zarr", block=BLOCK, progress=False)
-    return open_kernel(tmp_path / "ref.zarr").numpy()
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> np.ndarray:
+    """The uninterrupted in-process kernel (21 tiles, ~6 s): computed once per test process, not once per test."""
+    out = tmp_path_factory.mktemp("reference") / "ref.zarr"
+    kernel_job(_inputs(), "gram", params=PARAMS, out=out, block=BLOCK, progress=False)
+    return open_kernel(out).numpy()
 
 
 def _done(out: Path) -> int:
@@ -54,7 +57,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-def test_kill_minus_9_of_the_driver_then_the_same_command_finishes_identically(tmp_path):
+def test_kill_minus_9_of_the_driver_then_the_same_command_finishes_identically(tmp_path, reference):
     np.save(tmp_path / "X.npy", _inputs().numpy())
     out = tmp_path / "K.zarr"
     command = [sys.executable, "-m", "zeroloss", "kernel", "--kind", "gram", "--net", "fc", "--width", "2048",
@@ -77,11 +80,11 @@ def test_kill_minus_9_of_the_driver_then_the_same_command_finishes_identically(t
     again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"{TILES} tiles: {before} already done, {TILES - before} computed" in again.stdout
-    assert np.array_equal(open_kernel(out).numpy(), _reference(tmp_path))
+    assert np.array_equal(open_kernel(out).numpy(), reference)
     assert open_kernel(out).verify() == []
 
 
-def test_a_process_worker_killed_mid_job_is_replaced_and_the_kernel_is_identical(tmp_path):
+def test_a_process_worker_killed_mid_job_is_replaced_and_the_kernel_is_identical(tmp_path, reference):
     from zeroloss.sweep.executors import ProcessExecutor
 
     out, killed = tmp_path / "K.zarr", []
@@ -114,11 +117,11 @@ def test_a_process_worker_killed_mid_job_is_replaced_and_the_kernel_is_identical
     assert killed and killed[0] < TILES, "the worker must be killed while tiles were missing"
     assert pools and pools[0].pools_replaced >= 1, "the dead worker broke the pool, which was replaced"
     assert result.complete and not result.failed
-    assert np.array_equal(open_kernel(out).numpy(), _reference(tmp_path))
+    assert np.array_equal(open_kernel(out).numpy(), reference)
 
 
 @pytest.mark.ray
-def test_a_ray_worker_killed_mid_job_is_retried_and_the_kernel_is_identical(tmp_path, monkeypatch):
+def test_a_ray_worker_killed_mid_job_is_retried_and_the_kernel_is_identical(tmp_path, monkeypatch, reference):
     pytest.importorskip("ray", reason="ray is not installed (pip install 'zeroloss[ray]')")
     import shutil
     import tempfile
@@ -146,4 +149,4 @@ def test_a_ray_worker_killed_mid_job_is_retried_and_the_kernel_is_identical(tmp_
     killer.join(timeout=5)
     assert killed, "a Ray worker running a tile must be killed while tiles were missing"
     assert result.complete and not result.failed, result.failed
-    assert np.array_equal(open_kernel(out).numpy(), _reference(tmp_path))
+    assert np.array_equal(open_kernel(out).numpy(), reference)
