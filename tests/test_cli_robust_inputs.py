@@ -267,16 +267,18 @@ def test_a_second_reproduce_into_a_folder_being_written_is_refused(tmp_path):
     assert not (out / fake_experiment.NAME).exists()
 
 
-@pytest.mark.slow  # two reproductions in subprocesses: not the fast tier
+LOCAL = ("--device", "cpu", "--executor", "local")  # in this process: the test is about the report, not the executor
+
+
 @pytest.mark.usefixtures("fake_registered")
 def test_reproduce_into_a_folder_of_another_paper_keeps_its_experiments_in_the_report(tmp_path):
     out = tmp_path / "rep"
-    res = CliRunner().invoke(app, ["reproduce", fake_experiment.PAPER, "--out", str(out), "--device", "cpu"])
+    res = CliRunner().invoke(app, ["reproduce", fake_experiment.PAPER, "--out", str(out), *LOCAL])
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "reproduce.json").read_text())
     meta.update({"paper": "otherpaper", "papers": ["otherpaper"]})  # as if another paper had been reproduced here
     (out / "reproduce.json").write_text(json.dumps(meta))
-    res = CliRunner().invoke(app, ["reproduce", fake_experiment.PAPER, "--out", str(out), "--device", "cpu"])
+    res = CliRunner().invoke(app, ["reproduce", fake_experiment.PAPER, "--out", str(out), *LOCAL])
     assert res.exit_code == 0, res.output
     meta = json.loads((out / "reproduce.json").read_text())
     assert meta["papers"] == sorted(["otherpaper", fake_experiment.PAPER]) and meta["experiments"] == [
