@@ -70,18 +70,21 @@ class MemberState:
         self.reached_step = torch.full((members,), -1, dtype=torch.long, device=device)
         self.divergence_factor, self.target_loss = divergence_factor, target_loss
         self.start_loss: torch.Tensor | None = None
+        self._nan: torch.Tensor | None = None
 
     def observe(self, k: int, loss: torch.Tensor) -> torch.Tensor:
-        """Update the state with step k's (S,) float64 losses; return them with NaN for inactive members."""
+        """Update the state with step k's (S,) float64 losses; return them with NaN for inactive members.
+
+        Called once per step: a handful of small in-place tensor operations (no host synchronisation)."""
         if self.start_loss is None:
             self.start_loss = loss.clone()
+            self._nan = torch.full_like(loss, float("nan"))
         blown = self.active & ~within_bounds(loss, self.start_loss, self.divergence_factor)
-        self.diverged_step = torch.where(blown, k, self.diverged_step)
+        self.diverged_step.masked_fill_(blown, k)  # blown members were active: their step was still −1
         self.active &= ~blown
         if self.target_loss is not None:
-            newly = self.active & (loss <= self.target_loss) & (self.reached_step < 0)
-            self.reached_step = torch.where(newly, k, self.reached_step)
-        return torch.where(self.active, loss, torch.full_like(loss, float("nan")))
+            self.reached_step.masked_fill_(self.active & (loss <= self.target_loss) & (self.reached_step < 0), k)
+        return torch.where(self.active, loss, self._nan)
 
     def all_finished(self) -> bool:
         """Whether every member has stopped: diverged, or (with a target) reached it. Synchronises with the host."""
