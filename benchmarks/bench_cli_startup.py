@@ -72,13 +72,46 @@ def extract_revision(rev: str, into: Path) -> Path:
     return into / "src"
 
 
+Rows = dict[str, tuple[list[str], dict[str, str] | None]]
+Results = dict[str, list[tuple[float, float, float]]]
+
+
+def measure_rows(rows: Rows, repeats: int) -> Results:
+    """Each row's command ``repeats`` times, the rows alternated (after one untimed pass that warms the file cache and
+    writes the bytecode): label → [(wall s, CPU s, peak MiB), ...]."""
+    for cmd, env in rows.values():
+        measure(cmd, env)
+    results: Results = {label: [] for label in rows}
+    for _ in range(repeats):
+        for label, (cmd, env) in rows.items():
+            results[label].append(measure(cmd, env))
+    return results
+
+
+def column(results: Results, label: str, i: int) -> list[float]:
+    """One quantity of one row (0: wall, 1: CPU, 2: peak MiB) over its repeats."""
+    return [v[i] for v in results[label]]
+
+
+def print_rows(results: Results, repeats: int) -> None:
+    """The machine line, then per row the best and median wall time, the median CPU time and peak memory."""
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {repeats} processes per row")
+    print(f"{'row':<44} {'best wall s':>11} {'median wall s':>13} {'median CPU s':>12} {'median MiB':>10}")
+    for label in results:
+        wall = column(results, label, 0)
+        print(f"{label:<44} {min(wall):11.3f} {statistics.median(wall):13.3f} "
+              f"{statistics.median(column(results, label, 1)):12.3f} "
+              f"{statistics.median(column(results, label, 2)):10.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="processes per row (alternated)")
     parser.add_argument("--rev", default=None, help="also time the CLI of this git revision (e.g. main)")
     args = parser.parse_args()
 
-    rows: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+    rows: Rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, argv in (("zeroloss --help", ["--help"]), ("zeroloss train --help", ["train", "--help"])):
             rows[f"{label}: lazy (this tree)"] = (_cli(argv), None)
@@ -89,33 +122,23 @@ def main() -> None:
                 rows[f"{label}: {args.rev}"] = (_cli(argv), env)
         rows["import torch (for scale)"] = ([sys.executable, "-c", "import torch"], None)
 
-        for cmd, env in rows.values():  # warm the file cache once, untimed
-            measure(cmd, env)
-        results: dict[str, list[tuple[float, float, float]]] = {label: [] for label in rows}
-        for _ in range(args.repeats):
-            for label, (cmd, env) in rows.items():
-                results[label].append(measure(cmd, env))
+        results = measure_rows(rows, args.repeats)
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {args.repeats} processes per row")
-    print(f"{'row':<44} {'best wall s':>11} {'median wall s':>13} {'median CPU s':>12} {'median MiB':>10}")
+    print_rows(results, args.repeats)
 
-    def column(label: str, i: int) -> list[float]:
-        return [v[i] for v in results[label]]
+    def col(label: str, i: int) -> list[float]:
+        return column(results, label, i)
 
-    for label in results:
-        print(f"{label:<44} {min(column(label, 0)):11.3f} {statistics.median(column(label, 0)):13.3f} "
-              f"{statistics.median(column(label, 1)):12.3f} {statistics.median(column(label, 2)):10.0f}")
     for label in ("zeroloss --help", "zeroloss train --help"):
         lazy = f"{label}: lazy (this tree)"
         for peer in ("eager peer", args.rev):
             if peer is None:
                 continue
             other = f"{label}: {peer}"
-            print(f"{other} / lazy: wall {min(column(other, 0)) / min(column(lazy, 0)):.1f}× best over best, "
-                  f"{statistics.median(column(other, 0)) / statistics.median(column(lazy, 0)):.1f}× median over "
-                  f"median; CPU {statistics.median(column(other, 1)) / statistics.median(column(lazy, 1)):.1f}×; "
-                  f"memory {statistics.median(column(other, 2)):.0f} → {statistics.median(column(lazy, 2)):.0f} MiB")
+            print(f"{other} / lazy: wall {min(col(other, 0)) / min(col(lazy, 0)):.1f}× best over best, "
+                  f"{statistics.median(col(other, 0)) / statistics.median(col(lazy, 0)):.1f}× median over "
+                  f"median; CPU {statistics.median(col(other, 1)) / statistics.median(col(lazy, 1)):.1f}×; "
+                  f"memory {statistics.median(col(other, 2)):.0f} → {statistics.median(col(lazy, 2)):.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_cli_startup import extract_revision, measure
+from benchmarks.bench_cli_startup import Rows, column, extract_revision, measure_rows, print_rows
 
 REGISTRY = "from zeroloss.papers.registry import load_experiments; load_experiments()"
 FIRST_GRAM = (REGISTRY + "\nimport zeroloss\nX, _ = zeroloss.sphere_data(n=8, d=16, seed=0)\n"
@@ -40,30 +40,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         peer_env = {**os.environ, "PYTHONPATH": str(extract_revision(args.rev, Path(tmp)))}
-        rows = {}
+        rows: Rows = {}
         for what, code in (("registry", REGISTRY), ("registry + first gram", FIRST_GRAM)):
             rows[f"{what}: this tree"] = ([sys.executable, "-c", code], None)
             rows[f"{what}: {args.rev}"] = ([sys.executable, "-c", code], peer_env)
-        for cmd, env in rows.values():  # warm the file cache (and write the bytecode) once, untimed
-            measure(cmd, env)
-        results: dict[str, list[tuple[float, float, float]]] = {label: [] for label in rows}
-        for _ in range(args.repeats):
-            for label, (cmd, env) in rows.items():
-                results[label].append(measure(cmd, env))
+        results = measure_rows(rows, args.repeats)
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {args.repeats} processes per row")
-    print(f"{'row':<44} {'best wall s':>11} {'median wall s':>13} {'median CPU s':>12} {'median MiB':>10}")
-
-    def column(label: str, i: int) -> list[float]:
-        return [v[i] for v in results[label]]
-
-    for label in results:
-        print(f"{label:<44} {min(column(label, 0)):11.3f} {statistics.median(column(label, 0)):13.3f} "
-              f"{statistics.median(column(label, 1)):12.3f} {statistics.median(column(label, 2)):10.0f}")
+    print_rows(results, args.repeats)
     for what in ("registry", "registry + first gram"):
         mine, peer = f"{what}: this tree", f"{what}: {args.rev}"
-        wall, cpu = (statistics.median(column(peer, i)) / statistics.median(column(mine, i)) for i in (0, 1))
+        wall, cpu = (statistics.median(column(results, peer, i)) / statistics.median(column(results, mine, i))
+                     for i in (0, 1))
         print(f"{what}: {args.rev} / this tree: wall {wall:.2f}× median over median; CPU {cpu:.2f}×")
 
 
