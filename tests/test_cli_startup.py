@@ -3,7 +3,8 @@
 Structural checks, not timings (``benchmarks/bench_cli_startup.py`` times it): in a fresh interpreter, importing
 ``zeroloss.cli``, building the click command and printing ``--help`` of the app and of every command must leave
 torch, numpy, pandas, matplotlib, scipy, numba (and yaml, jinja2: only commands that run need them) out of
-``sys.modules``. A failure names the modules that were imported.
+``sys.modules``; a sweep worker that trains a batch must leave matplotlib, scipy.stats and torch._dynamo out
+(``benchmarks/bench_worker_startup.py`` times that). A failure names the modules that were imported.
 """
 
 from __future__ import annotations
