@@ -62,6 +62,16 @@ def child_pids(parent: int, needle: bytes) -> list[int]:
     return pids
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs: its /proc entry exists and it is not a zombie (a killed child keeps its
+    entry until its parent reaps it; a zombie holds no resources, so waiting for the entry to vanish only waits)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a − b| / max |b| (on the CPU)."""
     a, b = a.detach().cpu(), b.detach().cpu()

@@ -21,7 +21,7 @@ import pytest
 
 import fake_experiment
 from fake_experiment import NAME
-from helpers import child_pids, run_values
+from helpers import alive, child_pids, run_values
 from zeroloss.store import run_id
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import MAX_ATTEMPTS, ProcessExecutor
@@ -32,14 +32,6 @@ pytestmark = [pytest.mark.usefixtures("fake_registered"), pytest.mark.slow]  # k
 def _pool_workers(parent: int) -> list[int]:
     """Pids of the spawn-context pool workers whose parent is ``parent`` (not the resource tracker)."""
     return child_pids(parent, b"spawn_main")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _done(out: Path) -> int:
@@ -109,9 +101,9 @@ def test_kill_minus_9_of_a_process_pool_driver_ends_its_workers_and_a_rerun_comp
     before = _done(out)
     assert workers and 2 <= before < 16, (workers, before)
     deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in workers), "the pool workers outlived their killed driver"
+    assert not any(alive(pid) for pid in workers), "the pool workers outlived their killed driver"
 
     from zeroloss.sweep.spec import load_sweep_file
 

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 
 import fake_experiment
-from helpers import run_values
+from helpers import alive, run_values
 from zeroloss.sweep import run_sweep
 from zeroloss.sweep.executors import RayExecutor
 
@@ -161,16 +161,18 @@ def _head_processes(tmpdir: Path) -> set[int]:
 
 
 def _stop_head(tmpdir: Path) -> None:
-    """Signal the head's processes (their command line names ``tmpdir``) and their descendants, by pid."""
+    """Signal the head's processes (their command line names ``tmpdir``) and their descendants, by pid: SIGTERM,
+    then SIGKILL to what still runs a second later (Ray's gcs_server and raylet were measured still running 6 s after
+    SIGTERM; a longer grace only made the test wait)."""
     pids = _head_processes(tmpdir)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig, grace in ((signal.SIGTERM, 1.0), (signal.SIGKILL, 5.0)):
         for pid in pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
             time.sleep(0.1)
 
 
