@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -222,3 +223,15 @@ def test_page_is_deterministic_and_self_contained():
     assert "<script" not in pages[0] and "<link" not in pages[0] and not re.search(r'(src|href)="https?:', pages[0])
     ids = re.findall(r'\bid="([^"]+)"', pages[0])
     assert len(ids) == len(set(ids))  # figures never share an element id
+
+
+def test_a_model_file_gets_the_same_module_name_in_every_process(model_file):
+    # workers that unpickle the user's objects import the file under the driver's name: it must not depend on
+    # Python's per-process string hashing (PYTHONHASHSEED), as hash() would
+    code = ("from pathlib import Path; from zeroloss.usercode import user_module_name; "
+            f"print(user_module_name(Path({str(model_file)!r})))")
+    names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    from zeroloss.usercode import user_module_name
+
+    assert names == {user_module_name(model_file)}

@@ -24,6 +24,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import sys
@@ -92,9 +93,15 @@ def user_code(field: str, what: str) -> Iterator[None]:
         raise
 
 
-def import_user_file(path: Path, module_name: str, field: str = "--model", shown: str | None = None,
+def user_module_name(path: Path) -> str:
+    """The module name a user's file is imported under: derived from its absolute path, the same in every process
+    (a worker that unpickles one of its objects imports the file under the name the driver used)."""
+    return "zeroloss_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+
+
+def import_user_file(path: Path, field: str = "--model", shown: str | None = None,
                      reuse: bool = False) -> ModuleType:
-    """Import the user's Python file ``path`` as ``module_name``, writing nothing beside it.
+    """Import the user's Python file ``path`` as :func:`user_module_name`, writing nothing beside it.
 
     The module is registered in ``sys.modules`` (dataclasses and pickling in the user's file look it up there);
     no ``__pycache__`` is written into the user's folder (``sys.dont_write_bytecode`` while it runs). An exception
@@ -103,11 +110,11 @@ def import_user_file(path: Path, module_name: str, field: str = "--model", shown
 
     Args:
         path: the ``.py`` file.
-        module_name: the name it is imported under.
         field: the option that named the file, for errors.
         shown: how errors show the file (default: ``path``).
-        reuse: return the module already imported under ``module_name`` instead of running the file again.
+        reuse: return the module already imported from ``path`` instead of running the file again.
     """
+    module_name = user_module_name(path)
     if reuse and module_name in sys.modules:
         return sys.modules[module_name]
     shown = str(path) if shown is None else shown

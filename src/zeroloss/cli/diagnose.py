@@ -56,12 +56,11 @@ def load_factory(spec: str) -> tuple[Any, str]:
         raise _error(f"--model: FACTORY must be a Python name, got {name!r}")
     from zeroloss.usercode import import_user_file
 
-    module_name = f"zeroloss_user_model_{abs(hash(str(path.resolve())))}"
-    module = import_user_file(path, module_name, shown=path_text)
+    module = import_user_file(path, shown=path_text)
     factory = getattr(module, name, None)
     if factory is None:
         defined = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
-                         and getattr(v, "__module__", None) == module_name)
+                         and getattr(v, "__module__", None) == module.__name__)
         raise _error(f"--model: {path_text} has no {name!r}; callables defined there: {', '.join(defined) or 'none'}")
     if not callable(factory):
         raise _error(f"--model: {name} in {path_text} is not callable ({type(factory).__name__})")

@@ -44,9 +44,8 @@ def _state_hash(model: nn.Module) -> str:
 
 
 def _import_file(path: Path) -> Any:
-    """Import the Python file ``path`` under a name derived from its absolute path (the same in every process)."""
-    name = "zeroloss_tile_model_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    return import_user_file(path, name, reuse=True)
+    """Import the Python file ``path`` once per process (under the same name in every process)."""
+    return import_user_file(path, reuse=True)
 
 
 def _build_from_file(path: Path, factory: str, width: int | None, seed: int) -> nn.Module:
