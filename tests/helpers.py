@@ -6,7 +6,11 @@ Import them as ``from helpers import ...`` (pytest puts this folder on ``sys.pat
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,39 @@ from torch import nn
 
 from zeroloss.papers.base import RunOutput
 from zeroloss.store import load
+
+#: A fenced ```python block of a Markdown file: its code is group 1.
+PYTHON_FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", flags=re.MULTILINE | re.DOTALL)
+
+
+def markdown_python_blocks(path: Path) -> list[tuple[str, str, int]]:
+    """(title, code, first line) of every ```python block of the Markdown file ``path``: the title is the nearest
+    heading above the block, the first line the file's line number of the block's first line of code."""
+    text = path.read_text(encoding="utf-8")
+    blocks = []
+    for match in PYTHON_FENCE.finditer(text):
+        headings = re.findall(r"^#+\s*(.+)$", text[: match.start()], flags=re.MULTILINE)
+        title = headings[-1].strip() if headings else path.name
+        blocks.append((title, match.group(1), text.count("\n", 0, match.start(1)) + 1))
+    return blocks
+
+
+def run_markdown_block(path: Path, code: str, first_line: int, name: str = "__doc_example__",
+                       given: dict | None = None) -> tuple[dict, str]:
+    """Execute one block of ``path`` in a fresh namespace; return (namespace, what it printed).
+
+    ``given``: names the block uses but leaves to the reader (its comments say what they are). A traceback names the
+    Markdown file and the line there. Any warning the block raises is an error: a user who copies the example would
+    see it.
+    """
+    namespace: dict = {"__name__": name, **(given or {})}
+    out = io.StringIO()
+    code = "\n" * (first_line - 1) + code  # line numbers as in the file
+    with contextlib.redirect_stdout(out), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile(code, str(path), "exec"), namespace)  # noqa: S102 - the project's own documented example
+    return namespace, out.getvalue()
+
 
 #: The text of a ``status(field)`` function reading ``/proc/self/status`` (bytes), prepended to the scripts that
 #: measure a fresh process's resident memory with ``python -c``.

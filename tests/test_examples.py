@@ -4,24 +4,23 @@
   :class:`doctest.DocTestFinder` over :func:`pkgutil.walk_packages`); a module whose import needs an optional
   dependency that is not installed is skipped with the reason.
 * Every ```python block of README.md, executed in a fresh namespace in a temporary working directory (```bash and
-  other fences are shell, not Python); the "Ten lines of Python" must also reach what it claims: every member
-  at the target loss.
+  other fences are shell, not Python); a block that warns fails; the "Ten lines of Python" must also reach what
+  it claims (every member at the target loss), and "Your own model" must print what its comments say.
 """
 
 from __future__ import annotations
 
-import contextlib
 import doctest
 import importlib
-import io
 import pkgutil
-import re
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import zeroloss
+from helpers import markdown_python_blocks, run_markdown_block
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -60,34 +59,26 @@ def test_docstring_examples(name, tmp_path, monkeypatch):
     assert results.failed == 0, "".join(report)
 
 
-def readme_python_blocks() -> list[tuple[str, str]]:
-    """(title, code) of every ```python block of README.md; the title is the nearest heading above it."""
-    text = README.read_text(encoding="utf-8")
-    blocks = []
-    for match in re.finditer(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, flags=re.MULTILINE | re.DOTALL):
-        headings = re.findall(r"^#+\s*(.+)$", text[: match.start()], flags=re.MULTILINE)
-        blocks.append((headings[-1].strip() if headings else "README", match.group(1)))
-    return blocks
-
-
-def _run_block(code: str, tmp_path: Path, monkeypatch) -> tuple[dict, str, float]:
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__readme__"}
-    out = io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - the README's own example
-    return namespace, out.getvalue(), time.perf_counter() - t0
+def _readme_blocks() -> list[tuple[str, str, int]]:
+    return markdown_python_blocks(README)
 
 
 def test_readme_has_python_examples():
-    titles = [title for title, _ in readme_python_blocks()]
-    assert "Ten lines of Python" in titles
+    titles = [title for title, _, _ in _readme_blocks()]
+    assert "Ten lines of Python" in titles and "Your own model" in titles
 
 
-@pytest.mark.parametrize("title, code", readme_python_blocks(), ids=[t for t, _ in readme_python_blocks()])
-def test_readme_python_block_runs(title, code, tmp_path, monkeypatch):
-    namespace, printed, seconds = _run_block(code, tmp_path, monkeypatch)
+def test_your_own_model_block_is_at_most_15_lines():
+    (code,) = [code for title, code, _ in _readme_blocks() if title == "Your own model"]
+    assert len(code.strip().splitlines()) <= 15
+
+
+@pytest.mark.parametrize("title, code, first_line", _readme_blocks(), ids=[t for t, _, _ in _readme_blocks()])
+def test_readme_python_block_runs(title, code, first_line, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
+    t0 = time.perf_counter()
+    namespace, printed = run_markdown_block(README, code, first_line, name="__readme__")
+    seconds = time.perf_counter() - t0
     assert printed.strip(), f"the README block under {title!r} prints nothing"
     if title == "Ten lines of Python":
         # What the block says it shows: gradient descent at its default step takes every member to the target.
@@ -99,3 +90,10 @@ def test_readme_python_block_runs(title, code, tmp_path, monkeypatch):
         assert ((drift > 0.01) & (drift < 0.06)).all(), drift  # "its Gram matrix moves by 2–5 %"
         assert "reached target" in printed
         print(f"README ten lines: {seconds:.1f} s, {run.steps} steps")  # shown with -s; not asserted (load)
+    if title == "Your own model":
+        # What its comments say: a (16, 16) float64 eNTK, a linearisation to train, the diagnosis's verdicts and
+        # the width sweep's slopes.
+        assert namespace["K"].shape == (16, 16) and namespace["K"].dtype == torch.float64
+        assert isinstance(namespace["lin"], torch.nn.Module)
+        assert "lazy (kernel) regime: YES" in printed and "rate matches the kernel" in printed
+        assert "width slopes" in printed and all(name in printed for name in ("movement", "drift", "gap"))

@@ -3,32 +3,28 @@ installed) and prints what its comments say."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from pathlib import Path
 
 import pytest
 
+from helpers import markdown_python_blocks, run_markdown_block
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "infinite.md"
 
 
-def _blocks() -> list[str]:
-    return re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", DOC.read_text(encoding="utf-8"), flags=re.M | re.S)
+def _blocks() -> list[tuple[str, str, int]]:
+    return markdown_python_blocks(DOC)
 
 
-def _run(code: str) -> tuple[dict, str]:
-    namespace: dict = {"__name__": "__infinite_doc__"}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - the doc's own example
-    return namespace, out.getvalue()
+def _run(index: int) -> tuple[dict, str]:
+    _, code, first_line = _blocks()[index]
+    return run_markdown_block(DOC, code, first_line, name="__infinite_doc__")
 
 
 @pytest.mark.slow
 def test_worked_cnn_example():
-    code = _blocks()[0]
-    namespace, printed = _run(code)
+    namespace, printed = _run(0)
     res = namespace["res"]
     assert res.layout == "full" and res.outputs == 10 and "K[i, j] · I_10" in printed
     assert res.laws["stem"].source == "pytorch-default" and abs(res.laws["stem"].sigma_b2 - 1 / 81) < 1e-15
@@ -40,6 +36,6 @@ def test_worked_cnn_example():
 @pytest.mark.slow
 def test_gpytorch_example():
     pytest.importorskip("gpytorch")
-    namespace, printed = _run(_blocks()[1])
+    namespace, printed = _run(1)
     assert "negative marginal log likelihood" in printed
-    assert float(namespace["gp"].kernel.sigma_w2[0]) > 0
+    assert namespace["gp"].kernel.sigma_w2[0].item() > 0

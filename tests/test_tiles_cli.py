@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 import zeroloss
+from helpers import markdown_python_blocks, run_markdown_block
 from zeroloss.cli import app
 from zeroloss.data import sphere_data
 from zeroloss.tiles import open_kernel
 
 runner = CliRunner()
+DOC_KERNEL_JOBS = Path(__file__).resolve().parents[1] / "docs" / "kernel-jobs.md"
 
 CNN = '''
 import torch
@@ -102,3 +107,27 @@ def test_bad_job_options_are_one_line_errors_and_write_nothing(work, extra, fiel
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), result.output
     assert not any(p.suffix in (".zarr", ".npy") and p.name != "X.npy" for p in work.iterdir())
+
+
+def test_the_kernel_jobs_page_example_predicts_what_the_in_memory_kernels_predict(work, monkeypatch):
+    """docs/kernel-jobs.md's Python block, on the train and test × train kernels of jobs its text describes."""
+    X_test, _ = sphere_data(n=5, d=8, seed=1)
+    np.save(work / "X_test.npy", X_test.numpy())
+    common = ["--kind", "ntk", "--net", "fc", "--depth", "2", "--activation", "relu", "--block", "5"]
+    for extra in (["--out", str(work / "K.zarr")],
+                  ["--out", str(work / "Kt.zarr"), "--inputs2", str(work / "X.npy")]):
+        inputs = work / ("X.npy" if "K.zarr" in extra[1] else "X_test.npy")
+        result = runner.invoke(app, ["kernel", "--inputs", str(inputs), "--device", "cpu", *common, *extra])
+        assert result.exit_code == 0, result.output
+    (_, code, first_line), = markdown_python_blocks(DOC_KERNEL_JOBS)
+    y = torch.linspace(-1, 1, 12, dtype=torch.float64)
+    monkeypatch.chdir(work)  # the block opens K.zarr and Kt.zarr by relative path
+    namespace, _ = run_markdown_block(DOC_KERNEL_JOBS, code, first_line, given={"y": y})
+    X = torch.from_numpy(np.load(work / "X.npy"))
+    both = zeroloss.limit_kernel(torch.cat([X, X_test]), net="fc", depth=2, activation="relu", kind="ntk")
+    K, Kt = both[:12, :12], both[12:, :12]  # the kernel on train ∪ test, cut into its train and test × train blocks
+    ref = zeroloss.predict_gd_mse(K, y, lr=1.0, time=[math.inf], k_test_train=Kt)
+    pred = namespace["pred"]
+    # the same closed form on kernels that agree to round-off (tiles are the same recursion on other row blocks)
+    assert torch.allclose(pred.test, ref.test, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(pred.train, ref.train, rtol=1e-9, atol=1e-12)
