@@ -97,3 +97,14 @@ def test_readme_python_block_runs(title, code, first_line, tmp_path, monkeypatch
         assert isinstance(namespace["lin"], torch.nn.Module)
         assert "lazy (kernel) regime: YES" in printed and "rate matches the kernel" in printed
         assert "width slopes" in printed and all(name in printed for name in ("movement", "drift", "gap"))
+
+
+def test_a_documented_block_that_warns_fails_naming_its_line_in_the_file(tmp_path):
+    """The runner's own check (negative control): a warning is an error, reported at the Markdown file's line."""
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\ntext\n\n```python\nimport warnings\nwarnings.warn('copied example warns')\n```\n")
+    ((title, code, first_line),) = markdown_python_blocks(page)
+    assert (title, first_line) == ("Page", 6)
+    with pytest.raises(UserWarning, match="copied example warns") as caught:
+        run_markdown_block(page, code, first_line)
+    assert (caught.traceback[-1].path, caught.traceback[-1].lineno + 1) == (page, 7)  # pytest's lineno is 0-based
