@@ -14,6 +14,7 @@ import doctest
 import importlib
 import pkgutil
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -107,4 +108,5 @@ def test_a_documented_block_that_warns_fails_naming_its_line_in_the_file(tmp_pat
     assert (title, first_line) == ("Page", 6)
     with pytest.raises(UserWarning, match="copied example warns") as caught:
         run_markdown_block(page, code, first_line)
-    assert (caught.traceback[-1].path, caught.traceback[-1].lineno + 1) == (page, 7)  # pytest's lineno is 0-based
+    where = traceback.extract_tb(caught.value.__traceback__)[-1]
+    assert (where.filename, where.lineno) == (str(page), 7)

@@ -195,7 +195,8 @@ register(Experiment(
                 "labels, full-batch GD with η = 1/λ_max(G(0)) for twice the kernel's horizon, over widths and seeds: "
                 "each run against the kernel prediction of its own G(0); λ_min(G(k)) at every step.",
     # tiny: 4 seeds, the width-512 batches being most of its time; over seeds 0–3 every claim's verdict is the one
-    # over seeds 0–7 (checked on 8-seed runs), with wider slope intervals: the slopes' evidence is medium and paper
+    # over seeds 0–7 (checked on 8-seed runs), with wider slope intervals (medium and paper, with more seeds and
+    # widths, narrow them)
     specs={"tiny": kernel_specs([64, 128, 256, 512], 4, n=8, d=16),
            "medium": kernel_specs([64, 128, 256, 512, 1024, 2048], 6, n=8, d=16),
            "paper": kernel_specs([256, 512, 1024, 2048, 4096, 8192], 8, n=32, d=64)},
